@@ -1,0 +1,39 @@
+"""The alignment-loss interface: how the two encoders are pulled into one metric space.
+
+An alignment loss is constructed with the run context, its options (``params.alignment`` besides
+``loss``) and the :class:`dfbench.students.Students` (for proxies), and called with the photo and
+sketch embeddings of a batch of pairs and their labels; it returns a scalar.
+"""
+
+from __future__ import annotations
+
+from dfbench.errors import ConfigError, did_you_mean
+
+
+class AlignmentLoss:
+    name: str = ""
+    description: str = ""
+    defaults: dict = {}
+
+    def __init__(self, ctx, options: dict, students):
+        self.ctx = ctx
+        self.options = options
+        self.students = students
+
+    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
+        raise NotImplementedError
+
+    def parameters(self):
+        """Trainable parameters of the loss itself (learnable proxies, temperatures)."""
+        return []
+
+
+def resolve_options(loss_cls, options: dict) -> dict:
+    opts = {k: v for k, v in options.items() if k != "loss"}
+    unknown = sorted(set(opts) - set(loss_cls.defaults))
+    if unknown:
+        raise ConfigError(
+            f"Unknown option '{unknown[0]}' for alignment loss '{loss_cls.name}'."
+            f"{did_you_mean(unknown[0], loss_cls.defaults)} Its options: {', '.join(sorted(loss_cls.defaults)) or '(none)'}."
+        )
+    return {**loss_cls.defaults, **opts}

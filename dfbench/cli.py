@@ -1,0 +1,223 @@
+"""The ``dfbench`` command line.
+
+Start-up imports neither torch nor any plugin's implementation: plugins register lazy
+``module:attribute`` targets, imported only when a command uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from dfbench import __version__
+from dfbench.errors import DfbenchError
+from dfbench.registry import KINDS
+
+
+class DfbenchGroup(click.Group):
+    """Turns :class:`DfbenchError` into a one-paragraph message and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DfbenchError as exc:
+            _fail(str(exc), exc.exit_code)
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except DfbenchError as exc:  # raised outside invoke (e.g. while completing)
+            _fail(str(exc), exc.exit_code)
+
+
+def _fail(message: str, code: int = 2):
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=DfbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dfbench")
+def cli():
+    """dfbench: benchmarks for data-free cross-modal learning (data-free SBIR).
+
+    \b
+    First run (embedded dataset, no download):
+      dfbench run --method dfsbir --profile smoke
+    """
+
+
+def _plugins():
+    from dfbench.plugins import get_plugins, warn_broken
+
+    system = get_plugins()
+    warn_broken()
+    return system
+
+
+@cli.command(name="list")
+@click.option("--kind", type=click.Choice(KINDS), help="Only components of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, description}.")
+def list_cmd(kind, as_json):
+    """List registered methods, datasets, teacher loaders, inversion strategies and alignment losses."""
+    system = _plugins()
+    kinds = [kind] if kind else list(KINDS)
+    rows = [entry.as_dict() for k in kinds for entry in system.registry(k)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for k in kinds:
+        table = Table(title=k, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("plugin")
+        table.add_column("description")
+        for r in rows:
+            if r["kind"] == k:
+                table.add_row(r["name"], r["plugin"], r["description"])
+        console.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json):
+    """Show installed plugins: name, version, hooks, and the error of any that failed to load."""
+    from dfbench.plugins import get_plugins
+
+    infos = [i.as_dict() for i in get_plugins().info.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("name", "distribution", "version", "hooks", "error"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i["name"], i["distribution"] or "", i["version"] or "", ", ".join(h.replace("dfbench_register_", "") for h in i["hooks"]), i["error"] or "")
+    Console().print(table)
+
+
+@cli.command()
+@click.option("--method", "-m", help="Method name (see 'dfbench list --kind methods').")
+@click.option("--dataset", "-d", default=None, help="Dataset name [default: shapes, the embedded one].")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset.")
+@click.option("--profile", "-p", default=None, help="smoke | cpu | paper [default: cpu].")
+@click.option("--seed", "-s", "seeds", type=int, multiple=True, help="Seed; repeat for several runs [default: 0].")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. params.rounds=100.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
+@click.option("--force", is_flag=True, help="Run again even when a completed record exists.")
+@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable image files with a warning instead of failing.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, print_config, as_json, quiet):
+    """Run one method on one dataset and write a run record per seed."""
+    from dfbench.progress import Reporter
+    from dfbench.runner import RunRequest, execute_resolved, resolve_request
+
+    _plugins()
+    reporter = Reporter(enabled=False) if quiet else Reporter()
+    outcomes = []
+    for seed in seeds or (0,):
+        req = RunRequest(
+            method=method,
+            dataset=dataset,
+            profile=profile,
+            seed=seed,
+            device=device,
+            data_root=str(data_root) if data_root else None,
+            config_file=str(config_file) if config_file else None,
+            overrides=list(overrides),
+            results=results,
+            cache_dir=cache_dir,
+            force=force,
+            skip_bad_images=skip_bad_images,
+        )
+        cfg, method_obj = resolve_request(req)
+        if print_config:
+            import yaml
+
+            click.echo(yaml.safe_dump(cfg, sort_keys=False))
+            return
+        try:
+            outcome = execute_resolved(cfg, method_obj, req, reporter)
+        except KeyboardInterrupt:
+            _fail("Interrupted. Run the same command again to start this run over.", 130)
+        if outcome.skipped:
+            reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
+        else:
+            reporter.log(f"record written to {outcome.path}")
+        outcomes.append(outcome)
+    if as_json:
+        click.echo(json.dumps([o.record for o in outcomes], indent=2))
+    else:
+        _summary(outcomes)
+
+
+def _summary(outcomes):
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="results")
+    for col in ("method", "dataset", "seed", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)", "record"):
+        table.add_column(col, justify="right" if col not in ("method", "dataset", "record") else "left")
+    for o in outcomes:
+        r = o.record
+        m = r.get("metrics", {})
+        table.add_row(
+            r["method"], r["dataset"], str(r["seed"]),
+            *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
+            f"{r.get('timing', {}).get('total', 0):.1f}",
+            str(o.path) + (" (skipped)" if o.skipped else ""),
+        )
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("queries", type=click.Path(path_type=Path))
+@click.argument("query_labels", type=click.Path(path_type=Path))
+@click.argument("gallery", type=click.Path(path_type=Path))
+@click.argument("gallery_labels", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON with the same metric keys as run records.")
+@click.option("--device", default="cpu", show_default=True, help="cpu | cuda | auto.")
+def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
+    """Score any model's embeddings (.npy, N x D floats; labels N integers) with dfbench's metrics."""
+    from dfbench.metrics import evaluate_arrays
+    from dfbench.reproducibility import choose_device
+
+    result = evaluate_arrays(queries, query_labels, gallery, gallery_labels, device=choose_device(device))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for k, v in result.items():
+        click.echo(f"{k}\t{v:.6f}" if isinstance(v, float) else f"{k}\t{v}")
+
+
+def _register_plugin_commands():
+    try:
+        from dfbench.plugins import get_plugins
+
+        get_plugins().register_commands(cli)
+    except Exception as exc:  # never let a plugin break the CLI
+        click.echo(f"warning: plugin commands could not be registered: {exc}", err=True)
+
+
+_register_plugin_commands()
+
+
+def main():
+    cli(prog_name="dfbench")
+
+
+if __name__ == "__main__":
+    main()

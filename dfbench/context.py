@@ -1,0 +1,41 @@
+"""The run context handed to teacher loaders, inversion strategies, losses and methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dfbench.progress import Reporter
+
+
+@dataclass
+class RunContext:
+    config: dict  # the resolved config
+    device: Any  # torch.device, chosen once
+    benchmark: Any  # dfbench.datasets.Benchmark
+    cache_dir: Path
+    reporter: Reporter = field(default_factory=lambda: Reporter(enabled=False))
+    teachers: Any = None  # dfbench.teachers.TeacherSet, once loaded
+    curves: list = field(default_factory=list)  # rows of training curves: {"round": r, term: value}
+    artifacts_dir: Path | None = None  # where a method may save pictures of its run
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def params(self) -> dict:
+        return self.config["params"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def num_classes(self) -> int:
+        return self.benchmark.num_classes
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config["data"]["image_size"])
+
+    def log_curve(self, row: dict) -> None:
+        self.curves.append(row)

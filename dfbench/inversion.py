@@ -1,0 +1,114 @@
+"""The inversion-strategy interface: how a method synthesises training pairs from the teachers.
+
+Synthesis is separated from training (as in Fast-Datafree's ``synthesize()``/``sample()``): a
+strategy's ``synthesize(students)`` runs its own optimisation steps and returns one
+:class:`SynthBatch` of paired photos and sketches with labels; the engine stores batches in a
+:class:`ReplayPool` and samples encoder batches from it. Every strategy returns the same type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dfbench.errors import ConfigError, did_you_mean
+
+
+@dataclass
+class SynthBatch:
+    """Paired images (row i of ``photo`` pairs with row i of ``sketch``) and the teacher labels
+    of each image. Tensors are detached and live on the run's device."""
+
+    photo: torch.Tensor
+    sketch: torch.Tensor
+    photo_labels: torch.Tensor
+    sketch_labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.photo.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "SynthBatch":
+        return SynthBatch(self.photo[idx], self.sketch[idx], self.photo_labels[idx], self.sketch_labels[idx])
+
+
+class InversionStrategy:
+    """A registered inversion strategy.
+
+    ``defaults`` lists its options (``params.inversion`` in a method's config, besides
+    ``strategy``); the constructor receives the run context, the options merged over the defaults,
+    the non-zero loss-term weights and the teacher variant.
+    """
+
+    name: str = ""
+    description: str = ""
+    defaults: dict = {}
+
+    def __init__(self, ctx, options: dict, weights: dict, variant: str):
+        self.ctx = ctx
+        self.options = options
+        self.weights = weights
+        self.variant = variant
+
+    def synthesize(self, students) -> SynthBatch:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def resolve_options(strategy_cls, options: dict) -> dict:
+    opts = {k: v for k, v in options.items() if k != "strategy"}
+    unknown = sorted(set(opts) - set(strategy_cls.defaults))
+    if unknown:
+        raise ConfigError(
+            f"Unknown option '{unknown[0]}' for inversion strategy '{strategy_cls.name}'."
+            f"{did_you_mean(unknown[0], strategy_cls.defaults)} Its options: "
+            f"{', '.join(sorted(strategy_cls.defaults)) or '(none)'}."
+        )
+    return {**strategy_cls.defaults, **opts}
+
+
+class ReplayPool:
+    """A ring buffer of synthesised pairs on the run's device (the newest ``capacity`` pairs)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = int(capacity)
+        self._data: SynthBatch | None = None
+        self._size = 0
+        self._next = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, batch: SynthBatch) -> None:
+        if self.capacity <= 0:
+            return
+        if self._data is None:
+            shape = lambda t: (self.capacity,) + tuple(t.shape[1:])  # noqa: E731
+            self._data = SynthBatch(*(torch.empty(shape(t), dtype=t.dtype, device=t.device) for t in (batch.photo, batch.sketch, batch.photo_labels, batch.sketch_labels)))
+        n = min(len(batch), self.capacity)
+        idx = (torch.arange(n) + self._next) % self.capacity
+        idx = idx.to(batch.photo.device)
+        for name in ("photo", "sketch", "photo_labels", "sketch_labels"):
+            getattr(self._data, name)[idx] = getattr(batch, name)[-n:]
+        self._next = (self._next + n) % self.capacity
+        self._size = min(self.capacity, self._size + n)
+
+    def sample(self, n: int, generator: torch.Generator) -> SynthBatch:
+        idx = torch.randint(0, self._size, (n,), generator=generator).to(self._data.photo.device)
+        return self._data.index(idx)
+
+    def state_dict(self) -> dict:
+        if self._data is None:
+            return {"size": 0}
+        return {"size": self._size, "next": self._next, "data": {k: getattr(self._data, k).cpu() for k in ("photo", "sketch", "photo_labels", "sketch_labels")}}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        if not state.get("size"):
+            return
+        self._data = SynthBatch(*(state["data"][k].to(device) for k in ("photo", "sketch", "photo_labels", "sketch_labels")))
+        self._size, self._next = state["size"], state["next"]

@@ -1,0 +1,151 @@
+"""Registries of named components, one per kind.
+
+Plugins register a name with a *target*: either the object itself or a lazy ``"module:attr"``
+string that is imported only when the component is used, so that listing components (and
+``dfbench --help``) never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from dfbench.errors import DfbenchError, UnknownNameError, did_you_mean
+
+KINDS = ("methods", "datasets", "teachers", "inversions", "losses")
+
+# Singular words for messages.
+KIND_NOUN = {
+    "methods": "method",
+    "datasets": "dataset",
+    "teachers": "teacher loader",
+    "inversions": "inversion strategy",
+    "losses": "alignment loss",
+}
+
+
+@dataclass
+class Entry:
+    kind: str
+    name: str
+    target: Any
+    plugin: str
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+    _loaded: Any = field(default=None, repr=False)
+
+    def load(self) -> Any:
+        """Import (once) and return the registered object."""
+        if self._loaded is None:
+            target = self.target
+            if isinstance(target, str):
+                module_name, _, attr = target.partition(":")
+                try:
+                    module = importlib.import_module(module_name)
+                    obj = module
+                    for part in attr.split(".") if attr else []:
+                        obj = getattr(obj, part)
+                except (ImportError, AttributeError) as exc:
+                    raise DfbenchError(
+                        f"The {KIND_NOUN.get(self.kind, self.kind)} '{self.name}' from plugin "
+                        f"'{self.plugin}' points at '{target}', which could not be imported "
+                        f"({type(exc).__name__}: {exc}). Reinstall or fix that plugin, or unload it "
+                        f"with DFBENCH_LOAD_PLUGINS."
+                    ) from exc
+                self._loaded = obj
+            else:
+                self._loaded = target
+        return self._loaded
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "plugin": self.plugin,
+            "description": self.description,
+            **({"target": self.target} if isinstance(self.target, str) else {}),
+        }
+
+
+class DuplicateNameError(DfbenchError):
+    pass
+
+
+class Registry:
+    """Named components of one kind."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        # name -> every plugin that registered it, for names registered more than once
+        self.conflicts: dict[str, list[str]] = {}
+
+    def add(self, name: str, target: Any, *, plugin: str, description: str = "", **extra) -> Entry:
+        if not isinstance(name, str) or not name:
+            raise DfbenchError(
+                f"Plugin '{plugin}' tried to register a {KIND_NOUN[self.kind]} without a name; "
+                "pass a non-empty string as the first argument of register()."
+            )
+        if name in self._entries:
+            other = self._entries[name]
+            plugins = self.conflicts.setdefault(name, [other.plugin])
+            plugins.append(plugin)
+            raise DuplicateNameError(
+                f"Two plugins register the {KIND_NOUN[self.kind]} '{name}': '{other.plugin}' and "
+                f"'{plugin}'. Uninstall one of them, rename one registration, or limit loading with "
+                f"DFBENCH_LOAD_PLUGINS."
+            )
+        entry = Entry(self.kind, name, target, plugin, description or "", dict(extra))
+        self._entries[name] = entry
+        return entry
+
+    def get(self, name: str) -> Entry:
+        if name in self.conflicts:
+            plugins = self.conflicts[name]
+            raise DuplicateNameError(
+                f"The {KIND_NOUN[self.kind]} '{name}' is registered by more than one plugin: "
+                + " and ".join(f"'{p}'" for p in plugins)
+                + ". Uninstall one of them or limit loading with DFBENCH_LOAD_PLUGINS."
+            )
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = sorted(self._entries)
+            raise UnknownNameError(
+                f"Unknown {KIND_NOUN[self.kind]} '{name}'.{did_you_mean(name, known)} "
+                f"Known {self.kind}: {', '.join(known) or '(none)'}. "
+                f"Run 'dfbench list --kind {self.kind}' to see them with descriptions."
+            ) from None
+
+    def load(self, name: str) -> Any:
+        return self.get(name).load()
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remove_plugin(self, plugin: str) -> None:
+        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
+            del self._entries[name]
+        for name, plugins in list(self.conflicts.items()):
+            if plugin in plugins:
+                del self.conflicts[name]
+
+
+def make_register(registry: Registry, plugin: str) -> Callable[..., Entry]:
+    """The ``register`` callback handed to one plugin's hook implementation."""
+
+    def register(name: str, target: Any, description: str = "", **extra) -> Entry:
+        return registry.add(name, target, plugin=plugin, description=description, **extra)
+
+    register.__doc__ = f"Register a {KIND_NOUN[registry.kind]}: register(name, target, description=...)."
+    return register

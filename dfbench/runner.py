@@ -1,0 +1,213 @@
+"""Runs one method on one dataset with one seed, and writes its record.
+
+The runner owns everything a method should not: names, config, seeds, device, data, teachers,
+evaluation, timings and the record. Methods only ``fit``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dfbench import config as cfgmod
+from dfbench.errors import DfbenchError
+from dfbench.progress import Reporter
+from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
+
+
+@dataclass
+class RunRequest:
+    method: str
+    dataset: str = "shapes"
+    profile: str = "cpu"
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    config_file: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    results: Path = Path("results")
+    cache_dir: Path | None = None
+    force: bool = False
+    skip_bad_images: bool = False
+
+
+@dataclass
+class RunOutcome:
+    record: dict
+    path: Path
+    skipped: bool = False
+
+
+def resolve_request(req: RunRequest) -> tuple[dict, object]:
+    """Resolved config and the method object of a request (raises on bad names or keys)."""
+    from dfbench.plugins import registry
+
+    file_cfg = cfgmod.load_yaml(req.config_file) if req.config_file else {}
+    overrides = cfgmod.parse_set(req.overrides)
+    method_name = req.method or file_cfg.get("method")
+    if not method_name:
+        raise DfbenchError("No method given: pass --method NAME (see 'dfbench list --kind methods').")
+    dataset_name = req.dataset or file_cfg.get("dataset") or "shapes"
+    profile = req.profile or file_cfg.get("profile") or "cpu"
+    method_cls = registry("methods").load(method_name)
+    registry("datasets").get(dataset_name)  # unknown names fail before any work
+    if req.data_root:
+        overrides = cfgmod.deep_merge(overrides, {"data": {"root": str(req.data_root)}})
+    if req.skip_bad_images:
+        overrides = cfgmod.deep_merge(overrides, {"data": {"skip_bad_images": True}})
+    cfg = cfgmod.resolve(
+        method=method_name,
+        dataset=dataset_name,
+        profile=profile,
+        seed=req.seed,
+        device=req.device,
+        method_profiles=getattr(method_cls, "profiles", {}),
+        file_config=file_cfg,
+        overrides=overrides,
+    )
+    registry("teachers").get(cfg["teachers"]["loader"])
+    return cfg, method_cls()
+
+
+def load_benchmark(cfg: dict, cache_dir: Path):
+    from dfbench.datasets import DatasetOptions
+    from dfbench.plugins import registry
+
+    plugin = registry("datasets").load(cfg["dataset"])()
+    opts = DatasetOptions(
+        data_root=Path(cfg["data"]["root"]).expanduser() if cfg["data"]["root"] else None,
+        image_size=int(cfg["data"]["image_size"]),
+        seed=int(cfg["data"].get("seed", 0)) if "seed" in cfg["data"] else 0,
+        cache_dir=cache_dir,
+        skip_bad_images=bool(cfg["data"]["skip_bad_images"]),
+        extra=dict(cfg["data"]["options"]),
+    )
+    return plugin.load(opts)
+
+
+def execute(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
+    reporter = reporter or Reporter()
+    cfg, method = resolve_request(req)
+    return execute_resolved(cfg, method, req, reporter)
+
+
+def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> RunOutcome:
+    from dfbench.datasets import default_cache_dir
+
+    chash = cfgmod.config_hash(cfg)
+    rid = cfgmod.run_id(cfg)
+    path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
+    existing = read_record(path)
+    if existing is not None and existing.get("status") == "completed" and not req.force:
+        return RunOutcome(existing, path, skipped=True)
+
+    import torch
+
+    from dfbench.context import RunContext
+    from dfbench.evaluation import evaluate_embedder
+    from dfbench.plugins import registry
+    from dfbench.reproducibility import choose_device, make_deterministic, seed_everything
+
+    device = choose_device(cfg["device"])
+    cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
+    art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
+    record = {
+        "schema": SCHEMA,
+        "run_id": rid,
+        "method": cfg["method"],
+        "dataset": cfg["dataset"],
+        "profile": cfg["profile"],
+        "seed": cfg["seed"],
+        "status": "running",
+        "error": None,
+        "metrics": {},
+        "config": cfg,
+        "config_hash": chash,
+        "teachers": {},
+        "timing": {},
+        "env": environment(device),
+        "world_size": 1,
+        "started_at": now(),
+        "finished_at": None,
+        "artifacts": str(art.relative_to(req.results)) if art.is_relative_to(req.results) else str(art),
+    }
+    timing = record["timing"]
+    t_start = time.perf_counter()
+    seed_everything(cfg["seed"])
+    make_deterministic(device)
+    ctx = None
+    try:
+        t = time.perf_counter()
+        benchmark = load_benchmark(cfg, cache_dir)
+        timing["data"] = round(time.perf_counter() - t, 3)
+        record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
+        ctx = RunContext(config=cfg, device=device, benchmark=benchmark, cache_dir=cache_dir, reporter=reporter, artifacts_dir=art)
+
+        t = time.perf_counter()
+        roles = method.teacher_roles(cfg["params"])
+        loader = registry("teachers").load(cfg["teachers"]["loader"])()
+        ctx.teachers = loader.load(ctx, roles)
+        timing["teachers"] = round(time.perf_counter() - t, 3)
+        record["teachers"] = {
+            role: {"accuracy": ctx.teachers.accuracy.get(role), **ctx.teachers.info.get(role, {})} for role in sorted(ctx.teachers.models)
+        }
+
+        seed_everything(cfg["seed"])  # training starts from the same state whether teachers were cached or not
+        t = time.perf_counter()
+        embedder = method.fit(ctx)
+        timing["train"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        metrics = evaluate_embedder(embedder, benchmark, device, int(cfg["eval"]["batch_size"]), reporter)
+        timing["eval"] = round(time.perf_counter() - t, 3)
+        record["metrics"] = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+        record["status"] = "completed"
+        _write_artifacts(art, benchmark, ctx)
+    except DfbenchError as exc:
+        _finish_failed(record, path, timing, t_start, exc, ctx, art)
+        raise
+    except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
+        _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=traceback.format_exc())
+        raise
+    timing["total"] = round(time.perf_counter() - t_start, 3)
+    record["finished_at"] = now()
+    write_record(path, record)
+    return RunOutcome(record, path)
+
+
+def _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=None):
+    # only failures that happen after the data loaded are results worth recording
+    if ctx is None:
+        return
+    record["status"] = "failed"
+    record["error"] = f"{type(exc).__name__}: {exc}"
+    if tb:
+        record["traceback"] = tb
+    timing["total"] = round(time.perf_counter() - t_start, 3)
+    record["finished_at"] = now()
+    try:
+        _write_artifacts(art, ctx.benchmark, ctx)
+    except Exception:
+        pass
+    write_record(path, record)
+
+
+def _write_artifacts(art: Path, benchmark, ctx) -> None:
+    from dfbench.fileio import atomic_write_json, atomic_write_text
+
+    art.mkdir(parents=True, exist_ok=True)
+    if benchmark.split_manifest:
+        atomic_write_json(art / "split.json", benchmark.split_manifest)
+    if ctx is not None and ctx.curves:
+        keys: list[str] = []
+        for row in ctx.curves:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(ctx.curves)
+        atomic_write_text(art / "curves.csv", buf.getvalue())

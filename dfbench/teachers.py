@@ -1,0 +1,61 @@
+"""Teachers: the frozen classifiers a data-free method learns from.
+
+Roles:
+- ``photo``: a classifier trained on photos only; ``sketch``: on sketches only (the paper's setting:
+  trained independently, elsewhere);
+- ``unified``: one classifier trained on both modalities (the variant the release runs);
+- ``modality``: photo (0) vs sketch (1), one logit.
+
+A teacher loader (a plugin) turns the config and the benchmark into a :class:`TeacherSet`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ROLES = ("photo", "sketch", "unified", "modality")
+
+
+@dataclass
+class TeacherSet:
+    """Frozen teachers by role, with their test accuracies (fractions in [0, 1])."""
+
+    models: dict  # role -> dfbench.models.Classifier (eval mode, no grads)
+    accuracy: dict = field(default_factory=dict)  # role -> float or {"photo": .., "sketch": ..}
+    info: dict = field(default_factory=dict)  # role -> provenance (cache key, checkpoint path, time)
+
+    def __getitem__(self, role: str):
+        return self.models[role]
+
+    def __contains__(self, role: str) -> bool:
+        return role in self.models
+
+    def for_modality(self, modality: str, variant: str):
+        """The class teacher that judges images of ``modality`` under ``variant``
+        (``independent``: the modality's own teacher; ``unified``: the shared one)."""
+        return self.models["unified"] if variant == "unified" else self.models[modality]
+
+
+def roles_for_variant(variant: str, modality: bool = True) -> set[str]:
+    from dfbench.errors import ConfigError
+
+    if variant not in ("independent", "unified"):
+        raise ConfigError(f"Unknown teacher variant '{variant}': use 'independent' or 'unified'.")
+    roles = {"unified"} if variant == "unified" else {"photo", "sketch"}
+    if modality:
+        roles.add("modality")
+    return roles
+
+
+class TeacherLoader:
+    """What a registered teacher loader provides: ``load(ctx, roles) -> TeacherSet``.
+
+    ``ctx`` is the :class:`dfbench.context.RunContext` (config, device, benchmark, progress,
+    cache directory); ``roles`` the subset of :data:`ROLES` the method needs.
+    """
+
+    name: str = ""
+    description: str = ""
+
+    def load(self, ctx, roles: set[str]) -> TeacherSet:
+        raise NotImplementedError

@@ -1,0 +1,310 @@
+"""Loss terms for synthesis, shared by every inversion strategy.
+
+A method's synthesis loss is a weighted sum of named terms (``params.weights``): a term with weight
+0 is not computed at all, which is how ablations switch terms off. Each term is a function of a
+:class:`SynthesisState`, which computes (once, lazily) what the terms need: teacher features and
+logits per modality, the modality classifier's logits, the students' class logits, and the
+BatchNorm-statistics penalty collected by :class:`BatchNormStatsHooks`.
+
+Signs follow "lower is better for the synthesiser": a term the generator should maximise (the
+students' disagreement) enters with a minus sign.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODALITIES = ("photo", "sketch")
+
+
+class BatchNormStatsHooks:
+    """Forward hooks on every BatchNorm layer of some modules: each forward pass adds, per layer,
+    ``||mean_batch - running_mean||_2 + ||var_batch - running_var||_2`` of the layer's input
+    (DeepInversion, Yin et al. 2020; Fast-Datafree's ``DeepInversionHook``). The first layer's term
+    can be scaled (``first_layer_scale``). Use as a context manager: hooks are removed on exit.
+    """
+
+    def __init__(self, modules, first_layer_scale: float = 1.0):
+        self.modules = [m for m in modules if m is not None]
+        self.first_layer_scale = float(first_layer_scale)
+        self._handles: list = []
+        self._losses: list[torch.Tensor] = []
+
+    def _hook(self, scale: float):
+        def hook(module, inputs, output):
+            x = inputs[0]
+            dims = [0] + list(range(2, x.dim()))
+            mean = x.mean(dim=dims)
+            var = x.var(dim=dims, unbiased=False)
+            loss = torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2)
+            self._losses.append(scale * loss)
+
+        return hook
+
+    def __enter__(self):
+        for module in self.modules:
+            first = True
+            for layer in module.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm) and layer.track_running_stats:
+                    scale = self.first_layer_scale if first else 1.0
+                    self._handles.append(layer.register_forward_hook(self._hook(scale)))
+                    first = False
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._losses.clear()
+        return False
+
+    def collect(self) -> torch.Tensor | None:
+        """Sum of the penalties recorded since the last call (None when nothing was recorded)."""
+        if not self._losses:
+            return None
+        total = torch.stack(self._losses).sum()
+        self._losses.clear()
+        return total
+
+
+class SynthesisState:
+    """What the terms see for one synthesised batch of paired photos and sketches."""
+
+    def __init__(self, images: dict, teachers, variant: str, students=None, targets: dict | None = None, bn_hooks: BatchNormStatsHooks | None = None):
+        self.images = images  # {"photo": (B,3,S,S), "sketch": (B,3,S,S)}; a method may have one
+        self.teachers = teachers
+        self.variant = variant
+        self.students = students
+        self.targets = targets or {}
+        self.bn_hooks = bn_hooks
+        self._cache: dict = {}
+
+    @property
+    def modalities(self):
+        return [m for m in MODALITIES if m in self.images]
+
+    def _teacher_pass(self):
+        if "teacher" in self._cache:
+            return self._cache["teacher"]
+        feats, logits = {}, {}
+        if self.variant == "unified" and len(self.modalities) == 2:
+            # one pass over both modalities: the unified teacher's BatchNorm statistics are of mixed batches
+            teacher = self.teachers["unified"]
+            x = torch.cat([self.images["photo"], self.images["sketch"]])
+            f = teacher.features(x)
+            lg = teacher.head(f)
+            n = self.images["photo"].shape[0]
+            feats = {"photo": f[:n], "sketch": f[n:]}
+            logits = {"photo": lg[:n], "sketch": lg[n:]}
+        else:
+            for m in self.modalities:
+                teacher = self.teachers.for_modality(m, self.variant)
+                feats[m] = teacher.features(self.images[m])
+                logits[m] = teacher.head(feats[m])
+        bn = self.bn_hooks.collect() if self.bn_hooks is not None else None
+        self._cache["teacher"] = (feats, logits, bn)
+        return self._cache["teacher"]
+
+    def teacher_features(self, m):
+        return self._teacher_pass()[0][m]
+
+    def teacher_logits(self, m):
+        return self._teacher_pass()[1][m]
+
+    def labels(self, m):
+        if m in self.targets:
+            return self.targets[m]
+        return self.teacher_logits(m).detach().argmax(1)
+
+    def bn_penalty(self):
+        bn = self._teacher_pass()[2]
+        if bn is None:
+            raise RuntimeError("the 'bn' term needs the strategy to run with BatchNormStatsHooks")
+        return bn
+
+    def modality_logits(self, m):
+        key = ("modality", m)
+        if key not in self._cache:
+            self._cache[key] = self.teachers["modality"](self.images[m]).squeeze(1)
+        return self._cache[key]
+
+    def student_logits(self, m):
+        key = ("student", m)
+        if key not in self._cache:
+            if self.students is None:
+                raise RuntimeError("adversarial terms need the students")
+            self._cache[key] = self.students.class_logits(self.images[m], m)
+        return self._cache[key]
+
+
+# -- the terms ----------------------------------------------------------------------------------
+
+def one_hot(s: SynthesisState):
+    """Cross-entropy of the teacher's logits against their argmax (or the target class)."""
+    return sum(F.cross_entropy(s.teacher_logits(m), s.labels(m)) for m in s.modalities)
+
+
+def entropy(s: SynthesisState):
+    """Information entropy (DAFL): sum of p log p of the batch-mean softmax; lowest for a batch
+    spread evenly over the classes."""
+    total = 0
+    for m in s.modalities:
+        p = F.softmax(s.teacher_logits(m), dim=1).mean(0)
+        total = total + (p * torch.log(p.clamp_min(1e-12))).sum()
+    return total
+
+
+def balance(s: SynthesisState):
+    """Class balance (DFQ): KL of the batch-mean softmax from the uniform distribution (>= 0)."""
+    total = 0
+    for m in s.modalities:
+        p = F.softmax(s.teacher_logits(m), dim=1).mean(0)
+        total = total + (p * torch.log(p.clamp_min(1e-12) * p.numel())).sum()
+    return total
+
+
+def activation(s: SynthesisState):
+    """Minus the mean absolute penultimate teacher feature (DAFL)."""
+    return -sum(s.teacher_features(m).abs().mean() for m in s.modalities)
+
+
+def modality(s: SynthesisState):
+    """Modality guidance: BCE(d(photo), 0) + BCE(d(sketch), 1)."""
+    total = 0
+    for m in s.modalities:
+        logit = s.modality_logits(m)
+        target = torch.zeros_like(logit) if m == "photo" else torch.ones_like(logit)
+        total = total + F.binary_cross_entropy_with_logits(logit, target)
+    return total
+
+
+def class_alignment(s: SynthesisState):
+    """KL(p_sketch || p_photo) of the teachers' class distributions for the same noise, the
+    sketch side detached: the pair shows one class."""
+    log_p_photo = F.log_softmax(s.teacher_logits("photo"), dim=1)
+    p_sketch = F.softmax(s.teacher_logits("sketch").detach(), dim=1)
+    return F.kl_div(log_p_photo, p_sketch, reduction="batchmean")
+
+
+def adversarial(s: SynthesisState):
+    """Minus the cross-entropy of the students' class predictions against the teacher labels
+    (the paper's L_adv): the synthesiser seeks samples the students still get wrong."""
+    return -sum(F.cross_entropy(s.student_logits(m), s.labels(m)) for m in s.modalities)
+
+
+def adversarial_l1(s: SynthesisState):
+    """Minus the mean L1 distance between student and teacher class probabilities (DFAD's
+    disagreement, on probabilities because student logits are scaled cosines)."""
+    return -sum(
+        (F.softmax(s.student_logits(m), 1) - F.softmax(s.teacher_logits(m), 1)).abs().sum(1).mean() for m in s.modalities
+    )
+
+
+def adversarial_kl(s: SynthesisState):
+    """Minus KL(teacher || student) (ZSKT)."""
+    return -sum(
+        F.kl_div(F.log_softmax(s.student_logits(m), 1), F.softmax(s.teacher_logits(m), 1), reduction="batchmean")
+        for m in s.modalities
+    )
+
+
+def adversarial_js(s: SynthesisState):
+    """Minus the Jensen-Shannon divergence between teacher and student (ADI, CMI, Fast)."""
+    total = 0
+    for m in s.modalities:
+        p = F.softmax(s.teacher_logits(m), 1)
+        q = F.softmax(s.student_logits(m), 1)
+        mix = (0.5 * (p + q)).clamp_min(1e-12).log()
+        total = total - 0.5 * (F.kl_div(mix, p, reduction="batchmean") + F.kl_div(mix, q, reduction="batchmean"))
+    return total
+
+
+def bn(s: SynthesisState):
+    """BatchNorm-statistics matching of the teachers (DeepInversion, Fast, DFQ, CMI)."""
+    return s.bn_penalty()
+
+
+def tv(s: SynthesisState):
+    """Total variation (mean absolute difference of neighbouring pixels)."""
+    total = 0
+    for m in s.modalities:
+        x = s.images[m]
+        total = total + (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean()
+    return total
+
+
+def l2(s: SynthesisState):
+    """Mean squared pixel value (image prior of DeepInversion)."""
+    return sum(s.images[m].pow(2).mean() for m in s.modalities)
+
+
+TERMS: dict[str, Callable[[SynthesisState], torch.Tensor]] = {
+    "one_hot": one_hot,
+    "entropy": entropy,
+    "balance": balance,
+    "activation": activation,
+    "modality": modality,
+    "class_alignment": class_alignment,
+    "adversarial": adversarial,
+    "adversarial_l1": adversarial_l1,
+    "adversarial_kl": adversarial_kl,
+    "adversarial_js": adversarial_js,
+    "bn": bn,
+    "tv": tv,
+    "l2": l2,
+}
+
+# Terms that need the pair (both modalities) or a teacher beyond the class teachers.
+NEEDS_PAIR = {"class_alignment"}
+NEEDS_MODALITY_TEACHER = {"modality"}
+NEEDS_STUDENTS = {"adversarial", "adversarial_l1", "adversarial_kl", "adversarial_js"}
+
+
+def check_weights(weights: dict) -> dict:
+    from dfbench.errors import ConfigError, did_you_mean
+
+    for name, w in weights.items():
+        if name not in TERMS:
+            raise ConfigError(
+                f"Unknown loss term '{name}' in params.weights.{did_you_mean(name, TERMS)} "
+                f"Terms: {', '.join(sorted(TERMS))}."
+            )
+        if not isinstance(w, (int, float)) or isinstance(w, bool):
+            raise ConfigError(f"params.weights.{name} must be a number, got {w!r}.")
+    return {k: float(v) for k, v in weights.items() if float(v) != 0.0}
+
+
+def weighted_sum(state: SynthesisState, weights: dict) -> tuple[torch.Tensor, dict]:
+    """The weighted loss and each term's (detached) value."""
+    total = 0
+    parts = {}
+    for name, w in weights.items():
+        value = TERMS[name](state)
+        parts[name] = value.detach()
+        total = total + w * value
+    return total, parts
+
+
+@contextmanager
+def students_frozen(students):
+    """Students in eval mode with no parameter gradients while the synthesiser trains (their
+    BatchNorm statistics must not drift on synthesis batches)."""
+    if students is None:
+        yield
+        return
+    was_training = students.training
+    flags = [p.requires_grad for p in students.parameters()]
+    students.eval()
+    for p in students.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(students.parameters(), flags):
+            p.requires_grad_(f)
+        students.train(was_training)

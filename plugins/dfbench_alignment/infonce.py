@@ -1,0 +1,50 @@
+"""Two-way InfoNCE between paired photo and sketch embeddings (van den Oord et al. 2018; the
+MoCo-style variant of the DF-SBIR release, He et al. 2020).
+
+Row i of the photo batch and row i of the sketch batch come from the same noise (a pair). Each
+photo is classified against every sketch of the batch plus a queue of earlier sketch embeddings,
+and vice versa. Unlike the release, the queue really is updated (first in, first out, any size),
+so its negatives are past embeddings rather than the initial noise.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dfbench.alignment import AlignmentLoss
+
+
+class PairedInfoNCE(AlignmentLoss):
+    name = "infonce"
+    defaults = {"temperature": 0.07, "queue_size": 0}
+
+    def __init__(self, ctx, options, students):
+        super().__init__(ctx, options, students)
+        self.queues = {"photo": None, "sketch": None}
+
+    def _logits(self, q, k, queue):
+        logits = q @ k.t()
+        if queue is not None:
+            logits = torch.cat([logits, q @ queue.t()], dim=1)
+        return logits / float(self.options["temperature"])
+
+    def _enqueue(self, modality, emb):
+        size = int(self.options["queue_size"])
+        if size <= 0:
+            return
+        old = self.queues[modality]
+        new = emb.detach() if old is None else torch.cat([emb.detach(), old])
+        self.queues[modality] = new[:size]
+
+    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
+        p = F.normalize(emb_photo, dim=1)
+        s = F.normalize(emb_sketch, dim=1)
+        target = torch.arange(p.shape[0], device=p.device)
+        loss = 0.5 * (
+            F.cross_entropy(self._logits(p, s, self.queues["sketch"]), target)
+            + F.cross_entropy(self._logits(s, p, self.queues["photo"]), target)
+        )
+        self._enqueue("photo", p)
+        self._enqueue("sketch", s)
+        return loss

@@ -1,0 +1,47 @@
+"""Proxy-Anchor loss (Kim, Kim, Cho, Kwak: "Proxy Anchor Loss for Deep Metric Learning", CVPR 2020).
+
+For cosine similarities s(x, p) between L2-normalised embeddings and proxies:
+
+    L = 1/|P+| sum_{p in P+} log(1 + sum_{x in X_p+} exp(-alpha (s(x,p) - margin)))
+      + 1/|P|  sum_{p in P}  log(1 + sum_{x in X_p-} exp( alpha (s(x,p) + margin)))
+
+P+ are the proxies with a positive in the batch. Proxies are the teachers' frozen head weights
+(DF-SBIR): with the unified teacher both modalities share them, so photo and sketch embeddings
+are pulled into one space; with independent teachers each modality uses its own teacher's head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dfbench.alignment import AlignmentLoss
+
+
+def proxy_anchor_loss(emb: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor, margin: float, alpha: float) -> torch.Tensor:
+    cos = F.normalize(emb, dim=1) @ F.normalize(proxies, dim=1).t()  # (B, C)
+    pos = F.one_hot(labels, proxies.shape[0]).bool()
+    neg = ~pos
+    pos_exp = torch.where(pos, torch.exp(-alpha * (cos - margin)), torch.zeros_like(cos))
+    neg_exp = torch.where(neg, torch.exp(alpha * (cos + margin)), torch.zeros_like(cos))
+    with_pos = pos.any(0)
+    n_pos = with_pos.sum().clamp_min(1)
+    pos_term = torch.log1p(pos_exp.sum(0))[with_pos].sum() / n_pos
+    neg_term = torch.log1p(neg_exp.sum(0)).sum() / proxies.shape[0]
+    return pos_term + neg_term
+
+
+class ProxyAnchor(AlignmentLoss):
+    name = "proxy-anchor"
+    defaults = {"margin": 0.1, "alpha": 32.0}
+
+    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
+        m, a = float(self.options["margin"]), float(self.options["alpha"])
+        s = self.students
+        if s.variant == "unified":
+            emb = torch.cat([emb_photo, emb_sketch])
+            labels = torch.cat([labels_photo, labels_sketch])
+            return proxy_anchor_loss(emb, labels, s.proxies("photo"), m, a)
+        return proxy_anchor_loss(emb_photo, labels_photo, s.proxies("photo"), m, a) + proxy_anchor_loss(
+            emb_sketch, labels_sketch, s.proxies("sketch"), m, a
+        )

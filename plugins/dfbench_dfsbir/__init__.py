@@ -1,0 +1,1 @@
+"""The paper's method: Data-Free Sketch-Based Image Retrieval (Chaudhuri et al., CVPR 2023)."""

@@ -1,0 +1,85 @@
+"""Paired estimators: g_photo(z) and g_sketch(z) from the same noise z (DF-SBIR's estimators).
+
+Each call of ``synthesize`` takes ``steps`` optimisation steps of both estimators on the weighted
+synthesis terms (students frozen, in eval mode), and returns the pairs of the last step, labelled
+by the teachers' argmax. With a ``bn`` weight the teachers' BatchNorm statistics are matched
+through hooks that exist only inside ``synthesize``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dfbench.engine import build_optimizer
+from dfbench.inversion import InversionStrategy, SynthBatch
+from dfbench.models import Estimator
+from dfbench.terms import BatchNormStatsHooks, SynthesisState, students_frozen, weighted_sum
+
+
+class PairedEstimators(InversionStrategy):
+    name = "estimators"
+    defaults = {
+        "z_dim": 256,
+        "width": 64,
+        "steps": 1,  # estimator steps per round
+        "batch_size": 64,  # pairs per estimator step
+        "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0},
+        "bn_first_layer_scale": 1.0,
+    }
+
+    def __init__(self, ctx, options, weights, variant):
+        super().__init__(ctx, options, weights, variant)
+        size = ctx.image_size
+        torch.manual_seed(ctx.seed + 101)
+        self.estimators = torch.nn.ModuleDict(
+            {
+                "photo": Estimator(options["z_dim"], size, channels=3, width=options["width"]),
+                "sketch": Estimator(options["z_dim"], size, channels=1, width=options["width"]),
+            }
+        ).to(ctx.device)
+        ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
+        self.opt = build_optimizer(self.estimators.parameters(), ocfg)
+        self.generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 202)
+        teachers = ctx.teachers
+        self.bn_modules = []
+        if "bn" in weights:
+            self.bn_modules = [teachers["unified"]] if variant == "unified" else [teachers["photo"], teachers["sketch"]]
+        self.last_parts: dict = {}
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.options["z_dim"], generator=self.generator).to(self.ctx.device)
+
+    def synthesize(self, students) -> SynthBatch:
+        opt = self.opt
+        self.estimators.train()
+        hooks = BatchNormStatsHooks(self.bn_modules, self.options["bn_first_layer_scale"])
+        with students_frozen(students), hooks:
+            for _ in range(int(self.options["steps"])):
+                z = self.noise(int(self.options["batch_size"]))
+                images = {m: g(z) for m, g in self.estimators.items()}
+                state = SynthesisState(images, self.ctx.teachers, self.variant, students, bn_hooks=hooks)
+                loss, self.last_parts = weighted_sum(state, self.weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        return SynthBatch(
+            images["photo"].detach(),
+            images["sketch"].detach(),
+            state.labels("photo").detach(),
+            state.labels("sketch").detach(),
+        )
+
+    @torch.no_grad()
+    def sample(self, n: int) -> dict:
+        """Pairs from fresh noise (for pictures), estimators in eval mode."""
+        self.estimators.eval()
+        z = self.noise(n)
+        return {m: g(z) for m, g in self.estimators.items()}
+
+    def state_dict(self) -> dict:
+        return {"estimators": self.estimators.state_dict(), "opt": self.opt.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.estimators.load_state_dict(state["estimators"])
+        self.opt.load_state_dict(state["opt"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,111 @@
+"""Building, training and evaluating teacher classifiers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dfbench.models import build_classifier, freeze
+
+
+def teacher_outputs(role: str, num_classes: int) -> int:
+    return 1 if role == "modality" else num_classes
+
+
+def build_teacher(role: str, tcfg: dict, num_classes: int, image_size: int):
+    return build_classifier(
+        tcfg["arch"],
+        teacher_outputs(role, num_classes),
+        image_size=image_size,
+        width=tcfg["width"],
+        feature_dim=tcfg["feature_dim"],
+    )
+
+
+def role_data(benchmark, role: str, split: str):
+    """(images uint8, labels) the teacher of ``role`` learns from / is tested on."""
+    sets = {m: benchmark.get(split, m) for m in ("photo", "sketch")}
+    if role in ("photo", "sketch"):
+        s = sets[role]
+        return [(s, None)]
+    if role == "unified":
+        return [(sets["photo"], None), (sets["sketch"], None)]
+    return [(sets["photo"], 0), (sets["sketch"], 1)]  # modality: constant labels
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tensor:
+    """Random translation (reflect-pad and crop, one offset per sample) and horizontal flip."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    offs = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen).tolist()
+    out = torch.stack([padded[i, :, oy : oy + h, ox : ox + w] for i, (oy, ox) in enumerate(offs)])
+    flip = torch.rand(b, generator=gen) < 0.5
+    out[flip] = out[flip].flip(3)
+    return out
+
+
+def _gather(parts, device):
+    """All training images of a role, as a uint8 tensor on ``device`` and int64 labels."""
+    xs, ys = [], []
+    for imageset, const in parts:
+        idx = list(range(len(imageset)))
+        xs.append(imageset.load_uint8(idx))
+        ys.append(imageset.labels.clone() if const is None else torch.full((len(imageset),), const, dtype=torch.int64))
+    return torch.cat(xs).to(device), torch.cat(ys).to(device)
+
+
+def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, task=None):
+    """Train ``model`` for ``tcfg['epochs']`` epochs (AdamW, cosine schedule, augmentation)."""
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    x_all, y_all = _gather(role_data(benchmark, role, "train"), device)
+    n = len(x_all)
+    bs = int(tcfg["batch_size"])
+    steps_per_epoch = max(1, n // bs)
+    epochs = int(tcfg["epochs"])
+    opt = torch.optim.AdamW(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(tcfg["lr"]), total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen).to(device)
+        for step in range(steps_per_epoch):
+            idx = perm[step * bs : (step + 1) * bs]
+            x = x_all[idx].float().div_(127.5).sub_(1.0)
+            if tcfg.get("augment", True):
+                x = _augment(x.cpu(), gen).to(device)
+            y = y_all[idx]
+            out = model(x)
+            if role == "modality":
+                loss = F.binary_cross_entropy_with_logits(out.squeeze(1), y.float())
+            else:
+                loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        if task is not None:
+            task.advance(1)
+    return freeze(model)
+
+
+@torch.no_grad()
+def evaluate_teacher(model, role: str, benchmark, device, batch_size: int = 512) -> dict:
+    """Test accuracy of a teacher: one fraction per modality it sees, and the overall one."""
+    model.eval()
+    result = {}
+    correct_all = total_all = 0
+    for imageset, const in role_data(benchmark, role, "test"):
+        modality = "photo" if imageset is benchmark.get("test", "photo") else "sketch"
+        correct = 0
+        for x, y in imageset.iter_batches(batch_size, device):
+            out = model(x)
+            if role == "modality":
+                pred = (out.squeeze(1) > 0).long()
+                y = torch.full_like(y, const)
+            else:
+                pred = out.argmax(1)
+            correct += int((pred == y).sum())
+        result[modality] = correct / max(1, len(imageset))
+        correct_all += correct
+        total_all += len(imageset)
+    result["all"] = correct_all / max(1, total_all)
+    return result

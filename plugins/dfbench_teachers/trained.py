@@ -1,0 +1,81 @@
+"""The ``trained`` teacher loader: trains each role's classifier on the train split, once.
+
+Teachers are cached under ``<cache>/teachers/<key>.pt``, keyed by the dataset (name, classes,
+image counts, image size), the role, the teacher config and the seed, and written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import torch
+
+from dfbench.config import canonical_json
+from dfbench.fileio import atomic_torch_save
+from dfbench.models import freeze
+from dfbench.teachers import TeacherLoader, TeacherSet
+from dfbench_teachers.common import build_teacher, evaluate_teacher, train_teacher
+
+CACHE_VERSION = 1
+
+
+def cache_key(ctx, role: str) -> str:
+    tcfg = {k: v for k, v in ctx.config["teachers"].items() if k not in ("loader", "checkpoints")}
+    bench = ctx.benchmark
+    ident = {
+        "v": CACHE_VERSION,
+        "dataset": ctx.config["dataset"],
+        "classes": bench.classes,
+        "counts": bench.counts(),
+        "dataset_info": {k: v for k, v in bench.info.items() if k in ("generator", "seed", "fingerprint")},
+        "data": {k: v for k, v in ctx.config["data"].items() if k != "root"},
+        "role": role,
+        "teacher": tcfg,
+        "seed": ctx.seed,
+    }
+    digest = hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:16]
+    return f"{ctx.config['dataset']}-{tcfg['arch']}-{role}-s{ctx.seed}-{digest}"
+
+
+class TrainedTeachers(TeacherLoader):
+    name = "trained"
+
+    def load(self, ctx, roles):
+        models, accuracy, info = {}, {}, {}
+        tcfg = ctx.config["teachers"]
+        for i, role in enumerate(sorted(roles)):
+            key = cache_key(ctx, role)
+            path = ctx.cache_dir / "teachers" / f"{key}.pt"
+            model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
+            entry = None
+            if path.is_file():
+                try:
+                    entry = torch.load(path, map_location="cpu", weights_only=True)
+                    model.load_state_dict(entry["state_dict"])
+                except Exception:
+                    entry = None  # unreadable cache: train again
+            if entry is None:
+                start = time.perf_counter()
+                seed = ctx.seed * 1000 + 17 * (i + 1)
+                torch.manual_seed(seed)
+                model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
+                with ctx.reporter.task(f"teacher {role}", total=int(tcfg["epochs"])) as task:
+                    train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task)
+                    acc = evaluate_teacher(model, role, ctx.benchmark, ctx.device)
+                    task.note(f"test acc {acc['all']:.3f}")
+                entry = {
+                    "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "accuracy": acc,
+                    "train_seconds": time.perf_counter() - start,
+                    "key": key,
+                }
+                atomic_torch_save(entry, path)
+                cached = False
+            else:
+                cached = True
+            models[role] = freeze(model.to(ctx.device))
+            accuracy[role] = entry["accuracy"]
+            info[role] = {"cache": str(path), "cached": cached, "train_seconds": round(float(entry["train_seconds"]), 2)}
+        return TeacherSet(models=models, accuracy=accuracy, info=info)

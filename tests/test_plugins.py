@@ -1,0 +1,105 @@
+"""Plugin discovery, registries, duplicate names and broken plugins."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from dfbench import hookimpl
+from dfbench.cli import cli
+from dfbench.errors import UnknownNameError
+from dfbench.registry import DuplicateNameError
+
+BUILTIN_DATASETS = {"shapes", "folder", "qd-cifar10", "quickdraw", "sketchy", "tuberlin"}
+
+
+def test_builtins_come_through_entry_points(plugin_system):
+    infos = plugin_system.info
+    for name in ("datasets", "teachers", "alignment", "inversions", "dfsbir"):
+        assert name in infos, name
+        assert infos[name].builtin and infos[name].distribution == "dfbench"
+    assert BUILTIN_DATASETS <= set(plugin_system.registry("datasets").names())
+    assert "dfsbir" in plugin_system.registry("methods")
+
+
+def test_list_json_names_methods_and_datasets():
+    result = CliRunner().invoke(cli, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert {"kind", "name", "plugin", "description"} <= set(rows[0])
+    names = {(r["kind"], r["name"]) for r in rows}
+    assert ("methods", "dfsbir") in names
+    assert {("datasets", d) for d in BUILTIN_DATASETS} <= names
+    assert all(r["description"] for r in rows)
+
+
+def test_unknown_name_suggests(plugin_system):
+    with pytest.raises(UnknownNameError, match="Did you mean 'dfsbir'"):
+        plugin_system.registry("methods").get("dfsbri")
+
+
+class _Dup:
+    @hookimpl
+    def dfbench_register_methods(self, register):
+        register("dfsbir", "nowhere:Nothing", description="a clash")
+
+
+class _Extra:
+    @hookimpl
+    def dfbench_register_losses(self, register):
+        register("my-loss", object, description="test loss")
+
+
+def test_registered_test_plugin_and_unregister(plugin_system):
+    try:
+        plugin_system.register_plugin(_Extra(), name="extra-test")
+        assert "my-loss" in plugin_system.registry("losses")
+    finally:
+        plugin_system.unregister_plugin("extra-test")
+    assert "my-loss" not in plugin_system.registry("losses")
+
+
+def test_duplicate_names_name_both_plugins(plugin_system):
+    try:
+        plugin_system.register_plugin(_Dup(), name="dup-test")
+        with pytest.raises(DuplicateNameError) as exc:
+            plugin_system.registry("methods").get("dfsbir")
+        assert "dfsbir" in str(exc.value) and "dup-test" in str(exc.value)
+        assert plugin_system.info["dup-test"].error
+        # other components keep working
+        assert "shapes" in plugin_system.registry("datasets")
+    finally:
+        plugin_system.unregister_plugin("dup-test")
+    assert plugin_system.registry("methods").get("dfsbir").plugin == "dfsbir"
+
+
+class _Broken:
+    @hookimpl
+    def dfbench_register_datasets(self, register):
+        raise RuntimeError("boom")
+
+
+def test_plugin_failing_while_registering_is_reported(plugin_system):
+    try:
+        plugin_system.register_plugin(_Broken(), name="broken-test")
+        assert "boom" in plugin_system.info["broken-test"].error
+        assert "shapes" in plugin_system.registry("datasets")
+    finally:
+        plugin_system.unregister_plugin("broken-test")
+
+
+def test_cli_startup_does_not_import_torch():
+    code = "import sys; from dfbench.cli import cli; from dfbench.plugins import get_plugins; get_plugins(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_plugins_json():
+    result = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert "dfbench_register_methods" in by_name["dfsbir"]["hooks"]
+    assert by_name["dfsbir"]["version"]

@@ -45,8 +45,9 @@ class Classifier(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """4 blocks of conv3x3-BN-ReLU (the last three followed by 2x2 max-pooling), global pooling,
-    and a linear projection to ``feature_dim`` followed by BN-free ReLU-less output."""
+    """4 blocks of conv3x3-BN-ReLU, each of the first three followed by 2x2 max-pooling, global
+    average pooling, and a linear projection to ``feature_dim`` (with BN and ReLU). At 32 px and
+    width 32 a forward pass costs about 13 MMAC per image: teachers train in a minute on a CPU."""
 
     def __init__(self, width: int = 32, feature_dim: int = 128, in_channels: int = 3):
         super().__init__()
@@ -55,7 +56,7 @@ class SmallCNN(nn.Module):
         prev = in_channels
         for i, c in enumerate(chans):
             layers += [nn.Conv2d(prev, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            if i > 0:
+            if i < 3:
                 layers.append(nn.MaxPool2d(2))
             prev = c
         self.body = nn.Sequential(*layers)

@@ -81,7 +81,7 @@ def load_benchmark(cfg: dict, cache_dir: Path):
     opts = DatasetOptions(
         data_root=Path(cfg["data"]["root"]).expanduser() if cfg["data"]["root"] else None,
         image_size=int(cfg["data"]["image_size"]),
-        seed=int(cfg["data"].get("seed", 0)) if "seed" in cfg["data"] else 0,
+        seed=int(cfg["data"]["seed"]),
         cache_dir=cache_dir,
         skip_bad_images=bool(cfg["data"]["skip_bad_images"]),
         extra=dict(cfg["data"]["options"]),

@@ -37,11 +37,10 @@ def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tenso
     """Random translation (reflect-pad and crop, one offset per sample) and horizontal flip."""
     b, _, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    offs = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen).tolist()
+    offs = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen).tolist()  # drawn on the CPU: same on every device
     out = torch.stack([padded[i, :, oy : oy + h, ox : ox + w] for i, (oy, ox) in enumerate(offs)])
-    flip = torch.rand(b, generator=gen) < 0.5
-    out[flip] = out[flip].flip(3)
-    return out
+    flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
 
 
 def _gather(parts, device):
@@ -62,7 +61,7 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
     n = len(x_all)
     bs = int(tcfg["batch_size"])
     steps_per_epoch = max(1, n // bs)
-    epochs = int(tcfg["epochs"])
+    epochs = int(tcfg["modality_epochs"] if role == "modality" else tcfg["epochs"])
     opt = torch.optim.AdamW(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(tcfg["lr"]), total_steps=epochs * steps_per_epoch, pct_start=0.15)
     for _ in range(epochs):
@@ -71,7 +70,7 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
             idx = perm[step * bs : (step + 1) * bs]
             x = x_all[idx].float().div_(127.5).sub_(1.0)
             if tcfg.get("augment", True):
-                x = _augment(x.cpu(), gen).to(device)
+                x = _augment(x, gen)
             y = y_all[idx]
             out = model(x)
             if role == "modality":

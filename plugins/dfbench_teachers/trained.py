@@ -61,7 +61,8 @@ class TrainedTeachers(TeacherLoader):
                 seed = ctx.seed * 1000 + 17 * (i + 1)
                 torch.manual_seed(seed)
                 model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
-                with ctx.reporter.task(f"teacher {role}", total=int(tcfg["epochs"])) as task:
+                epochs = tcfg["modality_epochs"] if role == "modality" else tcfg["epochs"]
+                with ctx.reporter.task(f"teacher {role}", total=int(epochs)) as task:
                     train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task)
                     acc = evaluate_teacher(model, role, ctx.benchmark, ctx.device)
                     task.note(f"test acc {acc['all']:.3f}")

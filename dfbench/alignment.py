@@ -14,6 +14,9 @@ class AlignmentLoss:
     name: str = ""
     description: str = ""
     defaults: dict = {}
+    #: when True the engine also passes ``photo_logits=`` and ``sketch_logits=`` (the judging
+    #: teachers' logits of the batch's images, no gradient) as keyword arguments
+    uses_teacher_logits: bool = False
 
     def __init__(self, ctx, options: dict, students):
         self.ctx = ctx
@@ -26,6 +29,13 @@ class AlignmentLoss:
     def parameters(self):
         """Trainable parameters of the loss itself (learnable proxies, temperatures)."""
         return []
+
+    def state_dict(self) -> dict:
+        """State to checkpoint (queues, learnable parameters)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def resolve_options(loss_cls, options: dict) -> dict:

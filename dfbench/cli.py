@@ -152,7 +152,11 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         try:
             outcome = execute_resolved(cfg, method_obj, req, reporter)
         except KeyboardInterrupt:
-            _fail("Interrupted. Run the same command again to start this run over.", 130)
+            _fail(
+                "Interrupted. The last training checkpoint (if one was saved) is kept: run the same "
+                "command again to resume from it.",
+                130,
+            )
         if outcome.skipped:
             reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
         else:
@@ -169,18 +173,20 @@ def _summary(outcomes):
     from rich.table import Table
 
     table = Table(title="results")
-    for col in ("method", "dataset", "seed", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)", "record"):
-        table.add_column(col, justify="right" if col not in ("method", "dataset", "record") else "left")
+    for col in ("method", "dataset", "seed", "status", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)"):
+        table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
     for o in outcomes:
         r = o.record
         m = r.get("metrics", {})
         table.add_row(
-            r["method"], r["dataset"], str(r["seed"]),
+            r["method"], r["dataset"], str(r["seed"]), "skipped" if o.skipped else r.get("status", ""),
             *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
             f"{r.get('timing', {}).get('total', 0):.1f}",
-            str(o.path) + (" (skipped)" if o.skipped else ""),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for o in outcomes:
+        console.print(f"record: {o.path}" + (" (existed; --force runs again)" if o.skipped else ""), soft_wrap=True)
 
 
 @cli.command()
@@ -201,6 +207,99 @@ def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
         return
     for k, v in result.items():
         click.echo(f"{k}\t{v:.6f}" if isinstance(v, float) else f"{k}\t{v}")
+
+
+@cli.command()
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True, help="Where the markdown goes.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the records produce.")
+def leaderboard(results, out, check):
+    """Build markdown leaderboards from run records only."""
+    from dfbench import leaderboard as lb
+
+    if not results.is_dir():
+        raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
+    files = lb.render(lb.load_records(results))
+    if check:
+        stale = lb.check(files, out)
+        if stale:
+            click.echo(f"Leaderboards out of date: {', '.join(stale)}. Run 'dfbench leaderboard --results {results} --out {out}'.", err=True)
+            sys.exit(1)
+        click.echo(f"{len(files)} leaderboard files match the records in {results}.")
+        return
+    lb.write(files, out)
+    for name in sorted(files):
+        click.echo(str(out / name))
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--shard", help="Run only shard i of n (i/n, 1-based): n machines together run the grid once.")
+@click.option("--dry-run", is_flag=True, help="List the runs (and whether each is done) without running.")
+@click.option("--force", is_flag=True, help="Run again even when completed records exist.")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Data root for every run of the suite.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def bench(suite, shard, dry_run, force, results, data_root, device, cache_dir, quiet):
+    """Run a suite (benchmarks/SUITE.yaml): a grid of methods x datasets x seeds.
+
+    Completed runs are skipped, a failed run is recorded (status failed) and the grid goes on.
+    """
+    from dfbench import suites
+    from dfbench.progress import Reporter
+    from dfbench.records import read_record, record_path
+    from dfbench.runner import RunRequest, execute_resolved, resolve_request, write_early_failure
+    from dfbench import config as cfgmod
+
+    system = _plugins()
+    spec = suites.load_suite(suites.find_suite(suite), system.registry("methods").names())
+    items = suites.shard_items(spec.items, suites.parse_shard(shard))
+    reporter = Reporter(enabled=False) if quiet else Reporter()
+    counts = {"completed": 0, "skipped": 0, "failed": 0}
+    root = data_root or spec.data_root
+    with reporter.task(f"suite {spec.name}", total=len(items)) as task:
+        for item in items:
+            req = RunRequest(
+                method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, device=device,
+                data_root=str(root) if root else None, overrides=item.overrides, results=results,
+                cache_dir=cache_dir, force=force, suite={"name": spec.name, "label": item.label, "seeds": spec.seeds},
+            )
+            name = f"{item.label} / {item.dataset} / seed {item.seed}"
+            try:
+                cfg, method = resolve_request(req)
+            except DfbenchError as exc:
+                counts["failed"] += 1
+                reporter.log(f"FAILED {name}: {exc}")
+                task.advance(1)
+                continue
+            path = record_path(results, cfg["dataset"], cfg["method"], cfgmod.run_id(cfg))
+            existing = read_record(path)
+            done = existing is not None and existing.get("status") == "completed"
+            if dry_run:
+                click.echo(f"{'done' if done else 'todo'}\t{name}\t{path}")
+                task.advance(1)
+                continue
+            if done and not force:
+                counts["skipped"] += 1
+                task.advance(1)
+                continue
+            try:
+                execute_resolved(cfg, method, req, reporter)
+                counts["completed"] += 1
+            except KeyboardInterrupt:
+                _fail("Interrupted. Run the same command again: finished runs are skipped and the interrupted one resumes from its checkpoint.", 130)
+            except Exception as exc:  # a failed run is recorded and the grid goes on
+                counts["failed"] += 1
+                if read_record(path) is None or read_record(path).get("status") != "failed":
+                    write_early_failure(cfg, req, exc)
+                reporter.log(f"FAILED {name}: {type(exc).__name__}: {exc}")
+            task.advance(1)
+    if not dry_run:
+        click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
+        if counts["failed"]:
+            sys.exit(1)
 
 
 def _register_plugin_commands():

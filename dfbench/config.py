@@ -28,7 +28,7 @@ from dfbench.errors import ConfigError, did_you_mean
 PROFILES = ("smoke", "cpu", "paper")
 
 # Keys of the resolved config that do not identify the experiment.
-UNHASHED = (("seed",), ("device",), ("data", "root"))
+UNHASHED = (("seed",), ("device",), ("data", "root"), ("checkpoint_every",))
 
 # Free-form sub-trees (validated by their owners).
 FREE_FORM = (("data", "options"),)
@@ -51,6 +51,8 @@ _COMMON = {
     },
     "students": {"arch": "cnn", "width": 32, "feature_dim": 128},
     "eval": {"batch_size": 256},
+    # save a resumable training checkpoint every this many rounds (0: never)
+    "checkpoint_every": 50,
 }
 
 CORE_PROFILES: dict[str, dict] = {

@@ -19,6 +19,7 @@ class RunContext:
     teachers: Any = None  # dfbench.teachers.TeacherSet, once loaded
     curves: list = field(default_factory=list)  # rows of training curves: {"round": r, term: value}
     artifacts_dir: Path | None = None  # where a method may save pictures of its run
+    checkpointer: Any = None  # dfbench.checkpoint.Checkpointer, or None
     extra: dict = field(default_factory=dict)
 
     @property

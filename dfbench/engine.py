@@ -20,7 +20,7 @@ import math
 import torch
 
 from dfbench.errors import ConfigError, TrainingDivergedError
-from dfbench.inversion import ReplayPool, SynthBatch, resolve_options as inversion_options
+from dfbench.inversion import ReplayPool, SynthBatch, concat_batches, resolve_options as inversion_options
 from dfbench.methods import Method
 from dfbench.students import StudentEmbedder, Students
 from dfbench.teachers import roles_for_variant
@@ -102,8 +102,19 @@ class DataFreeMethod(Method):
         acc_terms: dict = {}
         acc_align = torch.zeros((), device=device)
         count = 0
+        parts_to_save = {"students": students, "opt": opt, "strategy": strategy, "align": align}
+        if sched is not None:
+            parts_to_save["sched"] = sched
+        ckpt = ctx.checkpointer
+        start = 0
+        saved = ckpt.load() if ckpt is not None else None
+        if saved is not None:
+            start = self._restore(saved, parts_to_save, pool, gen, ctx)
         with ctx.reporter.task(f"{self.name} training", total=rounds) as task:
-            for r in range(rounds):
+            if start:
+                task.advance(start)
+                task.note(f"resumed at round {start}")
+            for r in range(start, rounds):
                 batch = strategy.synthesize(students)
                 parts = getattr(strategy, "last_parts", {})
                 for k, v in parts.items():
@@ -114,7 +125,10 @@ class DataFreeMethod(Method):
                     b = self._encoder_batch(batch, pool, n_fresh, bs, gen)
                     e_p = students(b.photo, "photo")
                     e_s = students(b.sketch, "sketch")
-                    loss = align(e_p, e_s, b.photo_labels, b.sketch_labels)
+                    if getattr(align, "uses_teacher_logits", False):
+                        loss = align(e_p, e_s, b.photo_labels, b.sketch_labels, **self._teacher_logits(ctx, b, p["variant"]))
+                    else:
+                        loss = align(e_p, e_s, b.photo_labels, b.sketch_labels)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -136,7 +150,31 @@ class DataFreeMethod(Method):
                     ctx.log_curve(row)
                     task.note(f"align {row['align']:.3f}")
                     acc_terms, acc_align, count = {}, torch.zeros((), device=device), 0
+                    if ckpt is not None and r + 1 < rounds and ckpt.due(r + 1):
+                        ckpt.save(self._snapshot(r + 1, parts_to_save, pool, gen, ctx))
         return StudentEmbedder(students, p["readout"])
+
+    @staticmethod
+    def _snapshot(round_done: int, parts: dict, pool: ReplayPool, gen, ctx) -> dict:
+        return {
+            "round": round_done,
+            "parts": {k: v.state_dict() for k, v in parts.items()},
+            "pool": pool.state_dict(),
+            "engine_generator": gen.get_state(),
+            "curves": list(ctx.curves),
+        }
+
+    @staticmethod
+    def _restore(saved: dict, parts: dict, pool: ReplayPool, gen, ctx) -> int:
+        from dfbench.checkpoint import set_rng_state
+
+        for k, v in parts.items():
+            v.load_state_dict(saved["parts"][k])
+        pool.load_state_dict(saved["pool"], ctx.device)
+        gen.set_state(saved["engine_generator"])
+        ctx.curves[:] = saved["curves"]
+        set_rng_state(saved["rng"])
+        return int(saved["round"])
 
     @staticmethod
     def _encoder_batch(fresh: SynthBatch, pool: ReplayPool, n_fresh: int, bs: int, gen) -> SynthBatch:
@@ -151,4 +189,17 @@ class DataFreeMethod(Method):
         if bs - n_fresh <= 0:
             return a
         b = pool.sample(bs - n_fresh, gen)
-        return SynthBatch(*(torch.cat([getattr(a, k), getattr(b, k)]) for k in ("photo", "sketch", "photo_labels", "sketch_labels")))
+        return concat_batches(a, b)
+
+    @staticmethod
+    @torch.no_grad()
+    def _teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
+        """The judging teachers' logits of a batch (for losses with ``uses_teacher_logits``):
+        the batch's own when its strategy filled them, else one frozen-teacher pass."""
+        out = {}
+        for m in ("photo", "sketch"):
+            logits = getattr(b, f"{m}_logits")
+            if logits is None:
+                logits = ctx.teachers.for_modality(m, variant)(getattr(b, m))
+            out[f"{m}_logits"] = logits
+        return out

@@ -15,21 +15,44 @@ import torch
 from dfbench.errors import ConfigError, did_you_mean
 
 
+#: the fields every batch has, and the optional ones (None when a strategy does not fill them)
+BATCH_FIELDS = ("photo", "sketch", "photo_labels", "sketch_labels")
+OPTIONAL_BATCH_FIELDS = ("photo_logits", "sketch_logits")
+
+
 @dataclass
 class SynthBatch:
     """Paired images (row i of ``photo`` pairs with row i of ``sketch``) and the teacher labels
-    of each image. Tensors are detached and live on the run's device."""
+    of each image. Tensors are detached and live on the run's device.
+
+    ``photo_logits``/``sketch_logits`` (optional, (B, C)): the judging teacher's logits of each
+    image, filled by strategies that compute them anyway; losses that need them (knowledge
+    distillation) get them from the engine, which computes missing ones.
+    """
 
     photo: torch.Tensor
     sketch: torch.Tensor
     photo_labels: torch.Tensor
     sketch_labels: torch.Tensor
+    photo_logits: torch.Tensor | None = None
+    sketch_logits: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.photo.shape[0]
 
     def index(self, idx: torch.Tensor) -> "SynthBatch":
-        return SynthBatch(self.photo[idx], self.sketch[idx], self.photo_labels[idx], self.sketch_labels[idx])
+        return SynthBatch(*(None if t is None else t[idx] for t in self._tensors()))
+
+    def _tensors(self) -> tuple:
+        return tuple(getattr(self, k) for k in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS)
+
+
+def concat_batches(a: SynthBatch, b: SynthBatch) -> SynthBatch:
+    """Rows of ``a`` then rows of ``b``; an optional field survives only when both have it."""
+    out = []
+    for x, y in zip(a._tensors(), b._tensors()):
+        out.append(None if x is None or y is None else torch.cat([x, y]))
+    return SynthBatch(*out)
 
 
 class InversionStrategy:
@@ -73,7 +96,10 @@ def resolve_options(strategy_cls, options: dict) -> dict:
 
 
 class ReplayPool:
-    """A ring buffer of synthesised pairs on the run's device (the newest ``capacity`` pairs)."""
+    """A ring buffer of synthesised pairs on the run's device (the newest ``capacity`` pairs).
+
+    Optional fields (teacher logits) are kept when the first batch has them, and dropped from the
+    pool as soon as a batch without them arrives."""
 
     def __init__(self, capacity: int):
         self.capacity = int(capacity)
@@ -84,16 +110,22 @@ class ReplayPool:
     def __len__(self) -> int:
         return self._size
 
+    def _fields(self) -> tuple:
+        return tuple(k for k in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS if getattr(self._data, k) is not None)
+
     def add(self, batch: SynthBatch) -> None:
         if self.capacity <= 0:
             return
         if self._data is None:
             shape = lambda t: (self.capacity,) + tuple(t.shape[1:])  # noqa: E731
-            self._data = SynthBatch(*(torch.empty(shape(t), dtype=t.dtype, device=t.device) for t in (batch.photo, batch.sketch, batch.photo_labels, batch.sketch_labels)))
+            self._data = SynthBatch(*(None if t is None else torch.empty(shape(t), dtype=t.dtype, device=t.device) for t in batch._tensors()))
+        for name in OPTIONAL_BATCH_FIELDS:
+            if getattr(batch, name) is None:
+                setattr(self._data, name, None)
         n = min(len(batch), self.capacity)
         idx = (torch.arange(n) + self._next) % self.capacity
         idx = idx.to(batch.photo.device)
-        for name in ("photo", "sketch", "photo_labels", "sketch_labels"):
+        for name in self._fields():
             getattr(self._data, name)[idx] = getattr(batch, name)[-n:]
         self._next = (self._next + n) % self.capacity
         self._size = min(self.capacity, self._size + n)
@@ -105,10 +137,11 @@ class ReplayPool:
     def state_dict(self) -> dict:
         if self._data is None:
             return {"size": 0}
-        return {"size": self._size, "next": self._next, "data": {k: getattr(self._data, k).cpu() for k in ("photo", "sketch", "photo_labels", "sketch_labels")}}
+        return {"size": self._size, "next": self._next, "data": {k: getattr(self._data, k).cpu() for k in self._fields()}}
 
     def load_state_dict(self, state: dict, device) -> None:
         if not state.get("size"):
             return
-        self._data = SynthBatch(*(state["data"][k].to(device) for k in ("photo", "sketch", "photo_labels", "sketch_labels")))
+        data = state["data"]
+        self._data = SynthBatch(*(data[k].to(device) if k in data else None for k in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS))
         self._size, self._next = state["size"], state["next"]

@@ -113,6 +113,10 @@ class Encoder(nn.Module):
 class Estimator(nn.Module):
     """DCGAN-style generator: noise (B, z_dim) -> image (B, 3, S, S) in [-1, 1].
 
+    A linear map to a ``4*width``-channel map of 4-8 pixels, then blocks of nearest upsampling,
+    conv3x3, BatchNorm and LeakyReLU that halve the channels (down to ``width``), and a conv3x3 +
+    tanh. At 32 px and width 32 it costs about 20 MMAC per image, like the small teacher CNN.
+
     ``channels=1`` produces grey images (sketches), replicated to 3 channels on output.
     """
 
@@ -129,13 +133,13 @@ class Estimator(nn.Module):
                 f"Estimator image size {image_size} cannot be reached by doubling a 4-8 pixel map; "
                 "use a size such as 32, 64, 128 or 224."
             )
-        top = width * 2 ** min(n_up, 3)
+        top = width * 4
         self.fc = nn.Linear(z_dim, top * self.init_size**2)
         self.top = top
         blocks: list[nn.Module] = [nn.BatchNorm2d(top)]
         c = top
-        for i in range(n_up):
-            nc = max(width, c // 2) if i >= n_up - 3 else c
+        for _ in range(n_up):  # each block doubles the resolution and halves the channels, down to width
+            nc = max(width, c // 2)
             blocks += [
                 nn.Upsample(scale_factor=2, mode="nearest"),
                 nn.Conv2d(c, nc, 3, padding=1, bias=False),

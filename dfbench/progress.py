@@ -8,14 +8,30 @@ from contextlib import contextmanager
 
 
 class _Task:
-    def __init__(self, progress, task_id):
+    """One phase. Without a terminal, a line is logged at most every ``LOG_SECONDS``."""
+
+    LOG_SECONDS = 30.0
+
+    def __init__(self, progress, task_id, reporter=None, description="", total=None):
         self._progress = progress
         self._id = task_id
+        self._reporter = reporter
+        self._description = description
+        self._total = total
+        self._done = 0
+        self._last = time.perf_counter()
         self.info = ""
 
     def advance(self, n: int = 1) -> None:
+        self._done += n
         if self._progress is not None:
             self._progress.advance(self._id, n)
+        elif self._reporter is not None and not self._reporter.quiet:
+            now = time.perf_counter()
+            if now - self._last >= self.LOG_SECONDS:
+                self._last = now
+                extra = f" ({self.info})" if self.info else ""
+                self._reporter.log(f"{self._description}: {self._done}/{self._total or '?'}{extra}")
 
     def note(self, text: str) -> None:
         """Short status shown beside the bar (losses, accuracy)."""
@@ -55,7 +71,7 @@ class Reporter:
                 task_id = progress.add_task(description, total=total, info="")
                 yield _Task(progress, task_id)
         else:
-            t = _Task(None, None)
+            t = _Task(None, None, self, description, total)
             yield t
             if not self.quiet:
                 extra = f" ({t.info})" if t.info else ""

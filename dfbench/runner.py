@@ -33,6 +33,7 @@ class RunRequest:
     cache_dir: Path | None = None
     force: bool = False
     skip_bad_images: bool = False
+    suite: dict | None = None  # {name, label, seeds} when run by 'dfbench bench'
 
 
 @dataclass
@@ -107,6 +108,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
 
     import torch
 
+    from dfbench.checkpoint import Checkpointer
     from dfbench.context import RunContext
     from dfbench.evaluation import evaluate_embedder
     from dfbench.plugins import registry
@@ -135,6 +137,8 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         "finished_at": None,
         "artifacts": str(art.relative_to(req.results)) if art.is_relative_to(req.results) else str(art),
     }
+    if req.suite:
+        record["suite"] = req.suite
     timing = record["timing"]
     t_start = time.perf_counter()
     seed_everything(cfg["seed"])
@@ -146,6 +150,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         timing["data"] = round(time.perf_counter() - t, 3)
         record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
         ctx = RunContext(config=cfg, device=device, benchmark=benchmark, cache_dir=cache_dir, reporter=reporter, artifacts_dir=art)
+        ctx.checkpointer = Checkpointer(art / "checkpoint.pt", int(cfg["checkpoint_every"]), chash)
 
         t = time.perf_counter()
         roles = method.teacher_roles(cfg["params"])
@@ -166,16 +171,21 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         timing["eval"] = round(time.perf_counter() - t, 3)
         record["metrics"] = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
         record["status"] = "completed"
+        if ctx.checkpointer.resumed_from is not None:
+            record["resumed_from_round"] = ctx.checkpointer.resumed_from
         _write_artifacts(art, benchmark, ctx)
     except DfbenchError as exc:
         _finish_failed(record, path, timing, t_start, exc, ctx, art)
         raise
+    except KeyboardInterrupt:
+        raise  # the checkpoint (if any) stays; no record: the run is not over
     except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
         _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=traceback.format_exc())
         raise
     timing["total"] = round(time.perf_counter() - t_start, 3)
     record["finished_at"] = now()
     write_record(path, record)
+    ctx.checkpointer.remove()  # the record is the result now
     return RunOutcome(record, path)
 
 
@@ -211,3 +221,33 @@ def _write_artifacts(art: Path, benchmark, ctx) -> None:
         writer.writeheader()
         writer.writerows(ctx.curves)
         atomic_write_text(art / "curves.csv", buf.getvalue())
+
+
+def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
+    """Record a run that failed before training started (bench mode: the grid goes on)."""
+    from dfbench.records import SCHEMA
+
+    rid = cfgmod.run_id(cfg)
+    path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
+    record = {
+        "schema": SCHEMA,
+        "run_id": rid,
+        "method": cfg["method"],
+        "dataset": cfg["dataset"],
+        "profile": cfg["profile"],
+        "seed": cfg["seed"],
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}",
+        "metrics": {},
+        "config": cfg,
+        "config_hash": cfgmod.config_hash(cfg),
+        "teachers": {},
+        "timing": {},
+        "world_size": 1,
+        "started_at": now(),
+        "finished_at": now(),
+    }
+    if req.suite:
+        record["suite"] = req.suite
+    write_record(path, record)
+    return path

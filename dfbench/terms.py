@@ -27,6 +27,7 @@ class BatchNormStatsHooks:
     ``||mean_batch - running_mean||_2 + ||var_batch - running_var||_2`` of the layer's input
     (DeepInversion, Yin et al. 2020; Fast-Datafree's ``DeepInversionHook``). The first layer's term
     can be scaled (``first_layer_scale``). Use as a context manager: hooks are removed on exit.
+    Forward passes inside ``paused()`` record nothing (a second augmented view, for instance).
     """
 
     def __init__(self, modules, first_layer_scale: float = 1.0):
@@ -34,9 +35,12 @@ class BatchNormStatsHooks:
         self.first_layer_scale = float(first_layer_scale)
         self._handles: list = []
         self._losses: list[torch.Tensor] = []
+        self._paused = False
 
     def _hook(self, scale: float):
         def hook(module, inputs, output):
+            if self._paused:
+                return
             x = inputs[0]
             dims = [0] + list(range(2, x.dim()))
             mean = x.mean(dim=dims)
@@ -63,6 +67,15 @@ class BatchNormStatsHooks:
         self._losses.clear()
         return False
 
+    @contextmanager
+    def paused(self):
+        """Forward passes inside this block add nothing to the penalty."""
+        was, self._paused = self._paused, True
+        try:
+            yield self
+        finally:
+            self._paused = was
+
     def collect(self) -> torch.Tensor | None:
         """Sum of the penalties recorded since the last call (None when nothing was recorded)."""
         if not self._losses:
@@ -75,13 +88,30 @@ class BatchNormStatsHooks:
 class SynthesisState:
     """What the terms see for one synthesised batch of paired photos and sketches."""
 
-    def __init__(self, images: dict, teachers, variant: str, students=None, targets: dict | None = None, bn_hooks: BatchNormStatsHooks | None = None):
+    def __init__(
+        self,
+        images: dict,
+        teachers,
+        variant: str,
+        students=None,
+        targets: dict | None = None,
+        bn_hooks: BatchNormStatsHooks | None = None,
+        views: dict | None = None,
+        memory: dict | None = None,
+        temperature: float = 0.1,
+    ):
         self.images = images  # {"photo": (B,3,S,S), "sketch": (B,3,S,S)}; a method may have one
         self.teachers = teachers
         self.variant = variant
         self.students = students
         self.targets = targets or {}
         self.bn_hooks = bn_hooks
+        # for the contrastive term: a second augmented view of each modality's images (row i is
+        # the same sample as row i of ``images``), earlier samples' L2-normalised teacher features
+        # as extra negatives ({m: (K, D)}), and the InfoNCE temperature
+        self.views = views or {}
+        self.memory = memory or {}
+        self.temperature = float(temperature)
         self._cache: dict = {}
 
     @property
@@ -115,6 +145,22 @@ class SynthesisState:
 
     def teacher_logits(self, m):
         return self._teacher_pass()[1][m]
+
+    def view_features(self, m):
+        """Teacher features of the second view of modality ``m`` (its BatchNorm statistics are not
+        part of the ``bn`` penalty, which belongs to ``images``)."""
+        key = ("view", m)
+        if key not in self._cache:
+            if m not in self.views:
+                raise RuntimeError("the 'contrastive' term needs the strategy to pass a second view (views=)")
+            self._teacher_pass()  # the first view's pass owns the BatchNorm penalty
+            teacher = self.teachers.for_modality(m, self.variant)
+            if self.bn_hooks is not None:
+                with self.bn_hooks.paused():
+                    self._cache[key] = teacher.features(self.views[m])
+            else:
+                self._cache[key] = teacher.features(self.views[m])
+        return self._cache[key]
 
     def labels(self, m):
         if m in self.targets:
@@ -224,6 +270,25 @@ def adversarial_js(s: SynthesisState):
     return total
 
 
+def contrastive(s: SynthesisState):
+    """InfoNCE instance discrimination over the teacher's features of two views of each sample
+    (CMI, Fang et al. 2021): the second view of sample i must be closer to the first view of
+    sample i than to the first views of the other samples of the batch and to the ``memory`` of
+    earlier samples (both negatives). Lowest when each sample is recognisable across views and
+    unlike every other one: it pushes synthesis towards diverse samples."""
+    total = 0
+    for m in s.modalities:
+        anchor = F.normalize(s.view_features(m), dim=1)
+        keys = F.normalize(s.teacher_features(m), dim=1)
+        logits = anchor @ keys.t()
+        bank = s.memory.get(m)
+        if bank is not None and len(bank):
+            logits = torch.cat([logits, anchor @ bank.to(anchor).t()], dim=1)
+        target = torch.arange(anchor.shape[0], device=anchor.device)
+        total = total + F.cross_entropy(logits / s.temperature, target)
+    return total
+
+
 def bn(s: SynthesisState):
     """BatchNorm-statistics matching of the teachers (DeepInversion, Fast, DFQ, CMI)."""
     return s.bn_penalty()
@@ -254,6 +319,7 @@ TERMS: dict[str, Callable[[SynthesisState], torch.Tensor]] = {
     "adversarial_l1": adversarial_l1,
     "adversarial_kl": adversarial_kl,
     "adversarial_js": adversarial_js,
+    "contrastive": contrastive,
     "bn": bn,
     "tv": tv,
     "l2": l2,

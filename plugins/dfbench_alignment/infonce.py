@@ -23,6 +23,12 @@ class PairedInfoNCE(AlignmentLoss):
         super().__init__(ctx, options, students)
         self.queues = {"photo": None, "sketch": None}
 
+    def state_dict(self) -> dict:
+        return {m: (q.cpu() if q is not None else None) for m, q in self.queues.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.queues = {m: (q.to(self.ctx.device) if q is not None else None) for m, q in state.items()}
+
     def _logits(self, q, k, queue):
         logits = q @ k.t()
         if queue is not None:

@@ -44,7 +44,7 @@ class DFSBIR(DataFreeMethod):
                 "inversion": {
                     "strategy": "estimators",
                     "z_dim": 256,
-                    "width": 64,
+                    "width": 32,
                     "steps": 1,
                     "batch_size": 64,
                     "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0},

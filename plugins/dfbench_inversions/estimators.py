@@ -20,7 +20,7 @@ class PairedEstimators(InversionStrategy):
     name = "estimators"
     defaults = {
         "z_dim": 256,
-        "width": 64,
+        "width": 32,
         "steps": 1,  # estimator steps per round
         "batch_size": 64,  # pairs per estimator step
         "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0},
@@ -67,6 +67,8 @@ class PairedEstimators(InversionStrategy):
             images["sketch"].detach(),
             state.labels("photo").detach(),
             state.labels("sketch").detach(),
+            state.teacher_logits("photo").detach(),
+            state.teacher_logits("sketch").detach(),
         )
 
     @torch.no_grad()

@@ -1,0 +1,76 @@
+"""Suites: the smoke suite end to end, shards, skipping, failures recorded, leaderboards from records."""
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dfbench import suites
+from dfbench.cli import cli
+from dfbench.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_shards_cover_the_grid_exactly_once():
+    items = [suites.SuiteItem(m, "shapes", s, "smoke", m) for m in "abcde" for s in (0, 1, 2)]
+    for n in (1, 2, 3, 4, 7):
+        parts = [suites.shard_items(items, (i, n)) for i in range(1, n + 1)]
+        flat = [x for p in parts for x in p]
+        assert len(flat) == len(items) and {id(x) for x in flat} == {id(x) for x in items}
+    with pytest.raises(ConfigError):
+        suites.parse_shard("0/3")
+    with pytest.raises(ConfigError):
+        suites.parse_shard("two")
+
+
+def test_suite_variants_and_unknown_keys(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "seeds: [0, 1]\ndatasets: [shapes]\nruns:\n  - {method: dfsbir, label: no-onehot, set: {params.weights.one_hot: 0}}\n"
+    )
+    s = suites.load_suite(tmp_path / "s.yaml", ["dfsbir"])
+    assert [(i.label, i.seed) for i in s.items] == [("no-onehot", 0), ("no-onehot", 1)]
+    assert s.items[0].overrides == ["params.weights.one_hot=0"]
+    (tmp_path / "bad.yaml").write_text("seed: [0]\n")
+    with pytest.raises(ConfigError, match="Did you mean 'seeds'"):
+        suites.load_suite(tmp_path / "bad.yaml", ["dfsbir"])
+
+
+def test_smoke_suite_end_to_end_and_leaderboard(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "lb"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["bench", str(REPO / "benchmarks" / "smoke.yaml"), "--quiet", "--results", str(results)])
+    assert res.exit_code == 0, res.output
+    methods = json.loads(runner.invoke(cli, ["list", "--kind", "methods", "--json"]).stdout)
+    records = [json.loads(p.read_text()) for p in results.rglob("*.json") if p.name != "split.json"]
+    assert {r["method"] for r in records} == {m["name"] for m in methods}
+    assert all(r["status"] == "completed" and r["suite"]["name"] == "smoke" for r in records)
+    # a second pass skips everything
+    again = runner.invoke(cli, ["bench", str(REPO / "benchmarks" / "smoke.yaml"), "--quiet", "--results", str(results)])
+    assert f"0 completed, {len(records)} skipped, 0 failed" in again.output
+    # leaderboards from records; --check passes, then fails once a file is edited
+    assert runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out)]).exit_code == 0
+    table = (out / "shapes.md").read_text()
+    assert all(f"| {r['method']} " in table for r in records)
+    assert runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--check"]).exit_code == 0
+    (out / "shapes.md").write_text(table + "\nedited\n")
+    assert runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--check"]).exit_code == 1
+
+
+def test_missing_seeds_show_incomplete_and_failures_are_recorded(tmp_path):
+    (tmp_path / "s.yaml").write_text(
+        "profile: smoke\nseeds: [0, 1]\ndatasets: [shapes, folder]\nmethods: [dfsbir]\n"
+        "set:\n  data.options.train_per_class: 24\n  data.options.test_per_class: 12\n  params.rounds: 4\n"
+    )
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["bench", str(tmp_path / "s.yaml"), "--quiet", "--results", str(results), "--shard", "1/2"])
+    # shard 1/2 runs shapes seed 0 and folder seed 0; folder has no data root: recorded as failed
+    assert res.exit_code == 1 and "1 completed, 0 skipped, 1 failed" in res.output
+    failed = [json.loads(p.read_text()) for p in (results / "folder").rglob("*.json")]
+    assert failed and failed[0]["status"] == "failed" and "'folder'" in failed[0]["error"]
+    from dfbench import leaderboard as lb
+
+    files = lb.render(lb.load_records(results))
+    assert "incomplete" in files["shapes.md"] and "1/2" in files["shapes.md"]
+    assert "0/2 (1 failed)" in files["folder.md"]

@@ -120,6 +120,7 @@ class DataFreeMethod(Method):
                 for k, v in parts.items():
                     acc_terms[k] = acc_terms.get(k, 0) + v
                 pool.add(batch)
+                ctx.extra["last_batch"] = batch
                 students.train()
                 for _ in range(int(p["encoder_steps"])):
                     b = self._encoder_batch(batch, pool, n_fresh, bs, gen)

@@ -16,7 +16,8 @@ def embed_set(embedder, imageset, modality: str, device, batch_size: int, task=N
     return torch.cat(embs), torch.cat(labels)
 
 
-def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None) -> dict:
+def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None) -> dict:
+    """The four metrics; with ``keep`` (a dict), the embeddings and labels are stored in it."""
     from dfbench.metrics import retrieval_metrics
     from dfbench.progress import Reporter
 
@@ -27,5 +28,7 @@ def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=Non
         q, ql = embed_set(embedder, queries_set, "sketch", device, batch_size, task)
         g, gl = embed_set(embedder, gallery_set, "photo", device, batch_size, task)
         metrics = retrieval_metrics(q, ql, g, gl)
+        if keep is not None:
+            keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)
         task.note(f"mAP@all {metrics['mAP@all']:.4f}")
     return metrics

@@ -167,13 +167,15 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         timing["train"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
-        metrics = evaluate_embedder(embedder, benchmark, device, int(cfg["eval"]["batch_size"]), reporter)
+        embeddings: dict = {}
+        metrics = evaluate_embedder(embedder, benchmark, device, int(cfg["eval"]["batch_size"]), reporter, keep=embeddings)
         timing["eval"] = round(time.perf_counter() - t, 3)
         record["metrics"] = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
         record["status"] = "completed"
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
         _write_artifacts(art, benchmark, ctx)
+        record["pictures"] = _write_pictures(art, benchmark, ctx, embeddings)
     except DfbenchError as exc:
         _finish_failed(record, path, timing, t_start, exc, ctx, art)
         raise
@@ -251,3 +253,31 @@ def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
         record["suite"] = req.suite
     write_record(path, record)
     return path
+
+
+def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
+    """Pairs, retrieval panel and curves as PNG (names relative to the run's folder)."""
+    import warnings
+
+    from dfbench import pictures
+
+    made = []
+    try:
+        batch = ctx.extra.get("last_batch")
+        if batch is not None:
+            pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes)
+            made.append("pairs.png")
+        if emb:
+            picks, top_idx = pictures.retrieval_examples(emb["queries"], emb["query_labels"], emb["gallery"], emb["gallery_labels"])
+            qset, gset = benchmark.get("test", "sketch"), benchmark.get("test", "photo")
+            needed = sorted(set(top_idx.flatten().tolist()))
+            gallery_imgs = dict(zip(needed, gset.batch(needed)))
+            pictures.save_retrieval(
+                qset.batch(picks.tolist()), qset.labels[picks], gallery_imgs, gset.labels, top_idx, art / "retrieval.png"
+            )
+            made.append("retrieval.png")
+        if ctx.curves and pictures.save_curves(ctx.curves, art / "curves.png"):
+            made.append("curves.png")
+    except Exception as exc:  # pictures are a convenience: never lose a result over one
+        warnings.warn(f"could not draw the pictures of this run: {type(exc).__name__}: {exc}")
+    return made

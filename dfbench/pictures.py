@@ -1,0 +1,113 @@
+"""Pictures of a run, saved beside its record (``<results>/<dataset>/<method>/<run_id>/``):
+
+- ``pairs.png``: synthesised photo/sketch pairs, one column per noise vector (top row photos,
+  bottom row sketches), with each image's teacher label;
+- ``retrieval.png``: one query sketch per class and its top 8 photos, relevant ones framed green,
+  others red;
+- ``curves.png``: every loss term and the alignment loss over rounds (from ``curves.csv``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CELL = 64
+PAD = 4
+
+
+def _to_pil(img: torch.Tensor, size: int = CELL):
+    from PIL import Image
+
+    arr = ((img.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(arr).resize((size, size), Image.NEAREST)
+
+
+def _save_png(image, path: Path) -> None:
+    from dfbench.fileio import atomic_open
+
+    with atomic_open(path, "wb") as fh:
+        image.save(fh, format="PNG")
+
+
+def save_pairs(photos: torch.Tensor, sketches: torch.Tensor, path: Path, labels=None, classes=None, n: int = 10) -> None:
+    from PIL import Image, ImageDraw
+
+    n = min(n, len(photos))
+    label_h = 12 if labels is not None else 0
+    width = n * (CELL + PAD) + PAD
+    height = 2 * (CELL + PAD + label_h) + PAD
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i in range(n):
+        x = PAD + i * (CELL + PAD)
+        for row, (imgs, lab) in enumerate(((photos, labels[0] if labels else None), (sketches, labels[1] if labels else None))):
+            y = PAD + row * (CELL + PAD + label_h)
+            canvas.paste(_to_pil(imgs[i]), (x, y))
+            if lab is not None:
+                name = classes[int(lab[i])] if classes else str(int(lab[i]))
+                draw.text((x, y + CELL), name[:10], fill="black")
+    _save_png(canvas, path)
+
+
+def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path: Path, top: int = 8) -> None:
+    from PIL import Image, ImageDraw
+
+    rows = len(queries)
+    width = PAD + (CELL + PAD) * (top + 1) + PAD
+    height = PAD + rows * (CELL + PAD)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r in range(rows):
+        y = PAD + r * (CELL + PAD)
+        canvas.paste(_to_pil(queries[r]), (PAD, y))
+        for k in range(top):
+            j = int(top_idx[r, k])
+            x = PAD + (CELL + PAD) * (k + 1) + PAD
+            canvas.paste(_to_pil(gallery[j]), (x, y))
+            good = int(gallery_labels[j]) == int(query_labels[r])
+            draw.rectangle([x - 2, y - 2, x + CELL + 1, y + CELL + 1], outline=(0, 170, 0) if good else (210, 0, 0), width=2)
+    _save_png(canvas, path)
+
+
+def save_curves(rows: list[dict], path: Path) -> bool:
+    """Plot each column of the curves against the round; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    keys = [k for k in rows[0] if k != "round"]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.6 * len(keys) + 0.6), sharex=True, squeeze=False)
+    rounds = [r["round"] for r in rows]
+    for ax, key in zip(axes[:, 0], keys):
+        ax.plot(rounds, [r.get(key) for r in rows], lw=1.2)
+        ax.set_ylabel(key.replace("term/", ""), rotation=0, ha="right", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("round")
+    fig.tight_layout()
+    from dfbench.fileio import atomic_open
+
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=90)
+    plt.close(fig)
+    return True
+
+
+@torch.no_grad()
+def retrieval_examples(q_emb, q_labels, g_emb, g_labels, top: int = 8):
+    """One query per class (the first of each) and the indices of its top photos by cosine."""
+    seen, picks = set(), []
+    for i, lab in enumerate(q_labels.tolist()):
+        if lab not in seen:
+            seen.add(lab)
+            picks.append(i)
+    picks = torch.tensor(picks[:12], dtype=torch.long, device=q_emb.device)
+    q = torch.nn.functional.normalize(q_emb[picks].float(), dim=1)
+    g = torch.nn.functional.normalize(g_emb.float(), dim=1)
+    top_idx = (q @ g.t()).topk(min(top, g.shape[0]), dim=1).indices
+    return picks.cpu(), top_idx.cpu()

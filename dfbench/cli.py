@@ -49,6 +49,14 @@ def cli():
     """
 
 
+def _console():
+    """A rich console for results on stdout: wide enough for the tables when not a terminal."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def _plugins():
     from dfbench.plugins import get_plugins, warn_broken
 
@@ -71,7 +79,7 @@ def list_cmd(kind, as_json):
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     for k in kinds:
         table = Table(title=k, title_justify="left", show_lines=False)
         table.add_column("name", style="bold")
@@ -101,7 +109,7 @@ def plugins(as_json):
         table.add_column(col)
     for i in infos:
         table.add_row(i["name"], i["distribution"] or "", i["version"] or "", ", ".join(h.replace("dfbench_register_", "") for h in i["hooks"]), i["error"] or "")
-    Console().print(table)
+    _console().print(table)
 
 
 @cli.command()
@@ -183,7 +191,7 @@ def _summary(outcomes):
             *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
             f"{r.get('timing', {}).get('total', 0):.1f}",
         )
-    console = Console()
+    console = _console()
     console.print(table)
     for o in outcomes:
         console.print(f"record: {o.path}" + (" (existed; --force runs again)" if o.skipped else ""), soft_wrap=True)

@@ -42,7 +42,10 @@ _COMMON = {
         "width": 32,
         "feature_dim": 128,
         "epochs": 12,
-        "modality_epochs": 2,  # photo vs sketch is easy: a few epochs suffice
+        # the modality classifier (photo vs sketch) is small and quick: the task is easy
+        "modality_arch": "cnn",
+        "modality_width": 8,
+        "modality_epochs": 2,
         "batch_size": 64,
         "lr": 0.002,
         "weight_decay": 5e-4,

@@ -10,3 +10,10 @@ def dfbench_register_methods(register):
         "entropy, activation, modality, class-alignment and adversarial terms; Proxy-Anchor "
         "encoders with frozen teacher proxies.",
     )
+    register(
+        "dfsbir-plus",
+        "dfbench_dfsbir.method:DFSBIRPlus",
+        description="dfsbir with encoders initialised from the teacher's backbone, a lower encoder "
+        "learning rate, BatchNorm prior, replay pool and proxy readout (dfbench's improved recipe; "
+        "every change ablated in benchmarks/ablation.yaml).",
+    )

@@ -16,7 +16,7 @@ import torch
 from dfbench.errors import TeacherError
 from dfbench.models import freeze
 from dfbench.teachers import TeacherLoader, TeacherSet
-from dfbench_teachers.common import build_teacher, evaluate_teacher, teacher_outputs
+from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, teacher_outputs
 
 
 class CheckpointTeachers(TeacherLoader):
@@ -70,11 +70,13 @@ class CheckpointTeachers(TeacherLoader):
                 if wrong:
                     k = wrong[0]
                     detail.append(f"{len(wrong)} tensors of other shapes (e.g. {k}: file {tuple(state[k].shape)}, expected {tuple(expected[k].shape)})")
+                rc = role_config(tcfg, role)
+                prefix = "modality_" if role == "modality" else ""
                 raise TeacherError(
                     f"Teacher checkpoint {path} (role '{role}') does not fit the architecture "
-                    f"teachers.arch={tcfg['arch']} (width {tcfg['width']}, feature_dim {tcfg['feature_dim']}): "
+                    f"teachers.{prefix}arch={rc['arch']} (width {rc['width']}, feature_dim {rc['feature_dim']}): "
                     + "; ".join(detail)
-                    + ". Set teachers.arch/width/feature_dim to the ones the checkpoint was trained with."
+                    + f". Set teachers.{prefix}arch/{prefix}width (and feature_dim) to the ones the checkpoint was trained with."
                 )
             model.load_state_dict(state)
             model = freeze(model.to(ctx.device))

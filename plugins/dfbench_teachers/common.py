@@ -12,7 +12,20 @@ def teacher_outputs(role: str, num_classes: int) -> int:
     return 1 if role == "modality" else num_classes
 
 
+MODALITY_KEYS = ("modality_arch", "modality_width", "modality_epochs")
+
+
+def role_config(tcfg: dict, role: str) -> dict:
+    """The teacher config that applies to ``role``: the modality classifier has its own
+    architecture, width and epochs; the class teachers ignore those keys."""
+    cfg = {k: v for k, v in tcfg.items() if k not in MODALITY_KEYS + ("loader", "checkpoints")}
+    if role == "modality":
+        cfg.update(arch=tcfg["modality_arch"], width=tcfg["modality_width"], epochs=tcfg["modality_epochs"])
+    return cfg
+
+
 def build_teacher(role: str, tcfg: dict, num_classes: int, image_size: int):
+    tcfg = role_config(tcfg, role)
     return build_classifier(
         tcfg["arch"],
         teacher_outputs(role, num_classes),
@@ -61,7 +74,8 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
     n = len(x_all)
     bs = int(tcfg["batch_size"])
     steps_per_epoch = max(1, n // bs)
-    epochs = int(tcfg["modality_epochs"] if role == "modality" else tcfg["epochs"])
+    tcfg = role_config(tcfg, role)
+    epochs = int(tcfg["epochs"])
     opt = torch.optim.AdamW(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(tcfg["lr"]), total_steps=epochs * steps_per_epoch, pct_start=0.15)
     for _ in range(epochs):

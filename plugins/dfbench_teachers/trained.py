@@ -16,13 +16,13 @@ from dfbench.config import canonical_json
 from dfbench.fileio import atomic_torch_save
 from dfbench.models import freeze
 from dfbench.teachers import TeacherLoader, TeacherSet
-from dfbench_teachers.common import build_teacher, evaluate_teacher, train_teacher
+from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, train_teacher
 
 CACHE_VERSION = 1
 
 
 def cache_key(ctx, role: str) -> str:
-    tcfg = {k: v for k, v in ctx.config["teachers"].items() if k not in ("loader", "checkpoints")}
+    tcfg = role_config(ctx.config["teachers"], role)
     bench = ctx.benchmark
     ident = {
         "v": CACHE_VERSION,
@@ -61,7 +61,7 @@ class TrainedTeachers(TeacherLoader):
                 seed = ctx.seed * 1000 + 17 * (i + 1)
                 torch.manual_seed(seed)
                 model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
-                epochs = tcfg["modality_epochs"] if role == "modality" else tcfg["epochs"]
+                epochs = role_config(tcfg, role)["epochs"]
                 with ctx.reporter.task(f"teacher {role}", total=int(epochs)) as task:
                     train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task)
                     acc = evaluate_teacher(model, role, ctx.benchmark, ctx.device)

@@ -50,6 +50,11 @@ _COMMON = {
         "lr": 0.002,
         "weight_decay": 5e-4,
         "augment": True,
+        # fraction of classes the photo and sketch teachers share (the partial-overlap experiment)
+        "class_overlap": 1.0,
+        # photo, sketch and unified teachers start from the same random initialisation (as if
+        # fine-tuned from one pretrained network): averaging their weights then means something
+        "shared_init": True,
         "checkpoints": {"photo": None, "sketch": None, "modality": None, "unified": None},
     },
     "students": {"arch": "cnn", "width": 32, "feature_dim": 128},

@@ -20,6 +20,8 @@ def role_config(tcfg: dict, role: str) -> dict:
     architecture, width and epochs; the class teachers ignore those keys."""
     cfg = {k: v for k, v in tcfg.items() if k not in MODALITY_KEYS + ("loader", "checkpoints")}
     if role == "modality":
+        cfg.pop("class_overlap", None)
+        cfg.pop("shared_init", None)
         cfg.update(arch=tcfg["modality_arch"], width=tcfg["modality_width"], epochs=tcfg["modality_epochs"])
     return cfg
 
@@ -35,15 +37,32 @@ def build_teacher(role: str, tcfg: dict, num_classes: int, image_size: int):
     )
 
 
-def role_data(benchmark, role: str, split: str):
-    """(images uint8, labels) the teacher of ``role`` learns from / is tested on."""
+def overlap_classes(num_classes: int, overlap: float, seed: int) -> dict:
+    """Classes each modality's teacher learns when they share only a fraction ``overlap`` of them
+    (the paper's partial-overlap experiment): ``round(overlap * C)`` shared classes, the others
+    split evenly between photo-only and sketch-only ones, by a permutation seeded with ``seed``."""
+    from dfbench.errors import ConfigError
+
+    if not 0.0 < float(overlap) <= 1.0:
+        raise ConfigError(f"teachers.class_overlap must be in (0, 1], got {overlap}.")
+    order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(10_007 + seed)).tolist()
+    shared = max(1, round(float(overlap) * num_classes))
+    rest = order[shared:]
+    half = (len(rest) + 1) // 2
+    return {"photo": set(order[:shared] + rest[:half]), "sketch": set(order[:shared] + rest[half:])}
+
+
+def role_data(benchmark, role: str, split: str, classes: dict | None = None):
+    """[(image set, constant label or None, allowed classes or None)] the teacher of ``role``
+    learns from (``split='train'``) or is tested on. ``classes`` (from :func:`overlap_classes`)
+    limits what each modality's teacher sees in training."""
     sets = {m: benchmark.get(split, m) for m in ("photo", "sketch")}
+    allowed = classes if (classes is not None and split == "train") else {"photo": None, "sketch": None}
     if role in ("photo", "sketch"):
-        s = sets[role]
-        return [(s, None)]
+        return [(sets[role], None, allowed[role])]
     if role == "unified":
-        return [(sets["photo"], None), (sets["sketch"], None)]
-    return [(sets["photo"], 0), (sets["sketch"], 1)]  # modality: constant labels
+        return [(sets["photo"], None, allowed["photo"]), (sets["sketch"], None, allowed["sketch"])]
+    return [(sets["photo"], 0, None), (sets["sketch"], 1, None)]  # modality: constant labels
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tensor:
@@ -59,18 +78,19 @@ def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tenso
 def _gather(parts, device):
     """All training images of a role, as a uint8 tensor on ``device`` and int64 labels."""
     xs, ys = [], []
-    for imageset, const in parts:
-        idx = list(range(len(imageset)))
+    for imageset, const, allowed in parts:
+        labels = imageset.labels
+        idx = list(range(len(imageset))) if allowed is None else [i for i, y in enumerate(labels.tolist()) if y in allowed]
         xs.append(imageset.load_uint8(idx))
-        ys.append(imageset.labels.clone() if const is None else torch.full((len(imageset),), const, dtype=torch.int64))
+        ys.append(labels[idx].clone() if const is None else torch.full((len(idx),), const, dtype=torch.int64))
     return torch.cat(xs).to(device), torch.cat(ys).to(device)
 
 
-def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, task=None):
+def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, task=None, classes: dict | None = None):
     """Train ``model`` for ``tcfg['epochs']`` epochs (AdamW, cosine schedule, augmentation)."""
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
-    x_all, y_all = _gather(role_data(benchmark, role, "train"), device)
+    x_all, y_all = _gather(role_data(benchmark, role, "train", classes), device)
     n = len(x_all)
     bs = int(tcfg["batch_size"])
     steps_per_epoch = max(1, n // bs)
@@ -106,7 +126,7 @@ def evaluate_teacher(model, role: str, benchmark, device, batch_size: int = 512)
     model.eval()
     result = {}
     correct_all = total_all = 0
-    for imageset, const in role_data(benchmark, role, "test"):
+    for imageset, const, _ in role_data(benchmark, role, "test"):
         modality = "photo" if imageset is benchmark.get("test", "photo") else "sketch"
         correct = 0
         for x, y in imageset.iter_batches(batch_size, device):

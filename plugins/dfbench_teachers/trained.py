@@ -16,9 +16,10 @@ from dfbench.config import canonical_json
 from dfbench.fileio import atomic_torch_save
 from dfbench.models import freeze
 from dfbench.teachers import TeacherLoader, TeacherSet
-from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, train_teacher
+from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, role_config, train_teacher
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+ROLE_SEED = {"photo": 11, "sketch": 23, "unified": 37, "modality": 41}
 
 
 def cache_key(ctx, role: str) -> str:
@@ -45,7 +46,7 @@ class TrainedTeachers(TeacherLoader):
     def load(self, ctx, roles):
         models, accuracy, info = {}, {}, {}
         tcfg = ctx.config["teachers"]
-        for i, role in enumerate(sorted(roles)):
+        for role in sorted(roles):
             key = cache_key(ctx, role)
             path = ctx.cache_dir / "teachers" / f"{key}.pt"
             model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
@@ -58,12 +59,18 @@ class TrainedTeachers(TeacherLoader):
                     entry = None  # unreadable cache: train again
             if entry is None:
                 start = time.perf_counter()
-                seed = ctx.seed * 1000 + 17 * (i + 1)
-                torch.manual_seed(seed)
+                seed = ctx.seed * 1000 + ROLE_SEED[role]  # the training order (batches, augmentation)
+                # class teachers start from one shared initialisation unless shared_init is off, as
+                # the paper's teachers were all fine-tuned from one pretrained network
+                shared = tcfg.get("shared_init", True) and role != "modality"
+                torch.manual_seed(ctx.seed * 1000 if shared else seed)
                 model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
                 epochs = role_config(tcfg, role)["epochs"]
                 with ctx.reporter.task(f"teacher {role}", total=int(epochs)) as task:
-                    train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task)
+                    classes = None
+                    if float(tcfg.get("class_overlap", 1.0)) < 1.0:
+                        classes = overlap_classes(ctx.num_classes, tcfg["class_overlap"], ctx.seed)
+                    train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task, classes)
                     acc = evaluate_teacher(model, role, ctx.benchmark, ctx.device)
                     task.note(f"test acc {acc['all']:.3f}")
                 entry = {

@@ -1,0 +1,229 @@
+"""The paper's six baselines and the supervised reference bound, as declarations.
+
+Chaudhuri, Bhunia, Song, Dutta, "Data-Free Sketch-Based Image Retrieval", CVPR 2023 compares
+CrossX-DFL (``dfsbir``) with six baselines (names from its poster; protocols our reading, see
+docs/baselines.md). Every baseline that trains uses the shared engine
+(:class:`dfbench.engine.DataFreeMethod`) and changes only what the baseline is about: the source
+of the training images (strategy and synthesis terms) or the encoder loss.
+
+Teachers: the paper's setting, a photo and a sketch classifier trained apart (``variant:
+independent``), for the six baselines; retrieval uses the ``proxy`` readout (with two teachers the
+raw embeddings of the two encoders share no space, their cosines to the proxies do). The
+supervised bound uses ``dfsbir``'s default unified teacher (one shared proxy set).
+
+Schedules: ``gaussian-prior`` and ``alt-data`` take ``dfsbir``'s per profile (rounds, encoder
+steps, batch, replay); ``unimodal-kd`` and ``meta-data`` take those of their nearest relatives in
+the ``datafree`` plugin (``dafl``, ``deepinversion``), so that each pair of rows differs in one
+thing; ``supervised`` takes as many encoder steps as ``dfsbir``, each on fresh real pairs.
+"""
+
+from __future__ import annotations
+
+from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
+from dfbench.methods import Method
+from dfbench.teachers import roles_for_variant
+
+# -- dfsbir's schedules, per profile ------------------------------------------------------------------
+SMOKE = {"rounds": 12, "batch_size": 32, "log_every": 4, "readout": "proxy", "replay_size": 256, "encoder_steps": 2}
+CPU = {
+    "rounds": 400,
+    "encoder_steps": 2,
+    "batch_size": 64,
+    "replay_size": 4096,
+    "fresh_fraction": 0.25,
+    "readout": "proxy",
+    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
+}
+PAPER = {
+    "rounds": 2000,
+    "encoder_steps": 1,
+    "batch_size": 512,
+    "readout": "raw",
+    "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 0.0},
+}
+METRIC = {"loss": "proxy-anchor", "margin": 0.1, "alpha": 32.0}  # dfsbir's L_metric
+
+
+def _merge(*parts: dict) -> dict:
+    from dfbench.config import deep_merge
+
+    out: dict = {}
+    for part in parts:
+        out = deep_merge(out, part)
+    return out
+
+
+def _trained(base: dict, smoke: dict | None = None, cpu: dict | None = None, paper: dict | None = None) -> dict:
+    """Profiles of a baseline trained on dfsbir's schedule: the engine's defaults, the baseline's
+    own declaration, and dfsbir's schedule per profile (then the baseline's profile changes)."""
+    # the paper's setting: a photo and a sketch teacher trained apart; a baseline's own alignment
+    # loss replaces L_metric whole
+    base = {"variant": "independent", "alignment": METRIC, **base}
+    return {
+        "base": {"params": _merge(DATA_FREE_BASE, base)},
+        "smoke": {"params": _merge(SMOKE, smoke or {})},
+        "cpu": {"params": _merge(CPU, cpu or {})},
+        "paper": {"params": _merge(PAPER, paper or {})},
+    }
+
+
+# -- 1. Classifier Only -----------------------------------------------------------------------------
+class ClassifierOnly(Method):
+    """No training: each modality is embedded by its own teacher's class probabilities (or logits)."""
+
+    name = "classifier-only"
+    profiles = {
+        "base": {"params": {"variant": "independent", "readout": "probs"}},
+        # nothing to scale: the core profiles size the teachers
+        "smoke": {"params": {}},
+        "cpu": {"params": {}},
+        "paper": {"params": {}},
+    }
+
+    def teacher_roles(self, params: dict) -> set[str]:
+        return roles_for_variant(params["variant"], modality=False)
+
+    def fit(self, ctx):
+        from dfbench_baselines.embedders import TeacherEmbedder
+
+        p = ctx.params
+        return TeacherEmbedder(ctx.teachers, p["variant"], p["readout"])
+
+
+# -- 2. Uni-Modal Distillation ----------------------------------------------------------------------
+DAFL_WEIGHTS = {"one_hot": 1.0, "entropy": 5.0, "activation": 0.1}  # Chen et al. 2019
+
+
+class UnimodalKD(DataFreeMethod):
+    """DAFL per modality (a generator per teacher, independent noise, no cross-modal term), and each
+    encoder distilled from its own teacher through the frozen teacher head.
+
+    The generators and schedule are those of the ``dafl`` method (plugin ``datafree``): the two
+    rows differ only in the encoder loss (per-modality KD here, cross-modal Proxy-Anchor there)."""
+
+    name = "unimodal-kd"
+    profiles = {
+        "base": {
+            "params": _merge(
+                DATA_FREE_BASE,
+                {
+                    "variant": "independent",
+                    "weights": DAFL_WEIGHTS,
+                    "alignment": {"loss": "kd", "temperature": 1.0},
+                    "readout": "proxy",  # the students' class predictions through the teacher head
+                    # one generator per modality, each its own noise, labels = teacher argmax
+                    "inversion": {"strategy": "generators", "targets": "none", "steps": 1, "samples": 0},
+                },
+            )
+        },
+        "smoke": {"params": {"rounds": 12, "batch_size": 32, "log_every": 4, "inversion": {"z_dim": 64, "width": 16, "batch_size": 32}}},
+        "cpu": {"params": {"rounds": 1500, "batch_size": 64, "log_every": 50, "inversion": {"z_dim": 128, "width": 32, "batch_size": 64}}},
+        "paper": {"params": {"rounds": 80000, "batch_size": 256, "log_every": 200, "inversion": {"z_dim": 256, "width": 64, "batch_size": 256}}},
+    }
+
+
+# -- 3. Gaussian Prior ------------------------------------------------------------------------------
+class GaussianPriorBaseline(DataFreeMethod):
+    """No estimator: Gaussian noise images labelled by the teachers, encoders trained with L_metric."""
+
+    name = "gaussian-prior"
+    profiles = _trained(
+        {"weights": {}, "inversion": {"strategy": "prior", "batch_size": 64, "std": 1.0, "squash": "tanh", "resolution": None}},
+        smoke={"inversion": {"batch_size": 32}},
+        paper={"readout": "proxy", "inversion": {"batch_size": 512}},
+    )
+
+
+# -- 4. Averaging Weights ----------------------------------------------------------------------------
+class AveragedWeights(Method):
+    """No training: one network, the element-wise average of the photo and sketch teachers."""
+
+    name = "avg-weights"
+    profiles = {
+        "base": {"params": {"readout": "probs"}},
+        "smoke": {"params": {}},
+        "cpu": {"params": {}},
+        "paper": {"params": {}},
+    }
+
+    def teacher_roles(self, params: dict) -> set[str]:
+        return {"photo", "sketch"}
+
+    def fit(self, ctx):
+        from dfbench_baselines.embedders import ClassifierEmbedder, average_classifiers
+
+        net = average_classifiers(ctx.teachers["photo"], ctx.teachers["sketch"])
+        ctx.extra["averaged"] = net
+        return ClassifierEmbedder(net, ctx.params["readout"])
+
+
+# -- 5. Meta-Data ------------------------------------------------------------------------------------
+# BatchNorm-statistics inversion (Lopes et al. 2017's "meta-data", in DeepInversion's form, Yin et
+# al. 2020): pixels optimised so that the inputs of every teacher BatchNorm layer match its stored
+# running statistics (first layer x10), with DeepInversion's image priors; no class target: the
+# teachers' argmax labels the results, photos paired with sketches of the same label.
+META_WEIGHTS = {"bn": 10.0, "tv": 0.05, "l2": 0.001}
+
+
+class MetaData(DataFreeMethod):
+    """Images inverted from the teachers' stored BatchNorm statistics (pixel optimisation), then
+    the encoders trained on them with L_metric. Schedules are those of ``deepinversion`` (plugin
+    ``datafree``), which adds the class term this baseline leaves out."""
+
+    name = "meta-data"
+    profiles = {
+        "base": {
+            "params": _merge(
+                DATA_FREE_BASE,
+                {
+                    "variant": "independent",
+                    "alignment": METRIC,
+                    "readout": "proxy",
+                    "weights": META_WEIGHTS,
+                    "fresh_fraction": 0.25,
+                    "inversion": {
+                        "strategy": "pixels",
+                        "targets": "none",
+                        "jitter": 2,
+                        "flip": True,
+                        "bn_first_layer_scale": 10.0,
+                        "optimizer": {"name": "adam", "lr": 0.1},
+                    },
+                },
+            )
+        },
+        "smoke": {"params": {"rounds": 3, "batch_size": 32, "encoder_steps": 4, "replay_size": 256, "log_every": 1, "inversion": {"batch_size": 32, "steps": 5}}},
+        "cpu": {"params": {"rounds": 40, "batch_size": 64, "encoder_steps": 25, "replay_size": 4096, "log_every": 2, "inversion": {"batch_size": 64, "steps": 20}}},
+        "paper": {"params": {"rounds": 200, "batch_size": 256, "encoder_steps": 400, "replay_size": 8192, "log_every": 5, "inversion": {"batch_size": 256, "steps": 2000}}},
+    }
+
+
+# -- 6. Alternative Data -----------------------------------------------------------------------------
+class AlternativeDataBaseline(DataFreeMethod):
+    """Real images of an unrelated source instead of estimators, labelled by the teachers."""
+
+    name = "alt-data"
+    profiles = _trained(
+        {"weights": {}, "inversion": {"strategy": "alt-data", "source": "shapes", "batch_size": 64, "max_images": 4096}},
+        smoke={"inversion": {"batch_size": 32, "max_images": 512}},
+        paper={"readout": "proxy", "inversion": {"batch_size": 512, "max_images": 20000}},
+    )
+
+
+# -- Reference bound: supervised -------------------------------------------------------------------
+class Supervised(DataFreeMethod):
+    """The data-dependent upper bound: the same encoders and L_metric on the real train split."""
+
+    name = "supervised"
+    uses_train_data = True
+    profiles = _trained(
+        {"variant": "unified", "weights": {}, "replay_size": 0, "inversion": {"strategy": "real", "batch_size": 64, "augment": True}},
+        # fresh real pairs every step instead of replay: as many encoder steps of the same batch
+        # size as dfsbir's schedule (rounds x encoder_steps)
+        smoke={"rounds": 24, "encoder_steps": 1, "replay_size": 0, "inversion": {"batch_size": 32}},
+        cpu={"rounds": 800, "encoder_steps": 1, "replay_size": 0},
+        paper={"rounds": 2000, "encoder_steps": 1, "inversion": {"batch_size": 512}},
+    )
+
+
+ALL = (ClassifierOnly, UnimodalKD, GaussianPriorBaseline, AveragedWeights, MetaData, AlternativeDataBaseline, Supervised)

@@ -1,0 +1,131 @@
+"""Training throughput of ``dfsbir`` rounds, and the share of the machine's matmul peak it reaches.
+
+    python benchmarks/bench_train.py                 # cpu profile shapes, on the CPU
+    python benchmarks/bench_train.py --profile paper --batch 32 --rounds 3    # paper shapes, smaller batch
+    python benchmarks/bench_train.py --device cuda --profile paper           # on a GPU
+
+One round = the estimators' steps plus the encoder steps of the profile. The teachers are randomly
+initialised and frozen (throughput does not depend on what they learned), the data is a tiny
+``shapes`` set (only its image size matters). Prints images per second (synthesised images through
+estimator steps + real-size encoder images), the FLOP per round counted by
+``torch.utils.flop_counter``, achieved FLOP/s, and that as a fraction of a dense fp32 matmul peak
+measured in the same run (bf16 on CUDA when --amp).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def matmul_peak(device, dtype, n: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t)
+
+
+def sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build_context(profile: str, device, overrides: list[str]):
+    import torch
+
+    from dfbench import config as cfgmod
+    from dfbench.context import RunContext
+    from dfbench.datasets import DatasetOptions
+    from dfbench.models import freeze
+    from dfbench.plugins import registry
+    from dfbench.teachers import TeacherSet
+    from dfbench_datasets.shapes import ShapesDataset
+    from dfbench_teachers.common import build_teacher
+
+    method_cls = registry("methods").load("dfsbir")
+    cfg = cfgmod.resolve(
+        method="dfsbir", dataset="shapes", profile=profile, seed=0, device=str(device),
+        method_profiles=method_cls.profiles, overrides=cfgmod.parse_set(overrides),
+    )
+    size = int(cfg["data"]["image_size"])
+    import tempfile
+
+    bench = ShapesDataset().load(DatasetOptions(image_size=size, cache_dir=Path(tempfile.mkdtemp()), extra={"train_per_class": 2, "test_per_class": 1}))
+    ctx = RunContext(config=cfg, device=device, benchmark=bench, cache_dir=Path(tempfile.mkdtemp()))
+    torch.manual_seed(0)
+    roles = method_cls().teacher_roles(cfg["params"])
+    ctx.teachers = TeacherSet({r: freeze(build_teacher(r, cfg["teachers"], bench.num_classes, size).to(device)) for r in roles})
+    return ctx, method_cls()
+
+
+def images_per_round(p: dict) -> int:
+    inv = p["inversion"]
+    synth = 2 * int(inv["steps"]) * int(inv["batch_size"])  # photo + sketch per estimator step
+    enc = 2 * int(p["encoder_steps"]) * int(p["batch_size"])
+    return synth + enc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=None, help="batch of estimator and encoder steps (paper shapes on a CPU need less)")
+    ap.add_argument("--steps", type=int, default=None, help="estimator steps per round (the paper profile has 500)")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dfbench.reproducibility import choose_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = choose_device(args.device)
+    overrides = list(args.overrides) + ["params.log_every=1000000", "checkpoint_every=0"]
+    if args.batch:
+        overrides += [f"params.batch_size={args.batch}", f"params.inversion.batch_size={args.batch}", f"params.replay_size={16 * args.batch}"]
+    if args.steps:
+        overrides.append(f"params.inversion.steps={args.steps}")
+    ctx, method = build_context(args.profile, device, overrides + ["params.rounds=1"])
+    p = ctx.params
+    with FlopCounterMode(display=False) as counter:
+        method.fit(ctx)  # one round: warm-up and FLOP count
+    flop_per_round = counter.get_total_flops()
+
+    ctx, method = build_context(args.profile, device, overrides + [f"params.rounds={args.rounds}"])
+    sync(device)
+    t = time.perf_counter()
+    method.fit(ctx)
+    sync(device)
+    elapsed = time.perf_counter() - t
+
+    peak = matmul_peak(device, torch.float32)
+    n_img = images_per_round(p)
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})")
+    print(f"profile: {args.profile}  image size: {ctx.image_size}  estimator steps/round: {p['inversion']['steps']}  "
+          f"estimator batch: {p['inversion']['batch_size']}  encoder steps/round: {p['encoder_steps']}  encoder batch: {p['batch_size']}")
+    print(f"rounds timed: {args.rounds}  seconds/round: {elapsed / args.rounds:.3f}")
+    print(f"images/s: {n_img * args.rounds / elapsed:.1f}  ({n_img} images per round)")
+    print(f"GFLOP per round: {flop_per_round / 1e9:.2f}  achieved GFLOP/s: {flop_per_round * args.rounds / elapsed / 1e9:.1f}")
+    print(f"fp32 matmul peak GFLOP/s: {peak / 1e9:.1f}  fraction of peak: {flop_per_round * args.rounds / elapsed / peak:.3f}")
+
+
+if __name__ == "__main__":
+    main()

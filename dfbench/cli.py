@@ -34,6 +34,8 @@ class DfbenchGroup(click.Group):
 
 
 def _fail(message: str, code: int = 2):
+    # one paragraph, even when the message quotes a multi-line error of a library
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
 
@@ -129,12 +131,17 @@ def plugins(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, print_config, as_json, quiet):
-    """Run one method on one dataset and write a run record per seed."""
+    """Run one method on one dataset and write a run record per seed.
+
+    Started by torchrun, one run trains data-parallel on all its processes (docs/scaling.md).
+    """
+    from dfbench import distributed
     from dfbench.progress import Reporter
     from dfbench.runner import RunRequest, execute_resolved, resolve_request
 
     _plugins()
-    reporter = Reporter(enabled=False) if quiet else Reporter()
+    main_rank = distributed.is_main()  # under torchrun only rank 0 reports and prints
+    reporter = Reporter(enabled=False) if quiet or not main_rank else Reporter()
     outcomes = []
     for seed in seeds or (0,):
         req = RunRequest(
@@ -159,21 +166,39 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
             return
         try:
             outcome = execute_resolved(cfg, method_obj, req, reporter)
-        except KeyboardInterrupt:
-            _fail(
-                "Interrupted. The last training checkpoint (if one was saved) is kept: run the same "
-                "command again to resume from it.",
-                130,
-            )
+        except KeyboardInterrupt as exc:
+            _interrupted(getattr(exc, "dfbench_checkpoint", None), len(seeds) > 1)
         if outcome.skipped:
             reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
         else:
             reporter.log(f"record written to {outcome.path}")
         outcomes.append(outcome)
+    if not main_rank:
+        return
     if as_json:
         click.echo(json.dumps([o.record for o in outcomes], indent=2))
     else:
         _summary(outcomes)
+
+
+def _interrupted(checkpoint, several_seeds: bool):
+    """Ctrl-C in 'dfbench run': say what is kept and how to resume, exit 130 (no traceback)."""
+    done = " Seeds already finished are skipped." if several_seeds else ""
+    if checkpoint is not None and Path(checkpoint[0]).is_file():
+        path, last_round, _ = checkpoint
+        at = f" (round {last_round})" if last_round else ""
+        message = (
+            f"Interrupted. The checkpoint {path}{at} is kept: run the same command again to resume "
+            f"from it.{done}"
+        )
+    else:
+        every = f" (one is saved every {checkpoint[2]} rounds, see checkpoint_every)" if checkpoint and checkpoint[2] > 0 else ""
+        message = (
+            f"Interrupted before the first training checkpoint{every}, so no training is kept. Run the "
+            f"same command again to start this run over.{done}"
+        )
+    click.echo(message, err=True)
+    sys.exit(130)
 
 
 def _summary(outcomes):
@@ -308,6 +333,32 @@ def bench(suite, shard, dry_run, force, results, data_root, device, cache_dir, q
         click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
         if counts["failed"]:
             sys.exit(1)
+
+
+@cli.command(name="check-plugin")
+@click.argument("name")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every check (determinism: twice with it).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
+@click.option("--json", "as_json", is_flag=True, help="Print {plugin, passed, counts, checks} as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def check_plugin(name, device, seed, cache_dir, as_json, quiet):
+    """Check plugin NAME's components against their interface contracts (smoke profile, tiny data).
+
+    Prints a pass/fail table per component and contract (shapes, dtypes, devices, determinism under
+    a seed, finite losses, smoke runs); exits 1 when a contract fails. NAME as in 'dfbench plugins'.
+    """
+    from dfbench import conformance
+
+    _plugins()
+    log = None if quiet else (lambda message: click.echo(message, err=True))
+    results = conformance.check_plugin(name, device=device, seed=seed, cache_dir=cache_dir, log=log)
+    if as_json:
+        click.echo(json.dumps(conformance.report(name, results), indent=2))
+    else:
+        conformance.print_table(name, results, _console())
+    if conformance.summary(results)[conformance.FAIL]:
+        sys.exit(1)
 
 
 def _register_plugin_commands():

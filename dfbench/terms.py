@@ -259,8 +259,23 @@ def adversarial_kl(s: SynthesisState):
     )
 
 
+def adversarial_kl_masked(s: SynthesisState):
+    """Minus KL(teacher || student), counted only on the samples whose student argmax equals the
+    teacher's, averaged over the whole batch (the "decision adversarial" term of CMI and Fast):
+    the synthesiser pushes samples towards the students' decision boundary without rewarding
+    samples the students already get wrong, so the term cannot run away while the students are
+    still poor."""
+    total = 0
+    for m in s.modalities:
+        t, st = s.teacher_logits(m), s.student_logits(m)
+        agree = (st.detach().argmax(1) == t.detach().argmax(1)).to(t.dtype)
+        kl = F.kl_div(F.log_softmax(st, 1), F.softmax(t, 1), reduction="none").sum(1)
+        total = total - (kl * agree).mean()
+    return total
+
+
 def adversarial_js(s: SynthesisState):
-    """Minus the Jensen-Shannon divergence between teacher and student (ADI, CMI, Fast)."""
+    """Minus the Jensen-Shannon divergence between teacher and student (ADI's competition)."""
     total = 0
     for m in s.modalities:
         p = F.softmax(s.teacher_logits(m), 1)
@@ -318,6 +333,7 @@ TERMS: dict[str, Callable[[SynthesisState], torch.Tensor]] = {
     "adversarial": adversarial,
     "adversarial_l1": adversarial_l1,
     "adversarial_kl": adversarial_kl,
+    "adversarial_kl_masked": adversarial_kl_masked,
     "adversarial_js": adversarial_js,
     "contrastive": contrastive,
     "bn": bn,
@@ -328,7 +344,7 @@ TERMS: dict[str, Callable[[SynthesisState], torch.Tensor]] = {
 # Terms that need the pair (both modalities) or a teacher beyond the class teachers.
 NEEDS_PAIR = {"class_alignment"}
 NEEDS_MODALITY_TEACHER = {"modality"}
-NEEDS_STUDENTS = {"adversarial", "adversarial_l1", "adversarial_kl", "adversarial_js"}
+NEEDS_STUDENTS = {"adversarial", "adversarial_l1", "adversarial_kl", "adversarial_kl_masked", "adversarial_js"}
 
 
 def check_weights(weights: dict) -> dict:

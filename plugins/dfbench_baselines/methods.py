@@ -22,6 +22,7 @@ from __future__ import annotations
 from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
 from dfbench.methods import Method
 from dfbench.teachers import roles_for_variant
+from dfbench_datafree.methods import DAFL, deepinversion_profiles
 
 # -- dfsbir's schedules, per profile ------------------------------------------------------------------
 SMOKE = {"rounds": 12, "batch_size": 32, "log_every": 4, "readout": "proxy", "replay_size": 256, "encoder_steps": 2}
@@ -67,6 +68,19 @@ def _trained(base: dict, smoke: dict | None = None, cpu: dict | None = None, pap
     }
 
 
+def _with_base(profiles: dict, inversion: dict | None = None, **params) -> dict:
+    """A copy of another method's profiles whose base params have ``params`` replaced whole (an
+    alignment loss brings its own options) and ``inversion`` options merged in."""
+    import copy
+
+    out = copy.deepcopy(profiles)
+    base = out["base"]["params"]
+    base.update(copy.deepcopy(params))
+    if inversion:
+        base["inversion"] = _merge(base["inversion"], inversion)
+    return out
+
+
 # -- 1. Classifier Only -----------------------------------------------------------------------------
 class ClassifierOnly(Method):
     """No training: each modality is embedded by its own teacher's class probabilities (or logits)."""
@@ -91,7 +105,6 @@ class ClassifierOnly(Method):
 
 
 # -- 2. Uni-Modal Distillation ----------------------------------------------------------------------
-DAFL_WEIGHTS = {"one_hot": 1.0, "entropy": 5.0, "activation": 0.1}  # Chen et al. 2019
 
 
 class UnimodalKD(DataFreeMethod):
@@ -102,24 +115,7 @@ class UnimodalKD(DataFreeMethod):
     rows differ only in the encoder loss (per-modality KD here, cross-modal Proxy-Anchor there)."""
 
     name = "unimodal-kd"
-    profiles = {
-        "base": {
-            "params": _merge(
-                DATA_FREE_BASE,
-                {
-                    "variant": "independent",
-                    "weights": DAFL_WEIGHTS,
-                    "alignment": {"loss": "kd", "temperature": 1.0},
-                    "readout": "proxy",  # the students' class predictions through the teacher head
-                    # one generator per modality, each its own noise, labels = teacher argmax
-                    "inversion": {"strategy": "generators", "targets": "none", "steps": 1, "samples": 0},
-                },
-            )
-        },
-        "smoke": {"params": {"rounds": 12, "batch_size": 32, "log_every": 4, "inversion": {"z_dim": 64, "width": 16, "batch_size": 32}}},
-        "cpu": {"params": {"rounds": 1500, "batch_size": 64, "log_every": 50, "inversion": {"z_dim": 128, "width": 32, "batch_size": 64}}},
-        "paper": {"params": {"rounds": 80000, "batch_size": 256, "log_every": 200, "inversion": {"z_dim": 256, "width": 64, "batch_size": 256}}},
-    }
+    profiles = _with_base(DAFL.profiles, alignment={"loss": "kd", "temperature": 1.0}, readout="proxy")
 
 
 # -- 3. Gaussian Prior ------------------------------------------------------------------------------
@@ -171,31 +167,9 @@ class MetaData(DataFreeMethod):
     ``datafree``), which adds the class term this baseline leaves out."""
 
     name = "meta-data"
-    profiles = {
-        "base": {
-            "params": _merge(
-                DATA_FREE_BASE,
-                {
-                    "variant": "independent",
-                    "alignment": METRIC,
-                    "readout": "proxy",
-                    "weights": META_WEIGHTS,
-                    "fresh_fraction": 0.25,
-                    "inversion": {
-                        "strategy": "pixels",
-                        "targets": "none",
-                        "jitter": 2,
-                        "flip": True,
-                        "bn_first_layer_scale": 10.0,
-                        "optimizer": {"name": "adam", "lr": 0.1},
-                    },
-                },
-            )
-        },
-        "smoke": {"params": {"rounds": 3, "batch_size": 32, "encoder_steps": 4, "replay_size": 256, "log_every": 1, "inversion": {"batch_size": 32, "steps": 5}}},
-        "cpu": {"params": {"rounds": 40, "batch_size": 64, "encoder_steps": 25, "replay_size": 4096, "log_every": 2, "inversion": {"batch_size": 64, "steps": 20}}},
-        "paper": {"params": {"rounds": 200, "batch_size": 256, "encoder_steps": 400, "replay_size": 8192, "log_every": 5, "inversion": {"batch_size": 256, "steps": 2000}}},
-    }
+    # DeepInversion's schedule and image priors without its class term: images come from the
+    # BatchNorm statistics alone, labelled by the teachers' argmax and paired by label
+    profiles = _with_base(deepinversion_profiles(META_WEIGHTS, cpu_rounds=24), inversion={"targets": "none"})
 
 
 # -- 6. Alternative Data -----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path
     for r in range(rows):
         y = PAD + r * (CELL + PAD)
         canvas.paste(_to_pil(queries[r]), (PAD, y))
-        for k in range(top):
+        for k in range(min(top, top_idx.shape[1])):
             j = int(top_idx[r, k])
             x = PAD + (CELL + PAD) * (k + 1) + PAD
             canvas.paste(_to_pil(gallery[j]), (x, y))

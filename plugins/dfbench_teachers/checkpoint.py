@@ -42,7 +42,8 @@ class CheckpointTeachers(TeacherLoader):
             except Exception as exc:
                 raise TeacherError(
                     f"Teacher checkpoint {path} (role '{role}') could not be read as a torch file "
-                    f"({type(exc).__name__}: {exc}). Save it with torch.save(model.state_dict(), path)."
+                    f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
+                    "Save it with torch.save(model.state_dict(), path)."
                 ) from None
             state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
             if not isinstance(state, dict):

@@ -115,6 +115,13 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
             loss.backward()
             opt.step()
             sched.step()
+        if not torch.isfinite(loss):  # one check per epoch: never cache a diverged teacher
+            from dfbench.errors import TrainingDivergedError
+
+            raise TrainingDivergedError(
+                f"Training the {role} teacher diverged (loss {float(loss)}). Lower teachers.lr "
+                f"(now {tcfg['lr']}) and run again."
+            )
         if task is not None:
             task.advance(1)
     return freeze(model)

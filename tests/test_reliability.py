@@ -1,0 +1,454 @@
+"""Reliability through the CLI (docs/reliability.md): the bad-input table, divergence, crashes,
+Ctrl-C, and two runs writing into one results folder at once.
+
+Every bad input exits with status 2 and a one-paragraph ``Error: ...`` that names the problem and
+the fix, prints no traceback and writes nothing to the results folder. The kill-and-resume test is
+tests/test_resume.py; same-seed determinism is tests/test_run.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from dfbench.cli import cli
+from dfbench.imageio import BadImageWarning
+from dfbench.records import METRIC_KEYS
+
+TINY = ["data.options.train_per_class=24", "data.options.test_per_class=12"]
+
+
+def _sets(*items, tiny: bool = True) -> list[str]:
+    """``--set`` options; ``tiny`` adds the small shapes sizes (the folder dataset rejects them)."""
+    out = []
+    for item in (TINY if tiny else []) + list(items):
+        out += ["--set", item]
+    return out
+
+
+def invoke(results: Path, *args, catch=True):
+    argv = ["run", "--quiet", "--device", "cpu", "--results", str(results)]
+    if "--profile" not in args:
+        argv += ["--profile", "smoke"]
+    return CliRunner().invoke(cli, argv + list(args), catch_exceptions=catch)
+
+
+def records(results: Path) -> list[Path]:
+    return sorted(p for p in results.rglob("*.json") if p.parent.parent.parent == results)
+
+
+# -- a folder dataset on disk -------------------------------------------------------------------
+
+
+def write_image(path: Path, modality: str, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if modality == "photo":
+        Image.new("RGB", (12, 12), ((40 * seed) % 256, (90 + 17 * seed) % 256, 200)).save(path, "JPEG")
+    else:
+        im = Image.new("L", (12, 12), 255)
+        for i in range(12):
+            im.putpixel((i, (i + seed) % 12), 0)
+        im.save(path, "PNG")
+
+
+def make_tree(root: Path, classes=("cat", "dog"), per=3, splits=("train", "test")) -> Path:
+    for split in splits:
+        for modality in ("photo", "sketch"):
+            for c, name in enumerate(classes):
+                for i in range(per):
+                    suffix = ".jpg" if modality == "photo" else ".png"
+                    write_image(root / split / modality / name / f"{name}_{i}{suffix}", modality, seed=c * 10 + i)
+    return root
+
+
+def _folder(root: Path, *extra) -> list[str]:
+    return ["--method", "dfsbir", "--dataset", "folder", "--data-root", str(root), *extra]
+
+
+# -- the bad-input table ------------------------------------------------------------------------
+# each case: a function of a scratch folder returning the CLI arguments, and the message fragments
+
+
+def _no_data_root(tmp):
+    return ["--method", "dfsbir", "--dataset", "folder"]
+
+
+def _absent_root(tmp):
+    return _folder(tmp / "nowhere")
+
+
+def _root_is_a_file(tmp):
+    (tmp / "afile").write_text("x")
+    return _folder(tmp / "afile")
+
+
+def _no_train(tmp):
+    return _folder(make_tree(tmp / "d", splits=("test",)))
+
+
+def _no_test(tmp):
+    return _folder(make_tree(tmp / "d", splits=("train",)))
+
+
+def _no_sketch_folder(tmp):
+    root = make_tree(tmp / "d")
+    (root / "train" / "sketch").rename(root / "train" / "Sketch")
+    return _folder(root)
+
+
+def _no_class_folders(tmp):
+    for split in ("train", "test"):
+        for modality in ("photo", "sketch"):
+            (tmp / "d" / split / modality).mkdir(parents=True)
+    return _folder(tmp / "d")
+
+
+def _empty_class(tmp):
+    root = make_tree(tmp / "d")
+    for split in ("train", "test"):
+        for modality in ("photo", "sketch"):
+            (root / split / modality / "emu").mkdir()
+    return _folder(root)
+
+
+def _class_in_one_modality(tmp):
+    root = make_tree(tmp / "d")
+    write_image(root / "train" / "photo" / "owl" / "a.jpg", "photo")
+    write_image(root / "test" / "photo" / "owl" / "a.jpg", "photo")
+    return _folder(root)
+
+
+def _corrupt_image(tmp):
+    root = make_tree(tmp / "d")
+    (root / "test" / "photo" / "dog" / "dog_1.jpg").write_bytes(b"definitely not a jpeg")
+    return _folder(root)
+
+
+def _text_named_as_image(tmp):
+    root = make_tree(tmp / "d")
+    (root / "train" / "sketch" / "cat" / "notes.png").write_text("these are my notes, not a drawing")
+    return _folder(root)
+
+
+def _class_of_non_images(tmp):
+    root = make_tree(tmp / "d")
+    for split in ("train", "test"):
+        for modality in ("photo", "sketch"):
+            (root / split / modality / "emu").mkdir()
+            (root / split / modality / "emu" / "notes.txt").write_text("todo")
+    return _folder(root)
+
+
+def _invalid_yaml(tmp):
+    (tmp / "bad.yaml").write_text("params:\n  rounds: [1,\n")
+    return ["--method", "dfsbir", "--config", str(tmp / "bad.yaml")]
+
+
+def _tab_yaml(tmp):
+    (tmp / "tab.yaml").write_text("params:\n\trounds: 3\n")
+    return ["--method", "dfsbir", "--config", str(tmp / "tab.yaml")]
+
+
+def _unknown_key_in_file(tmp):
+    (tmp / "key.yaml").write_text("teachers:\n  epoch: 3\n")
+    return ["--method", "dfsbir", "--config", str(tmp / "key.yaml")]
+
+
+def _absent_config(tmp):
+    return ["--method", "dfsbir", "--config", str(tmp / "absent.yaml")]
+
+
+def _not_a_torch_file(tmp):
+    (tmp / "unified.pt").write_text("not a checkpoint")
+    (tmp / "modality.pt").write_text("not a checkpoint")
+    return ["--method", "dfsbir", *_sets(
+        "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'unified.pt'}",
+        f"teachers.checkpoints.modality={tmp / 'modality.pt'}",
+    )]
+
+
+BAD_INPUT = {
+    # data
+    "no-data-root": (_no_data_root, ["'folder' dataset reads your own images and needs --data-root DIR"]),
+    "missing-data-root": (_absent_root, ["nowhere does not exist", "Pass the folder that contains 'train' and 'test' with --data-root"]),
+    "data-root-is-a-file": (_root_is_a_file, ["afile is a file, not a folder"]),
+    "no-train-split": (_no_train, ["has no 'train' folder", "{train,test}/{photo,sketch}/<class>/<image files>"]),
+    "no-test-split": (_no_test, ["has no 'test' folder", "Create "]),
+    "no-modality-folder": (_no_sketch_folder, ["has no 'sketch' folder (there is a folder 'Sketch': rename it to 'sketch')"]),
+    "no-class-folders": (_no_class_folders, ["holds no class folders"]),
+    "empty-class-folder": (_empty_class, ["emu contains no image files", "Add images to it or remove the folder"]),
+    "class-in-one-modality": (_class_in_one_modality, [
+        "class 'owl' has train/photo and test/photo but no train/sketch and test/sketch",
+        "--set data.options.unpaired_classes=drop",
+    ]),
+    "corrupt-image": (_corrupt_image, ["dog_1.jpg is not a readable image", "pass --skip-bad-images"]),
+    "non-image-file-named-as-image": (_text_named_as_image, ["notes.png is not a readable image", "Remove or replace it"]),
+    "class-folder-of-non-image-files": (_class_of_non_images, ["contains no image files; it contains 1 non-image entries such as notes.txt"]),
+    # names
+    "unknown-method": (lambda tmp: ["--method", "dfsbri"], ["Unknown method 'dfsbri'. Did you mean 'dfsbir'", "dfbench list --kind methods"]),
+    "unknown-dataset": (lambda tmp: ["--method", "dfsbir", "--dataset", "shape"], ["Unknown dataset 'shape'. Did you mean 'shapes'?"]),
+    "unknown-profile": (lambda tmp: ["--method", "dfsbir", "--profile", "smok"], ["Unknown profile 'smok'. Did you mean 'smoke'? Profiles: smoke, cpu, paper."]),
+    "unknown-teacher-loader": (lambda tmp: ["--method", "dfsbir", "--set", "teachers.loader=chekpoint"], ["Unknown teacher loader 'chekpoint'. Did you mean 'checkpoint'?"]),
+    "no-method": (lambda tmp: [], ["No method given: pass --method NAME"]),
+    # config
+    "invalid-yaml": (_invalid_yaml, ["bad.yaml is not valid YAML at line 3, column 1", "Fix the syntax"]),
+    "yaml-with-tab": (_tab_yaml, ["tab.yaml is not valid YAML at line 2", "'\\t'"]),
+    "absent-config-file": (_absent_config, ["absent.yaml does not exist. Check the path given to --config."]),
+    "unknown-key-set": (lambda tmp: ["--method", "dfsbir", "--set", "params.round=3"], ["Unknown config key 'params.round'. Did you mean 'rounds'", "--print-config"]),
+    "unknown-top-level-key": (lambda tmp: ["--method", "dfsbir", "--set", "epochs=3"], ["Unknown config key 'epochs'.", "Valid keys here: checkpoint_every, data, eval, params, students, teachers."]),
+    "unknown-key-in-file": (_unknown_key_in_file, ["Unknown config key 'teachers.epoch'. Did you mean 'epochs'"]),
+    "unknown-dataset-option": (lambda tmp: _folder(make_tree(tmp / "d"), "--set", "data.options.in_memroy=true"), ["Unknown option 'in_memroy' for the dataset 'folder'. Did you mean 'in_memory'?"]),
+    "unknown-shapes-option": (lambda tmp: ["--method", "dfsbir", "--set", "data.options.train_per_clas=3"], ["unknown option(s) 'train_per_clas'", "'train_per_class'"]),
+    "malformed-set": (lambda tmp: ["--method", "dfsbir", "--set", "params.rounds"], ["--set expects key=value", "got 'params.rounds'"]),
+    # teachers (the shapes data is generated and cached; no teacher is trained)
+    "teacher-checkpoint-not-set": (lambda tmp: ["--method", "dfsbir", *_sets("teachers.loader=checkpoint")], [
+        "teachers.checkpoints.modality is not set", "--set teachers.checkpoints.modality=PATH",
+    ]),
+    "teacher-checkpoint-absent": (lambda tmp: ["--method", "dfsbir", *_sets(
+        "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}", f"teachers.checkpoints.modality={tmp / 'm.pt'}",
+    )], ["m.pt (role 'modality') does not exist"]),
+    "teacher-checkpoint-not-torch": (_not_a_torch_file, ["could not be read as a torch file", "torch.save(model.state_dict(), path)"]),
+}
+
+
+def assert_clean_failure(res, results: Path, fragments) -> None:
+    """Exit 2, one 'Error:' paragraph with every fragment, no traceback, nothing written."""
+    assert isinstance(res.exception, SystemExit) and res.exit_code == 2, (res.exit_code, res.exception, res.output)
+    out = res.output
+    assert "Traceback" not in out
+    assert out.startswith("Error: ") and out.count("\n") == 1, out  # one paragraph, nothing else
+    for fragment in fragments:
+        assert fragment in out, f"{fragment!r} not in {out!r}"
+    assert not results.exists() or not any(results.rglob("*")), sorted(results.rglob("*"))
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_2_naming_problem_and_fix(tmp_path, case):
+    build, fragments = BAD_INPUT[case]
+    scratch = tmp_path / "in"
+    scratch.mkdir()
+    args = build(scratch)
+    if "folder" not in args:  # the shapes dataset: keep it tiny (folder datasets reject those options)
+        args = [*args, *_sets()]
+    results = tmp_path / "results"
+    assert_clean_failure(invoke(results, *args), results, fragments)
+
+
+def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
+    """The same contract outside click's test runner: stderr is exactly one 'Error:' line."""
+    root = _corrupt_image(tmp_path)[-1]
+    cmd = [sys.executable, "-m", "dfbench", "run", "--quiet", "--profile", "smoke", *_folder(Path(root)), "--results", str(tmp_path / "r")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("Error: ") and out.stderr.count("\n") == 1 and "dog_1.jpg" in out.stderr
+    assert out.stdout == "" and not (tmp_path / "r").exists()
+
+
+# -- bad images skipped, stray files ignored: the run completes ---------------------------------
+
+
+def test_skip_bad_images_completes_with_a_warning(tmp_path):
+    root = make_tree(tmp_path / "d")
+    (root / "test" / "photo" / "dog" / "dog_1.jpg").write_bytes(b"definitely not a jpeg")
+    (root / "train" / "photo" / "cat" / "README.txt").write_text("about cats")
+    results = tmp_path / "results"
+    args = _folder(root, "--skip-bad-images", *_sets("params.rounds=2", "params.log_every=1", tiny=False))
+    with pytest.warns(BadImageWarning, match="skipping .*dog_1.jpg: not a readable image"):
+        res = invoke(results, *args, catch=False)
+    assert res.exit_code == 0, res.output
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and rec["config"]["data"]["skip_bad_images"] is True
+    assert rec["data"]["info"]["skipped_images"] == ["test/photo/dog/dog_1.jpg"]
+    assert rec["data"]["info"]["ignored_examples"] == ["train/photo/cat/README.txt"]
+    assert rec["data"]["counts"]["test/photo"] == 5
+
+
+# -- teacher checkpoints that do not fit --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapes_teachers(tmp_path_factory):
+    """The cached teacher files of a smoke run on shapes (12 classes), trained by the 'trained' loader."""
+    results = tmp_path_factory.mktemp("teachers")
+    res = invoke(results, "--method", "dfsbir", *_sets("params.rounds=1", "params.log_every=1"), catch=False)
+    assert res.exit_code == 0, res.output
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert len(rec["data"]["classes"]) == 12
+    return {role: rec["teachers"][role]["cache"] for role in ("unified", "modality")}
+
+
+def _checkpoint_sets(teachers, *extra, tiny=True):
+    return _sets(
+        "teachers.loader=checkpoint",
+        f"teachers.checkpoints.unified={teachers['unified']}",
+        f"teachers.checkpoints.modality={teachers['modality']}",
+        *extra,
+        tiny=tiny,
+    )
+
+
+def test_teacher_checkpoint_with_wrong_class_count(tmp_path, shapes_teachers):
+    root = make_tree(tmp_path / "d", classes=("cat", "dog", "owl"))
+    results = tmp_path / "results"
+    res = invoke(results, *_folder(root), *_checkpoint_sets(shapes_teachers, tiny=False))
+    assert_clean_failure(res, results, [
+        f"Teacher checkpoint {shapes_teachers['unified']} (role 'unified') has a head with 12 outputs, "
+        "but the benchmark 'folder' needs 3 (one per class)",
+        "Use a teacher trained on this benchmark's classes.",
+    ])
+
+
+def test_teacher_checkpoint_with_wrong_architecture(tmp_path, shapes_teachers):
+    results = tmp_path / "results"
+    res = invoke(results, "--method", "dfsbir", *_checkpoint_sets(shapes_teachers, "teachers.width=8"))
+    assert_clean_failure(res, results, [
+        "(role 'unified') does not fit the architecture teachers.arch=cnn (width 8, feature_dim 64)",
+        "tensors of other shapes",
+        "Set teachers.arch/width (and feature_dim) to the ones the checkpoint was trained with.",
+    ])
+
+
+# -- divergence and crashes: the run stops and its record says why ------------------------------
+
+
+def test_nan_loss_stops_the_run_and_records_why(tmp_path):
+    results = tmp_path / "results"
+    res = invoke(results, "--method", "dfsbir", *_sets("params.optimizer.lr=1e30"))
+    assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and res.output.startswith("Error: Training diverged at round 4")
+    assert "params.optimizer.lr" in res.output and res.output.count("\n") == 1
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "failed" and rec["metrics"] == {}
+    assert rec["error"].startswith("TrainingDivergedError: Training diverged at round 4: the loss align became nan")
+    assert rec["finished_at"] and "traceback" not in rec
+    # a failed record is not a result to skip: the same command runs again (and fails the same way)
+    again = invoke(results, "--method", "dfsbir", *_sets("params.optimizer.lr=1e30"))
+    assert again.exit_code == 2 and "diverged" in again.output
+
+
+def test_a_crash_in_a_plugin_is_recorded_then_surfaces(tmp_path, monkeypatch):
+    """A bug (not bad input) keeps its record with the traceback; the CLI lets it surface."""
+    from dfbench.engine import DataFreeMethod
+
+    def broken_fit(self, ctx):
+        raise RuntimeError("a bug in a plugin")
+
+    monkeypatch.setattr(DataFreeMethod, "fit", broken_fit)
+    results = tmp_path / "results"
+    res = invoke(results, "--method", "dfsbir", *_sets())
+    assert isinstance(res.exception, RuntimeError) and res.exit_code == 1
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "failed" and rec["error"] == "RuntimeError: a bug in a plugin"
+    assert "broken_fit" in rec["traceback"] and "Traceback" in rec["traceback"]
+
+
+# -- Ctrl-C and concurrent runs (real processes) ------------------------------------------------
+
+RESUMABLE = ["params.rounds=40", "params.log_every=4", "checkpoint_every=4"]
+
+
+def _cmd(results: Path, seed: int = 0, *extra) -> list[str]:
+    cmd = [sys.executable, "-m", "dfbench", "run", "--quiet", "--method", "dfsbir", "--profile", "smoke",
+           "--device", "cpu", "--seed", str(seed), "--results", str(results)]
+    return cmd + _sets(*RESUMABLE, *extra)
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for(proc, pattern_root: Path, pattern: str, timeout: float = 240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = list(pattern_root.rglob(pattern))
+        if found:
+            return found
+        time.sleep(0.05)
+    return list(pattern_root.rglob(pattern))
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_checkpoint_and_says_how_to_resume(tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.Popen(_cmd(results), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = _wait_for(proc, results, "checkpoint.pt")
+    assert ckpts and proc.poll() is None, "the run ended before its first checkpoint"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stdout == ""
+    assert stderr.startswith("Interrupted. The checkpoint ") and stderr.count("\n") == 1, stderr
+    assert "is kept: run the same command again to resume from it." in stderr
+    [ckpt] = results.rglob("checkpoint.pt")
+    assert str(ckpt) in stderr
+    assert not records(results), "an interrupted run leaves no record"
+    assert not [p for p in results.rglob("*.tmp")], "no temporary file is left behind"
+
+    out = subprocess.run(_cmd(results), env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and rec["resumed_from_round"] >= 4
+    assert set(rec["metrics"]) == set(METRIC_KEYS)
+    assert not list(results.rglob("checkpoint.pt"))
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_results_folder_never_expose_a_partial_file(tmp_path):
+    """Two processes (seeds 1 and 2) write records, checkpoints, curves and pictures into one
+    results folder while a reader parses every JSON file and loads every checkpoint it sees."""
+    results = tmp_path / "results"
+    procs = [
+        subprocess.Popen(_cmd(results, seed), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for seed in (1, 2)
+    ]
+    seen_json, seen_ckpt, deadline = set(), 0, time.time() + 540
+    while any(p.poll() is None for p in procs) and time.time() < deadline:
+        for path in results.rglob("*.json"):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                continue
+            json.loads(text)  # a partial file would raise here
+            seen_json.add(path.relative_to(results))
+        for path in results.rglob("checkpoint.pt"):
+            try:
+                fh = open(path, "rb")
+            except FileNotFoundError:  # removed once its run's record is written
+                continue
+            with fh:
+                state = torch.load(fh, map_location="cpu", weights_only=False)
+            assert state["round"] % 4 == 0
+            seen_ckpt += 1
+        time.sleep(0.02)
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    recs = [json.loads(p.read_text()) for p in records(results)]
+    assert sorted(r["seed"] for r in recs) == [1, 2]
+    assert all(r["status"] == "completed" and set(r["metrics"]) == set(METRIC_KEYS) for r in recs)
+    assert len({r["config_hash"] for r in recs}) == 1
+    every = list(results.rglob("*.json"))
+    for path in every:
+        json.loads(path.read_text(encoding="utf-8"))
+    assert sorted(p.relative_to(results) for p in every) == sorted(p.relative_to(results) for p in records(results))
+    assert not list(results.rglob("*.tmp")) and not list(results.rglob("checkpoint.pt"))
+    assert seen_ckpt > 0 and seen_json, "the reader saw nothing while the runs were going"
+
+    from dfbench.leaderboard import load_records
+
+    assert len(load_records(results)) == 2

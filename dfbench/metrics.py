@@ -28,26 +28,42 @@ Conventions
   matmuls (``torch.backends.cuda.matmul.allow_tf32``) lowers the similarity precision.
 * **Determinism.** Similarities are always computed in row blocks of a fixed size
   (:data:`MATMUL_BLOCK` queries, the last block zero-padded) so that a query's scores are the same
-  bits whatever the chunking; :func:`retrieval_metrics` therefore gives identical results for every
-  ``chunk_size`` and agrees exactly with :func:`reference_metrics`, which shares that routine.
+  bits whatever the chunking (BLAS picks kernels, hence summation orders, by matrix shape);
+  :func:`retrieval_metrics` therefore gives identical results for every ``chunk_size`` and memory
+  budget, and agrees with :func:`reference_metrics`, which shares that routine, on every tie.
 
 Algorithm of :func:`retrieval_metrics`
 --------------------------------------
-Queries are processed in chunks of rows (bounded memory). For a chunk, the similarity rows ``S``
-are computed, then for each query only its ``R`` relevant scores are gathered and sorted
-(``R`` is about ``N / classes``, small). Every metric follows from the exact pessimistic rank of
-each relevant item, ``rank_j = j + #{irrelevant with score >= s_j}``, so the only work over the
-whole row is counting, for every relevant threshold, how many gallery items score at least that
-much -- no row is ever sorted. The counting is a histogram: each score is mapped to one of ``~16 R``
-uniform bins spanning the row's relevant-score range, by a monotone float expression applied
-identically to the items and to the thresholds. A bin holding no threshold lies wholly between two
-consecutive thresholds, so all its items share the same count and are histogrammed at once
-(``scatter_add``); only the few items falling in a bin that also holds a threshold (about ``1/16``
-of them, plus the relevant items themselves) are placed exactly with ``searchsorted`` against the
-sorted thresholds. A reverse cumulative sum then gives ``#{items with score >= s_j}``; subtracting
-the relevant items at or above ``s_j`` leaves the irrelevant ones. Ranks are exact integers, so the
-result equals the brute-force definition, ties included. Cost per query: ``O(N + R log R)`` plus the
-matmul, against ``O(N log N)`` for a full sort.
+Every metric follows from the exact pessimistic rank of each relevant item,
+``rank_j = j + #{irrelevant items with score >= s_j}``: ``mAP@K`` and ``P@K`` only keep the relevant
+items with ``rank_j <= K`` (no top-K selection is needed). Queries are processed in chunks (bounded
+memory); for a chunk, the similarity rows ``S`` are computed, and for each query only its ``R``
+relevant scores are gathered and sorted (``R`` is about ``N / classes``). What remains is to count,
+for every relevant score (threshold), the gallery items scoring at least that much -- without
+sorting any row:
+
+1. Each score is mapped to one of ``~16 R`` uniform bins spanning the row's relevant-score range by a
+   monotone float expression (``x <= y`` implies ``bin(x) <= bin(y)``); thresholds take the bins of
+   their relevant items.
+2. A bin holding no threshold lies strictly between two consecutive thresholds: all its items have
+   the same count ``p`` of thresholds at or below them (the number of thresholds in lower bins), so
+   the bin is counted at once from a per-row histogram (``scatter_add``).
+3. Items in a bin that holds a threshold (about 10% of a row: the relevant items plus their close
+   neighbours) are placed exactly: ``p = below + [t <= x]`` for a bin holding a single threshold
+   ``t``, a vectorised binary search among the thresholds of the bin otherwise.
+4. A reverse cumulative sum over ``p`` gives ``#{items with score >= s_j}``; subtracting the relevant
+   items at or above ``s_j`` leaves the irrelevant ones, hence ``rank_j``.
+
+All counts are exact integers, so the result equals the brute-force definition, ties included. Cost
+per query: ``O(N + R log R)`` elementwise work plus the matmul, against ``O(N log N)`` for a full
+sort; measured on CPU (one thread) at about 2-3x the time of the matmul alone for 2,000-10,000
+queries x 20,000-100,000 photos (see ``benchmarks/bench_eval.py``). The work is many vectorised
+passes over each chunk: on an oversubscribed machine, where every parallel torch call waits for its
+slowest, preempted thread, fewer torch threads are faster.
+
+Memory: ``max_memory_bytes`` bounds the similarity rows and ranking temporaries of a chunk (with a
+floor of one matmul block, ``MATMUL_BLOCK * N * 4`` bytes); float32, L2-normalised copies of the
+embeddings come on top of it.
 """
 
 from __future__ import annotations
@@ -72,8 +88,8 @@ __all__ = [
 #: for every block and a query's similarity row is bit-identical whatever the chunking.
 MATMUL_BLOCK = 256
 
-#: Histogram bins per relevant item (see the module docstring). More bins: fewer items need an exact
-#: ``searchsorted``, but a larger histogram per query.
+#: Histogram bins per relevant item (see the module docstring). More bins: fewer items need exact
+#: placement, but a larger histogram per query.
 _BINS_PER_THRESHOLD = 16
 
 _DEFAULT_MEMORY = 512 * 2**20
@@ -176,6 +192,14 @@ def _prepare(queries, query_labels, gallery, gallery_labels, normalize: bool, de
     device = torch.device(device)
     q = _finite_normalized(q.to(device), "queries", normalize, dtype)
     g = _finite_normalized(g.to(device), "gallery", normalize, dtype)
+    if not normalize:
+        # |q . g| <= |q| |g|: make sure no similarity can overflow (an infinite score has no rank)
+        bound = float(torch.linalg.vector_norm(q, dim=1).max()) * float(torch.linalg.vector_norm(g, dim=1).max())
+        if not bound < torch.finfo(dtype).max / 2:
+            raise DataError(
+                f"With normalize=False the dot products of these embeddings can overflow {dtype} (largest norms "
+                f"multiply to {bound:.3g}). Rescale the embeddings, or use cosine similarity (normalize=True)."
+            )
     return q, ql.to(device), g, gl.to(device)
 
 
@@ -290,31 +314,38 @@ def _chunk_ranks(
     cnt.scatter_add_(1, below, hist.masked_fill_(marked, 0))
 
     # Items in marked bins are placed exactly, in row groups of bounded size. Most marked bins hold one
-    # threshold t (p = below + [t <= x]); the few items of bins holding several are placed by a
-    # vectorised binary search among the thresholds of their own bin.
-    kmax = int(per_bin.max()) if b else 0
+    # threshold t, so p = below + [t <= x] (two table look-ups); the few items of bins holding several
+    # are placed by a vectorised binary search among the thresholds of their own bin. Gathers
+    # (torch.gather) rather than advanced indexing: several times faster on CPU.
+    kmax = int(per_bin.max())
+    first_thr = a.gather(1, below.clamp(max=rmax - 1))  # (B, nb): first threshold of each bin
+    dest_base = below.add(torch.arange(b, device=dev).unsqueeze(1), alpha=rmax + 1)  # flat index into cnt
+    first_thr, dest_base = first_thr.reshape(-1), dest_base.reshape(-1)
+    cnt_flat = cnt.reshape(-1)
     mbuf = _workspace(work, "m", (b, n), torch.bool, dev)
     torch.gather(marked, 1, vbuf, out=mbuf)
     for r0, r1 in _row_groups(n_sel, sel_budget):
         flat = mbuf[r0:r1].reshape(-1).nonzero().squeeze(1)
         if flat.numel() == 0:
             continue
-        rows = torch.div(flat, n, rounding_mode="floor")
-        x = s[r0:r1].reshape(-1)[flat]
-        gbin = vbuf[r0:r1].reshape(-1)[flat].add_(rows * nb)
-        del flat
-        a_flat = a[r0:r1].reshape(-1)
-        off = rows * rmax
-        first = below[r0:r1].reshape(-1)[gbin]  # index of the bin's first threshold
-        p = first + (a_flat[off + first] <= x)
+        x = s[r0:r1].reshape(-1).gather(0, flat)
+        gbin = vbuf[r0:r1].reshape(-1).gather(0, flat)
+        rows = flat.div_(n, rounding_mode="floor").add_(r0)  # row within the chunk
+        gbin.add_(rows, alpha=nb)
+        dest = dest_base.gather(0, gbin)
+        dest.add_(first_thr.gather(0, gbin) <= x)
         if kmax > 1:
-            k = per_bin[r0:r1].reshape(-1)[gbin]
-            multi = (k > 1).nonzero().squeeze(1)
+            multi = (per_bin.reshape(-1).gather(0, gbin) > 1).nonzero().squeeze(1)
             if multi.numel():
-                p[multi] = _upper_bound(a_flat, off[multi], first[multi], first[multi] + k[multi], x[multi], kmax, rmax)
-            del k, multi
-        cnt[r0:r1].reshape(-1).index_add_(0, p.add_(rows * (rmax + 1)), _ones(work, dev).view(1).expand(p.numel()))
-        del rows, x, gbin, off, first, p
+                gm, rm = gbin[multi], rows[multi]
+                lo_i = below.reshape(-1)[gm]
+                hi_i = lo_i + per_bin.reshape(-1)[gm]
+                pu = _upper_bound(a.reshape(-1), rm * rmax, lo_i, hi_i, x[multi], kmax, rmax)
+                dest[multi] = rm * (rmax + 1) + pu
+                del gm, rm, lo_i, hi_i, pu
+            del multi
+        cnt_flat.index_add_(0, dest, _ones(work, dev).view(1).expand(dest.numel()))
+        del flat, x, gbin, rows, dest
 
     # all_ge[i] = #{items with score >= a_i} = #{items with p >= i + 1}; minus the relevant ones.
     tail = cnt.flip(1).cumsum(1).flip(1)
@@ -375,22 +406,35 @@ _SEL_BYTES = 96
 
 
 def _bytes_per_row(n: int, rmax: int) -> int:
-    """Temporaries per query row: similarities 4 + bins 4 + bin indices 8 + mask 1 per gallery item;
-    histogram, thresholds per bin, cumulative counts and masks per bin; ~20 int64/float temporaries
-    per relevant item. Selected items are budgeted separately (:data:`_SEL_BYTES`)."""
-    return n * 17 + (_n_bins(n, rmax) + 3) * 40 + rmax * 160 + 256
+    """Ranking temporaries per query row, similarities excluded: bins 4 + bin indices 8 + mask 1 per
+    gallery item; histogram, thresholds per bin, cumulative counts, tables per bin; ~20 int64/float
+    temporaries per relevant item. Selected items are budgeted separately (:data:`_SEL_BYTES`)."""
+    return n * 13 + (_n_bins(n, rmax) + 3) * 56 + rmax * 160 + 256
 
 
-def _auto_chunk(n: int, rmax: int, max_memory_bytes: int) -> tuple[int, int]:
-    """Rows per chunk (a multiple of :data:`MATMUL_BLOCK` when possible) and the selected-item budget.
+def _plan(n: int, rmax: int, max_memory_bytes: int, chunk_size: int | None) -> tuple[int, int, int]:
+    """``(unit, chunk, sel_budget)``: similarity rows per matmul unit, ranking rows per chunk, and the
+    selected-item budget of the exact placement.
 
-    Three quarters of ``max_memory_bytes`` go to the per-row temporaries, one quarter to the exact
-    placement of selected items. Large chunks mean fewer (parallel) torch calls per query."""
+    A unit is a whole number of :data:`MATMUL_BLOCK` rows whose similarities are computed together;
+    chunks of rows are ranked from it (several per unit when memory is tight, so no matmul is ever
+    padded beyond the last block). Three quarters of ``max_memory_bytes`` go to similarities and
+    per-row temporaries, one quarter to the exact placement. Peak memory is about
+    ``max(max_memory_bytes, MATMUL_BLOCK * n * 4 bytes + one row's temporaries)``: a matmul block is
+    the smallest unit. Large chunks mean fewer (parallel) torch calls per query.
+    """
     sel_budget = max(n, max_memory_bytes // 4 // _SEL_BYTES)
-    rows = max(1, (max_memory_bytes * 3 // 4) // _bytes_per_row(n, rmax))
+    budget = max_memory_bytes * 3 // 4
+    per_row = _bytes_per_row(n, rmax)
+    if chunk_size is not None:
+        chunk = int(chunk_size)
+        return -(-chunk // MATMUL_BLOCK) * MATMUL_BLOCK, chunk, sel_budget
+    rows = budget // (per_row + n * 4)
     if rows >= MATMUL_BLOCK:
         rows -= rows % MATMUL_BLOCK
-    return rows, sel_budget
+        return rows, rows, sel_budget
+    rows = max(1, (budget - MATMUL_BLOCK * n * 4) // per_row)
+    return MATMUL_BLOCK, min(rows, MATMUL_BLOCK), sel_budget
 
 
 @torch.no_grad()
@@ -439,13 +483,9 @@ def retrieval_metrics(
     q_cls = torch.where(classes[qi] == ql, qi, torch.full_like(qi, n_cls))
     q_rel = sizes_ext[q_cls]
 
-    if chunk_size is None:
-        chunk, sel_budget = _auto_chunk(n, rmax_all, max_memory_bytes)
-    else:
-        if int(chunk_size) < 1:
-            raise DataError(f"chunk_size must be a positive number of queries, got {chunk_size!r}.")
-        chunk = int(chunk_size)
-        sel_budget = _auto_chunk(n, rmax_all, max_memory_bytes)[1]
+    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+        raise DataError(f"chunk_size must be a positive number of queries, got {chunk_size!r}.")
+    unit, chunk, sel_budget = _plan(n, rmax_all, int(max_memory_bytes), chunk_size)
 
     # Process queries sorted by R so that each chunk pads to a similar number of relevant items.
     q_order = torch.argsort(q_rel, stable=True)
@@ -454,32 +494,36 @@ def retrieval_metrics(
     ap_k = {k: torch.zeros(nq, dtype=torch.float64, device=dev) for k in map_ks}
     hits_k = {k: torch.zeros(nq, dtype=torch.float64, device=dev) for k in ks}
     work: dict = {}
-    for c0 in range(0, nq, chunk):
-        idx = q_order[c0 : c0 + chunk]
-        n_rel = q_rel[idx]
-        rmax = int(n_rel.max())
-        if rmax == 0:
-            continue  # every query of the chunk has no relevant item: all metrics 0
-        b = idx.numel()
-        s = _similarity_rows(q[idx], g, out=_workspace(work, "s", (b, n), q.dtype, dev))
-        rel_cols = table[q_cls[idx], :rmax]
-        j, rank = _chunk_ranks(s, rel_cols, n_rel, sel_budget, work)
-        # Sum j / rank in ascending-score order with a prefix sum read at the last relevant item: the
-        # padding (zeros after it) then cannot change the float64 result, whatever the chunk's Rmax.
-        prec = j.to(torch.float64) / rank.to(torch.float64)
-        last = (n_rel - 1).clamp(min=0).unsqueeze(1)
-        has = n_rel > 0
-        denom = n_rel.clamp(min=1).to(torch.float64)
-        ap_all[idx] = torch.where(has, prec.cumsum(1).gather(1, last).squeeze(1) / denom, 0.0)
-        for k in set(ks) | set(map_ks):
-            inside = (rank <= caps[k]) & (j > 0)
-            hits = inside.sum(1).to(torch.float64)
-            if k in hits_k:
-                hits_k[k][idx] = hits
-            if k in ap_k:
-                sk = (prec * inside).cumsum(1).gather(1, last).squeeze(1)
-                ap_k[k][idx] = torch.where(hits > 0, sk / hits.clamp(min=1), 0.0)
-        del s, j, rank, prec
+    for u0 in range(0, nq, unit):
+        uidx = q_order[u0 : u0 + unit]
+        if int(q_rel[uidx].max()) == 0:
+            continue  # no query of the unit has a relevant item: all its metrics are 0
+        s_unit = _similarity_rows(q[uidx], g, out=_workspace(work, "s", (uidx.numel(), n), q.dtype, dev))
+        for c0 in range(0, uidx.numel(), chunk):
+            idx = uidx[c0 : c0 + chunk]
+            n_rel = q_rel[idx]
+            rmax = int(n_rel.max())
+            if rmax == 0:
+                continue
+            rel_cols = table[q_cls[idx], :rmax]
+            j, rank = _chunk_ranks(s_unit[c0 : c0 + chunk], rel_cols, n_rel, sel_budget, work)
+            # Sum j / rank in ascending-score order with a prefix sum read at the last relevant item:
+            # the padding (zeros after it) cannot change the float64 result, whatever the chunk's Rmax.
+            prec = j.to(torch.float64) / rank.to(torch.float64)
+            last = (n_rel - 1).clamp(min=0).unsqueeze(1)
+            has = n_rel > 0
+            denom = n_rel.clamp(min=1).to(torch.float64)
+            ap_all[idx] = torch.where(has, prec.cumsum(1).gather(1, last).squeeze(1) / denom, 0.0)
+            for k in set(ks) | set(map_ks):
+                inside = (rank <= caps[k]) & (j > 0)
+                hits = inside.sum(1).to(torch.float64)
+                if k in hits_k:
+                    hits_k[k][idx] = hits
+                if k in ap_k:
+                    sk = (prec * inside).cumsum(1).gather(1, last).squeeze(1)
+                    ap_k[k][idx] = torch.where(hits > 0, sk / hits.clamp(min=1), 0.0)
+            del j, rank, prec
+        del s_unit
     out = {"mAP@all": float(ap_all.mean())}
     for k in map_ks:
         out[f"mAP@{k}"] = float(ap_k[k].mean())
@@ -504,13 +548,17 @@ def reference_metrics(
     map_ks: Sequence[int] = (200,),
     normalize: bool = True,
     dtype: torch.dtype = torch.float32,
-    **_ignored,
+    chunk_size: int | None = None,
+    max_memory_bytes: int | None = None,
+    device=None,
 ) -> dict[str, float]:
     """Obviously-correct per-query implementation of the same metrics (slow; tests and benchmarks).
 
     For each query: fully sort the gallery by (decreasing score, irrelevant before relevant), then
     walk the ranking accumulating precision at each relevant item. Shares only the input handling
-    and the similarity routine with :func:`retrieval_metrics` (so both see identical scores).
+    and the similarity routine with :func:`retrieval_metrics` (so both see identical scores). Runs on
+    CPU; ``chunk_size``, ``max_memory_bytes`` and ``device`` are accepted for call compatibility and
+    ignored (the full query x gallery similarity matrix is held in memory).
     """
     ks = _check_ks(ks, "ks")
     map_ks = _check_ks(map_ks, "map_ks")

@@ -48,7 +48,19 @@ class Checkpointer:
         return self.every > 0
 
     def load(self) -> dict | None:
-        """The saved state of this config, or None (absent, unreadable or another config's)."""
+        """The saved state of this config, or None (absent, unreadable or another config's).
+
+        In a data-parallel run rank 0 reads the file and every rank gets its content."""
+        from dfbench import distributed as dist
+
+        if dist.active():
+            state = dist.broadcast_object(self._load() if dist.is_main() else None)
+            if state is not None:
+                self.last_round = self.resumed_from = int(state["round"])
+            return state
+        return self._load()
+
+    def _load(self) -> dict | None:
         if not self.enabled or not self.path.is_file():
             return None
         try:
@@ -64,11 +76,20 @@ class Checkpointer:
         return self.enabled and rounds_done - self.last_round >= self.every
 
     def save(self, state: dict) -> None:
+        from dfbench import distributed as dist
+
+        if not dist.is_main():  # data-parallel runs: only rank 0 writes
+            self.last_round = int(state["round"])
+            return
         state = {**state, "config_hash": self.config_hash, "rng": rng_state()}
         atomic_torch_save(state, self.path)
         self.last_round = int(state["round"])
 
     def remove(self) -> None:
+        from dfbench import distributed as dist
+
+        if not dist.is_main():
+            return
         try:
             self.path.unlink()
         except FileNotFoundError:

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from dfbench import distributed as dist
 from dfbench.errors import ConfigError, TrainingDivergedError
 from dfbench.inversion import ReplayPool, SynthBatch, concat_batches, resolve_options as inversion_options
 from dfbench.methods import Method
@@ -76,7 +77,8 @@ class DataFreeMethod(Method):
         students = Students(ctx, p["variant"], scale=p["proxy_scale"], init_from_teachers=p["init_from_teachers"])
 
         strategy_cls = registry("inversions").load(p["inversion"]["strategy"])
-        strategy = strategy_cls(ctx, inversion_options(strategy_cls, p["inversion"]), weights, p["variant"])
+        strategy = strategy_cls(ctx, _rank_options(inversion_options(strategy_cls, p["inversion"])), weights, p["variant"])
+        dist.offset_generators(strategy)  # data-parallel runs: each rank draws its own samples
         from dfbench.alignment import resolve_options as alignment_options
 
         loss_cls = registry("losses").load(p["alignment"]["loss"])
@@ -91,9 +93,9 @@ class DataFreeMethod(Method):
             sched = None
         else:
             raise ConfigError(f"Unknown schedule '{p['schedule']}': use cosine or constant.")
-        pool = ReplayPool(int(p["replay_size"]))
-        gen = torch.Generator().manual_seed(ctx.seed + 7)
-        bs = int(p["batch_size"])
+        pool = ReplayPool(_rank_pool(int(p["replay_size"])))
+        gen = torch.Generator().manual_seed(dist.offset_seed(ctx.seed + 7))
+        bs = dist.split_batch(int(p["batch_size"]), "params.batch_size")  # this rank's share
         n_fresh = max(1, int(round(bs * float(p["fresh_fraction"])))) if pool.capacity > 0 else bs
         log_every = max(1, int(p["log_every"]))
         ctx.extra["students"] = students
@@ -109,7 +111,13 @@ class DataFreeMethod(Method):
         start = 0
         saved = ckpt.load() if ckpt is not None else None
         if saved is not None:
+            _check_world(saved, ckpt)
             start = self._restore(saved, parts_to_save, pool, gen, ctx)
+            _restore_rank(saved, pool, gen, strategy, ctx)
+        encode = students  # encode(images, modality): the encoders' training forward pass
+        align_params = list(align.parameters())
+        if dist.active():
+            encode = _distribute(students, strategy)
         with ctx.reporter.task(f"{self.name} training", total=rounds) as task:
             if start:
                 task.advance(start)
@@ -124,35 +132,46 @@ class DataFreeMethod(Method):
                 students.train()
                 for _ in range(int(p["encoder_steps"])):
                     b = self._encoder_batch(batch, pool, n_fresh, bs, gen)
-                    e_p = students(b.photo, "photo")
-                    e_s = students(b.sketch, "sketch")
+                    e_p = encode(b.photo, "photo")
+                    e_s = encode(b.sketch, "sketch")
                     if getattr(align, "uses_teacher_logits", False):
                         loss = align(e_p, e_s, b.photo_labels, b.sketch_labels, **self._teacher_logits(ctx, b, p["variant"]))
                     else:
                         loss = align(e_p, e_s, b.photo_labels, b.sketch_labels)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if align_params:
+                        dist.average_gradients(align_params)  # no-op in a single process
                     opt.step()
                     if sched is not None:
                         sched.step()
                     acc_align = acc_align + loss.detach()
+                if dist.active():
+                    dist.average_batchnorm(students.encoders)  # every rank holds the same students
                 count += 1
                 task.advance(1)
                 if (r + 1) % log_every == 0 or r + 1 == rounds:
-                    row = {"round": r + 1, "align": float(acc_align) / (count * int(p["encoder_steps"]))}
-                    row.update({f"term/{k}": float(v) / count for k, v in acc_terms.items()})
+                    values = {"align": float(acc_align) / (count * int(p["encoder_steps"]))}
+                    values.update({f"term/{k}": float(v) / count for k, v in acc_terms.items()})
+                    row = {"round": r + 1, **dist.mean_floats(values)}  # means over the ranks
                     bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
                     if bad:
                         raise TrainingDivergedError(
                             f"Training diverged at round {r + 1}: the loss {bad[0]} became {row[bad[0]]}. "
-                            "Lower the learning rates (params.optimizer.lr, params.inversion.lr) or the "
-                            "weights of the synthesis terms, then run again."
+                            "Lower the learning rates (params.optimizer.lr, params.inversion.optimizer.lr) or the "
+                            "weights of the synthesis terms (params.weights.*), then run again."
                         )
                     ctx.log_curve(row)
                     task.note(f"align {row['align']:.3f}")
                     acc_terms, acc_align, count = {}, torch.zeros((), device=device), 0
                     if ckpt is not None and r + 1 < rounds and ckpt.due(r + 1):
-                        ckpt.save(self._snapshot(r + 1, parts_to_save, pool, gen, ctx))
+                        if dist.active():  # rank 0 writes every rank's own streams and pool
+                            snap = self._snapshot(r + 1, parts_to_save, pool, gen, ctx) if dist.is_main() else {"round": r + 1}
+                            snap["world_size"] = dist.world()
+                            snap["ranks"] = dist.gather_objects(_rank_state(pool, gen, strategy))
+                            ckpt.save(snap)
+                        else:
+                            ckpt.save(self._snapshot(r + 1, parts_to_save, pool, gen, ctx))
         return StudentEmbedder(students, p["readout"])
 
     @staticmethod
@@ -204,3 +223,83 @@ class DataFreeMethod(Method):
                 logits = ctx.teachers.for_modality(m, variant)(getattr(b, m))
             out[f"{m}_logits"] = logits
         return out
+
+
+# ---- data-parallel runs (torchrun; see dfbench.distributed and docs/scaling.md) ------------------
+# In a single process every helper below returns its input unchanged.
+
+
+def _rank_options(options: dict) -> dict:
+    """The inversion options of this rank: ``batch_size`` is the global batch, split over the ranks."""
+    if dist.world() == 1 or "batch_size" not in options:
+        return options
+    return {**options, "batch_size": dist.split_batch(options["batch_size"], "params.inversion.batch_size")}
+
+
+def _rank_pool(capacity: int) -> int:
+    """Each rank keeps its share of the replay pool (the pools of all ranks hold ``replay_size``)."""
+    if capacity <= 0 or dist.world() == 1:
+        return capacity
+    return max(1, capacity // dist.world())
+
+
+def _distribute(students, strategy):
+    """Wrap the encoders and the strategy's trainable modules in DistributedDataParallel.
+
+    Returns the encoders' training forward ``encode(images, modality)``. The students themselves
+    stay unwrapped: the estimator loss calls them with frozen parameters (adversarial terms), and
+    evaluation embeds with them."""
+    from dfbench.errors import ConfigError
+    from dfbench.inversion import InversionStrategy
+
+    if getattr(type(strategy), "distribute", InversionStrategy.distribute) is InversionStrategy.distribute:
+        trained = dist.trainable_parts(strategy)
+        if trained:
+            raise ConfigError(
+                f"The inversion strategy '{getattr(strategy, 'name', type(strategy).__name__)}' trains "
+                f"{', '.join(trained)} but does not support distributed runs yet (it has no "
+                "distribute() method, see dfbench.inversion.InversionStrategy.distribute). Run it in one "
+                "process (without torchrun), or shard a suite over machines with 'dfbench bench --shard i/n'."
+            )
+    else:
+        strategy.distribute(dist.wrap)
+    # BatchNorm statistics: averaged over the ranks after each round's encoder steps
+    encoders = {m: dist.wrap(enc, broadcast_buffers=False) for m, enc in students.encoders.items()}
+    return lambda x, m: encoders[m](x)
+
+
+def _rank_state(pool: ReplayPool, gen, strategy) -> dict:
+    """What differs between ranks: the replay pool and every random stream."""
+    from dfbench.checkpoint import rng_state
+
+    return {
+        "pool": pool.state_dict(),
+        "engine_generator": gen.get_state(),
+        "generators": {k: g.get_state() for k, g in dist.generators_of(strategy).items()},
+        "rng": rng_state(),
+    }
+
+
+def _check_world(saved: dict, ckpt) -> None:
+    saved_world = int(saved.get("world_size", 1))
+    if saved_world != dist.world():
+        raise ConfigError(
+            f"The checkpoint {ckpt.path} was written by a run with {saved_world} process(es) and this run has "
+            f"{dist.world()}: resume it with the same number of processes, or delete the checkpoint to start over."
+        )
+
+
+def _restore_rank(saved: dict, pool: ReplayPool, gen, strategy, ctx) -> None:
+    """This rank's pool and random streams from a checkpoint of a data-parallel run."""
+    ranks = saved.get("ranks")
+    if not ranks:
+        return
+    from dfbench.checkpoint import set_rng_state
+
+    mine = ranks[dist.rank()]
+    pool.load_state_dict(mine["pool"], ctx.device)
+    gen.set_state(mine["engine_generator"])
+    for k, g in dist.generators_of(strategy).items():
+        if k in mine["generators"]:
+            g.set_state(mine["generators"][k])
+    set_rng_state(mine["rng"])

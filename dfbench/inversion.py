@@ -76,6 +76,17 @@ class InversionStrategy:
     def synthesize(self, students) -> SynthBatch:
         raise NotImplementedError
 
+    def distribute(self, wrap) -> None:
+        """Called once by the engine in a data-parallel run (``torchrun``), never in a single
+        process: wrap the modules that ``synthesize`` trains with ``wrap(module)`` (it returns a
+        DistributedDataParallel; see :func:`dfbench.distributed.wrap` for its options) and use the
+        wrappers in the training forward passes; keep the unwrapped modules for ``state_dict`` and
+        the optimisers. ``options["batch_size"]`` is
+        already this rank's share of the global batch, and the strategy's ``torch.Generator``
+        attributes are already reseeded per rank. A strategy without trainable modules needs
+        nothing here; one with trainable modules that keeps this default cannot run distributed
+        (the engine says so)."""
+
     def state_dict(self) -> dict:
         return {}
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dfbench import config as cfgmod
-from dfbench.errors import DfbenchError
+from dfbench import distributed as dist
+from dfbench.errors import ConfigError, DfbenchError
 from dfbench.progress import Reporter
 from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
 
@@ -103,6 +104,11 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     rid = cfgmod.run_id(cfg)
     path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
     existing = read_record(path)
+    if dist.requested():  # under torchrun: start the process group; every rank follows rank 0's results
+        from dfbench.reproducibility import choose_device
+
+        dist.init(choose_device(cfg["device"]))
+        existing = dist.broadcast_object(existing)
     if existing is not None and existing.get("status") == "completed" and not req.force:
         return RunOutcome(existing, path, skipped=True)
 
@@ -114,7 +120,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     from dfbench.plugins import registry
     from dfbench.reproducibility import choose_device, make_deterministic, seed_everything
 
-    device = choose_device(cfg["device"])
+    device = dist.init(choose_device(cfg["device"]))  # under torchrun: this rank's device
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
     art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
     record = {
@@ -132,11 +138,13 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         "teachers": {},
         "timing": {},
         "env": environment(device),
-        "world_size": 1,
+        "world_size": dist.world(),
         "started_at": now(),
         "finished_at": None,
         "artifacts": str(art.relative_to(req.results)) if art.is_relative_to(req.results) else str(art),
     }
+    if dist.active():
+        record["env"]["backend"] = dist.backend()
     if req.suite:
         record["suite"] = req.suite
     timing = record["timing"]
@@ -144,9 +152,11 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     seed_everything(cfg["seed"])
     make_deterministic(device)
     ctx = None
+    training = False  # errors before training (data, teachers) are input errors, not results
     try:
         t = time.perf_counter()
-        benchmark = load_benchmark(cfg, cache_dir)
+        with dist.main_first():  # data generated and cached once, by rank 0
+            benchmark = load_benchmark(cfg, cache_dir)
         timing["data"] = round(time.perf_counter() - t, 3)
         record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
         ctx = RunContext(config=cfg, device=device, benchmark=benchmark, cache_dir=cache_dir, reporter=reporter, artifacts_dir=art)
@@ -155,7 +165,11 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         t = time.perf_counter()
         roles = method.teacher_roles(cfg["params"])
         loader = registry("teachers").load(cfg["teachers"]["loader"])()
-        ctx.teachers = loader.load(ctx, roles)
+        with dist.main_first():  # teachers trained and cached once, by rank 0; the others load them
+            ctx.teachers = loader.load(ctx, roles)
+        if dist.active():
+            for model in ctx.teachers.models.values():
+                dist.sync_module(model)  # rank 0's teachers everywhere, even without a shared cache
         timing["teachers"] = round(time.perf_counter() - t, 3)
         record["teachers"] = {
             role: {"accuracy": ctx.teachers.accuracy.get(role), **ctx.teachers.info.get(role, {})} for role in sorted(ctx.teachers.models)
@@ -163,6 +177,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
 
         seed_everything(cfg["seed"])  # training starts from the same state whether teachers were cached or not
         t = time.perf_counter()
+        training = True
         embedder = method.fit(ctx)
         timing["train"] = round(time.perf_counter() - t, 3)
 
@@ -174,26 +189,35 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         record["status"] = "completed"
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
-        _write_artifacts(art, benchmark, ctx)
-        record["pictures"] = _write_pictures(art, benchmark, ctx, embeddings)
+        if dist.is_main():  # only rank 0 writes files
+            _write_artifacts(art, benchmark, ctx)
+            record["pictures"] = _write_pictures(art, benchmark, ctx, embeddings)
     except DfbenchError as exc:
-        _finish_failed(record, path, timing, t_start, exc, ctx, art)
+        # a run that diverged (or failed while training or evaluating) is a result: record it;
+        # bad input (data, teachers, config) is the user's to fix: no record, nothing written
+        if training and not isinstance(exc, ConfigError):
+            _finish_failed(record, path, timing, t_start, exc, ctx, art)
         raise
-    except KeyboardInterrupt:
-        raise  # the checkpoint (if any) stays; no record: the run is not over
+    except KeyboardInterrupt as exc:
+        # the checkpoint (if any) stays; no record: the run is not over
+        ckpt = ctx.checkpointer if ctx is not None else None
+        exc.dfbench_checkpoint = (ckpt.path, ckpt.last_round, ckpt.every) if ckpt is not None else None
+        raise
     except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
         _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=traceback.format_exc())
         raise
     timing["total"] = round(time.perf_counter() - t_start, 3)
     record["finished_at"] = now()
-    write_record(path, record)
-    ctx.checkpointer.remove()  # the record is the result now
+    if dist.is_main():
+        write_record(path, record)
+    ctx.checkpointer.remove()  # the record is the result now (rank 0 only)
+    dist.barrier()  # every rank returns once the record exists
     return RunOutcome(record, path)
 
 
 def _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=None):
-    # only failures that happen after the data loaded are results worth recording
-    if ctx is None:
+    # only failures that happen after the data loaded are results worth recording (by rank 0)
+    if ctx is None or not dist.is_main():
         return
     record["status"] = "failed"
     record["error"] = f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from dfbench.distributed import average_batchnorm
 from dfbench.engine import build_optimizer
 from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.models import Estimator
@@ -45,6 +46,13 @@ class PairedEstimators(InversionStrategy):
         if "bn" in weights:
             self.bn_modules = [teachers["unified"]] if variant == "unified" else [teachers["photo"], teachers["sketch"]]
         self.last_parts: dict = {}
+        self._train_forward = None  # the DDP-wrapped pair in a data-parallel run (see distribute)
+
+    def distribute(self, wrap) -> None:
+        """Data-parallel runs: both estimators train through one DDP wrapper (one gradient
+        all-reduce per step); ``self.estimators`` stays the unwrapped pair (state, optimiser).
+        Their BatchNorm running statistics are averaged over the ranks after each ``synthesize``."""
+        self._train_forward = wrap(_Pair(self.estimators), broadcast_buffers=False)
 
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.options["z_dim"], generator=self.generator).to(self.ctx.device)
@@ -56,12 +64,17 @@ class PairedEstimators(InversionStrategy):
         with students_frozen(students), hooks:
             for _ in range(int(self.options["steps"])):
                 z = self.noise(int(self.options["batch_size"]))
-                images = {m: g(z) for m, g in self.estimators.items()}
+                if self._train_forward is not None:
+                    images = self._train_forward(z)
+                else:
+                    images = {m: g(z) for m, g in self.estimators.items()}
                 state = SynthesisState(images, self.ctx.teachers, self.variant, students, bn_hooks=hooks)
                 loss, self.last_parts = weighted_sum(state, self.weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+        if self._train_forward is not None:
+            average_batchnorm(self.estimators)  # every rank holds the same estimators
         return SynthBatch(
             images["photo"].detach(),
             images["sketch"].detach(),
@@ -85,3 +98,14 @@ class PairedEstimators(InversionStrategy):
         self.estimators.load_state_dict(state["estimators"])
         self.opt.load_state_dict(state["opt"])
         self.generator.set_state(state["generator"])
+
+
+class _Pair(torch.nn.Module):
+    """Both estimators as one module (what DistributedDataParallel wraps): z -> {modality: image}."""
+
+    def __init__(self, estimators: torch.nn.ModuleDict):
+        super().__init__()
+        self.estimators = estimators
+
+    def forward(self, z: torch.Tensor) -> dict:
+        return {m: g(z) for m, g in self.estimators.items()}

@@ -252,7 +252,10 @@ def leaderboard(results, out, check):
 
     if not results.is_dir():
         raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
-    files = lb.render(lb.load_records(results))
+    import os
+
+    link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
+    files = lb.render(lb.load_records(results), link_base=link_base)
     if check:
         stale = lb.check(files, out)
         if stale:

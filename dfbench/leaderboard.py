@@ -94,7 +94,9 @@ def _fmt(mean, std, with_std=True):
     return f"{mean:.4f} ± {std:.4f}" if with_std else f"{mean:.4f}"
 
 
-def dataset_table(summary, dataset: str) -> str:
+def dataset_table(summary, dataset: str, link_base: str | None = None) -> str:
+    """The markdown table of one dataset; with ``link_base`` (the results folder relative to the
+    leaderboard files) each row links the pictures of its first completed seed."""
     import pandas as pd
 
     s = summary[summary["dataset"] == dataset].copy()
@@ -121,18 +123,26 @@ def dataset_table(summary, dataset: str) -> str:
                 "config": f"`{r['config_hash']}`",
             }
         )
+        if link_base is not None:
+            art = r["artifacts"]
+            rows[-1]["pictures"] = (
+                f"[pairs]({link_base}/{art}/pairs.png) [retrieval]({link_base}/{art}/retrieval.png) [curves]({link_base}/{art}/curves.png)"
+                if isinstance(art, str) and art
+                else "-"
+            )
     return pd.DataFrame(rows).to_markdown(index=False) if rows else "_no records_"
 
 
-def render(records: list[dict]) -> dict[str, str]:
-    """{file name: markdown} for every dataset with records, plus README.md."""
+def render(records: list[dict], link_base: str | None = None) -> dict[str, str]:
+    """{file name: markdown} for every dataset with records, plus README.md. ``link_base``: the
+    results folder as seen from the output folder, for links to each run's pictures."""
     if not records:
         return {"README.md": f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"}
     df = records_frame(records)
     summary = summarise(df)
     files = {}
     for dataset in sorted(summary["dataset"].unique()):
-        body = dataset_table(summary, dataset)
+        body = dataset_table(summary, dataset, link_base)
         files[f"{dataset}.md"] = (
             f"{HEADER}\n\n# {dataset}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "

@@ -74,3 +74,12 @@ def test_missing_seeds_show_incomplete_and_failures_are_recorded(tmp_path):
     files = lb.render(lb.load_records(results))
     assert "incomplete" in files["shapes.md"] and "1/2" in files["shapes.md"]
     assert "0/2 (1 failed)" in files["folder.md"]
+
+
+def test_committed_leaderboards_match_their_records():
+    """The committed leaderboards are exactly what the committed records produce."""
+    records = REPO / "leaderboards" / "records"
+    if not records.is_dir():
+        pytest.skip("no committed records")
+    res = CliRunner().invoke(cli, ["leaderboard", "--results", str(records), "--out", str(REPO / "leaderboards"), "--check"])
+    assert res.exit_code == 0, res.output

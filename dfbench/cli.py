@@ -271,6 +271,7 @@ def leaderboard(results, out, check):
 @cli.command()
 @click.argument("suite")
 @click.option("--shard", help="Run only shard i of n (i/n, 1-based): n machines together run the grid once.")
+@click.option("--seed", "only_seeds", type=int, multiple=True, help="Run only these of the suite's seeds (repeatable); the leaderboard still expects them all.")
 @click.option("--dry-run", is_flag=True, help="List the runs (and whether each is done) without running.")
 @click.option("--force", is_flag=True, help="Run again even when completed records exist.")
 @click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
@@ -278,7 +279,7 @@ def leaderboard(results, out, check):
 @click.option("--device", default="auto", show_default=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def bench(suite, shard, dry_run, force, results, data_root, device, cache_dir, quiet):
+def bench(suite, shard, only_seeds, dry_run, force, results, data_root, device, cache_dir, quiet):
     """Run a suite (benchmarks/SUITE.yaml): a grid of methods x datasets x seeds.
 
     Completed runs are skipped, a failed run is recorded (status failed) and the grid goes on.
@@ -291,7 +292,13 @@ def bench(suite, shard, dry_run, force, results, data_root, device, cache_dir, q
 
     system = _plugins()
     spec = suites.load_suite(suites.find_suite(suite), system.registry("methods").names())
-    items = suites.shard_items(spec.items, suites.parse_shard(shard))
+    items = spec.items
+    if only_seeds:
+        missing = sorted(set(only_seeds) - set(spec.seeds))
+        if missing:
+            raise DfbenchError(f"Suite {spec.name} has no seed {missing[0]}: its seeds are {spec.seeds}.")
+        items = [item for item in items if item.seed in only_seeds]
+    items = suites.shard_items(items, suites.parse_shard(shard))
     reporter = Reporter(enabled=False) if quiet else Reporter()
     counts = {"completed": 0, "skipped": 0, "failed": 0}
     root = data_root or spec.data_root

@@ -124,15 +124,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
     art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
     record = {
-        "schema": SCHEMA,
-        "run_id": rid,
-        "method": cfg["method"],
-        "dataset": cfg["dataset"],
-        "profile": cfg["profile"],
-        "seed": cfg["seed"],
-        "status": "running",
-        "error": None,
-        "metrics": {},
+        **_record_head(cfg, rid, "running"),
         "config": cfg,
         "config_hash": chash,
         "teachers": {},
@@ -249,22 +241,28 @@ def _write_artifacts(art: Path, benchmark, ctx) -> None:
         atomic_write_text(art / "curves.csv", buf.getvalue())
 
 
-def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
-    """Record a run that failed before training started (bench mode: the grid goes on)."""
-    from dfbench.records import SCHEMA
-
-    rid = cfgmod.run_id(cfg)
-    path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
-    record = {
+def _record_head(cfg: dict, rid: str, status: str) -> dict:
+    """The fields every record starts with."""
+    return {
         "schema": SCHEMA,
         "run_id": rid,
         "method": cfg["method"],
         "dataset": cfg["dataset"],
         "profile": cfg["profile"],
         "seed": cfg["seed"],
-        "status": "failed",
-        "error": f"{type(exc).__name__}: {exc}",
+        "status": status,
+        "error": None,
         "metrics": {},
+    }
+
+
+def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
+    """Record a run that failed before training started (bench mode: the grid goes on)."""
+    rid = cfgmod.run_id(cfg)
+    path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
+    record = {
+        **_record_head(cfg, rid, "failed"),
+        "error": f"{type(exc).__name__}: {exc}",
         "config": cfg,
         "config_hash": cfgmod.config_hash(cfg),
         "teachers": {},

@@ -24,24 +24,18 @@ from dfbench.methods import Method
 from dfbench.teachers import roles_for_variant
 from dfbench_datafree.methods import DAFL, deepinversion_profiles
 
-# -- dfsbir's schedules, per profile ------------------------------------------------------------------
-SMOKE = {"rounds": 12, "batch_size": 32, "log_every": 4, "readout": "proxy", "replay_size": 256, "encoder_steps": 2}
-CPU = {
-    "rounds": 400,
-    "encoder_steps": 2,
-    "batch_size": 64,
-    "replay_size": 4096,
-    "fresh_fraction": 0.25,
-    "readout": "proxy",
-    "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
-}
-PAPER = {
-    "rounds": 2000,
-    "encoder_steps": 1,
-    "batch_size": 512,
-    "readout": "raw",
-    "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 0.0},
-}
+# -- dfsbir's schedules, per profile (taken from its declaration, never copied) -----------------------
+SCHEDULE_KEYS = ("rounds", "encoder_steps", "batch_size", "replay_size", "fresh_fraction", "readout", "optimizer", "log_every")
+
+
+def _dfsbir_schedule(profile: str) -> dict:
+    from dfbench_dfsbir.method import DFSBIR
+
+    params = DFSBIR.profiles[profile]["params"]
+    return {k: v for k, v in params.items() if k in SCHEDULE_KEYS}
+
+
+SMOKE, CPU, PAPER = (_dfsbir_schedule(p) for p in ("smoke", "cpu", "paper"))
 METRIC = {"loss": "proxy-anchor", "margin": 0.1, "alpha": 32.0}  # dfsbir's L_metric
 
 

@@ -129,24 +129,14 @@ class EmaBatchNormStatsHooks(BatchNormStatsHooks):
         self.ema: dict = {}  # layer -> (mean, var)
         self._last: dict = {}
 
-    def _hook(self, scale: float):
-        def hook(module, inputs, output):
-            if self._paused:
-                return
-            x = inputs[0]
-            dims = [0] + list(range(2, x.dim()))
-            mean = x.mean(dim=dims)
-            var = x.var(dim=dims, unbiased=False)
-            self._last[module] = (mean.detach(), var.detach())
-            if module in self.ema:
-                r = self.momentum
-                ema_mean, ema_var = self.ema[module]
-                mean = (1 - r) * mean + r * ema_mean
-                var = (1 - r) * var + r * ema_var
-            loss = torch.norm(mean - module.running_mean, 2) + torch.norm(var - module.running_var, 2)
-            self._losses.append(scale * loss)
-
-        return hook
+    def matched_statistics(self, layer, mean, var):
+        self._last[layer] = (mean.detach(), var.detach())
+        if layer in self.ema:
+            r = self.momentum
+            ema_mean, ema_var = self.ema[layer]
+            mean = (1 - r) * mean + r * ema_mean
+            var = (1 - r) * var + r * ema_var
+        return mean, var
 
     def update_ema(self) -> None:
         """Fold the last recorded batch statistics of every layer into the averages."""

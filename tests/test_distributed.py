@@ -166,12 +166,29 @@ def test_ranks_hold_identical_models(tmp_path, cache):
 
 
 @needs_gloo
-def test_strategy_without_distributed_support_is_refused(tmp_path, cache):
-    """A strategy that trains modules but has no distribute() stops with a clear error (no record)."""
-    out = _call(_torchrun("-m", "dfbench", *_run_args("dafl", tmp_path / "R"), "--set", "params.rounds=1"), cache)
-    assert out.returncode != 0
-    assert "does not support distributed runs yet" in out.stderr, out.stderr[-3000:]
-    assert not _records(tmp_path / "R")
+def test_generator_strategy_runs_distributed(tmp_path, cache):
+    """The ``generators`` strategy (dafl here) averages its gradients over the ranks: it runs under
+    torchrun and writes one record with world_size 2."""
+    out = _call(_torchrun("-m", "dfbench", *_run_args("dafl", tmp_path / "R"), "--set", "params.rounds=2"), cache)
+    assert out.returncode == 0, out.stderr[-3000:]
+    [record] = _records(tmp_path / "R")
+    assert record["status"] == "completed" and record["world_size"] == 2
+
+
+def test_strategy_without_distributed_support_is_refused():
+    """A strategy that trains modules but has no distribute() stops with a clear error."""
+    from dfbench.engine import _distribute
+    from dfbench.errors import ConfigError
+    from dfbench.inversion import InversionStrategy
+
+    class Trains(InversionStrategy):
+        name = "trains"
+
+        def __init__(self):
+            self.net = torch.nn.Linear(2, 2)
+
+    with pytest.raises(ConfigError, match="does not support distributed runs yet"):
+        _distribute(None, Trains())
 
 
 def test_single_process_helpers_are_no_ops(monkeypatch):

@@ -161,6 +161,19 @@ class ModalityGenerators(InversionStrategy):
         old = self.memory[m]
         self.memory[m] = (feats if old is None else torch.cat([feats, old]))[:size]
 
+    # -- data-parallel runs -------------------------------------------------------------------
+
+    def distribute(self, wrap) -> None:
+        """Data-parallel runs (torchrun): rather than DDP wrappers (the meta-learning copies and
+        re-initialisation replace the modules), every generator step averages the generators'
+        gradients over the ranks, re-initialised weights are broadcast from rank 0, and BatchNorm
+        running statistics are averaged after each round, so all ranks hold the same generators.
+        Learnable noise stays per rank (each rank optimises its own samples)."""
+        from dfbench.distributed import sync_module
+
+        self._data_parallel = True
+        sync_module(self.generators)
+
     # -- one round ----------------------------------------------------------------------------
 
     def synthesize(self, students) -> SynthBatch:
@@ -168,8 +181,13 @@ class ModalityGenerators(InversionStrategy):
         ctx = self.ctx
         n = int(o["batch_size"])
         meta = o["meta"]
+        parallel = getattr(self, "_data_parallel", False)
+        if parallel:
+            from dfbench.distributed import average_batchnorm, average_gradients, sync_module
         if o["reinit"]:
             self.reinitialise()
+            if parallel:
+                sync_module(self.generators)
         if meta == "none":
             nets, opt = self.generators, self.opt
         else:
@@ -211,6 +229,8 @@ class ModalityGenerators(InversionStrategy):
                 if z_opt is not None:
                     z_opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if parallel:
+                    average_gradients(nets.parameters())
                 if meta == "fomaml":
                     for p, q in zip(self.generators.parameters(), nets.parameters()):
                         if q.grad is not None:
@@ -220,6 +240,10 @@ class ModalityGenerators(InversionStrategy):
                     z_opt.step()
         if meta != "none":
             self._meta_update(nets)
+        if parallel:
+            average_batchnorm(self.generators)
+            if nets is not self.generators:
+                average_batchnorm(nets)
         if hasattr(self.hooks, "update_ema"):
             self.hooks.update_ema()
         if contrastive:

@@ -49,11 +49,12 @@ def records_frame(records: list[dict]):
             "label": suite.get("label") or r["method"],
             "total_s": (r.get("timing") or {}).get("total"),
             "artifacts": r.get("artifacts"),
+            "pictures": ",".join(r.get("pictures") or []),
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", *METRIC_KEYS]
+    columns = ["dataset", "method", "config_hash", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -84,6 +85,7 @@ def summarise(df):
             row[f"{k}_mean"] = float(vals.mean()) if complete else None
             row[f"{k}_std"] = float(vals.std(ddof=1)) if complete and len(vals) > 1 else (0.0 if complete else None)
         row["artifacts"] = done["artifacts"].iloc[0] if len(done) else None
+        row["pictures"] = done["pictures"].iloc[0] if len(done) else ""
         out.append(row)
     return pd.DataFrame(out)
 
@@ -124,12 +126,9 @@ def dataset_table(summary, dataset: str, link_base: str | None = None) -> str:
             }
         )
         if link_base is not None:
-            art = r["artifacts"]
-            rows[-1]["pictures"] = (
-                f"[pairs]({link_base}/{art}/pairs.png) [retrieval]({link_base}/{art}/retrieval.png) [curves]({link_base}/{art}/curves.png)"
-                if isinstance(art, str) and art
-                else "-"
-            )
+            art, pics = r["artifacts"], [p for p in str(r["pictures"] or "").split(",") if p]
+            links = [f"[{p.removesuffix('.png')}]({link_base}/{art}/{p})" for p in pics] if isinstance(art, str) and art else []
+            rows[-1]["pictures"] = " ".join(links) or "-"
     return pd.DataFrame(rows).to_markdown(index=False) if rows else "_no records_"
 
 

@@ -65,6 +65,15 @@ def _batch_from(ctx, photo, sketch, variant, generator, pair: bool) -> SynthBatc
     return SynthBatch(photo, sketch, yp, ys, lp, ls)
 
 
+
+def _refuse_weights(strategy: str, weights: dict) -> None:
+    """Strategies that optimise nothing take no synthesis loss terms."""
+    if weights:
+        raise ConfigError(
+            f"The '{strategy}' strategy optimises nothing, so synthesis loss terms do not apply; "
+            f"set params.weights to {{}} (got {', '.join(sorted(weights))})."
+        )
+
 class GaussianPrior(InversionStrategy):
     """Images from a Gaussian prior in image space (the paper's "Gaussian Prior" baseline).
 
@@ -89,11 +98,7 @@ class GaussianPrior(InversionStrategy):
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)
-        if weights:
-            raise ConfigError(
-                f"The 'prior' strategy optimises nothing, so synthesis loss terms do not apply; "
-                f"set params.weights to {{}} (got {', '.join(sorted(weights))})."
-            )
+        _refuse_weights("prior", weights)
         if options["squash"] not in ("tanh", "clamp"):
             raise ConfigError(f"params.inversion.squash must be 'tanh' or 'clamp', got {options['squash']!r}.")
         if float(options["std"]) <= 0:
@@ -174,11 +179,7 @@ class AlternativeData(InversionStrategy):
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)
-        if weights:
-            raise ConfigError(
-                f"The 'alt-data' strategy optimises nothing, so synthesis loss terms do not apply; "
-                f"set params.weights to {{}} (got {', '.join(sorted(weights))})."
-            )
+        _refuse_weights("alt-data", weights)
         if options["split"] not in ("train", "test"):
             raise ConfigError(f"params.inversion.split must be 'train' or 'test', got {options['split']!r}.")
         self.generator = torch.Generator().manual_seed(ctx.seed + 404)
@@ -332,11 +333,7 @@ class RealPairs(InversionStrategy):
                 f"'{method}' is data-free (it does not declare uses_train_data). Use the "
                 "'supervised' method for the data-dependent bound."
             )
-        if weights:
-            raise ConfigError(
-                f"The 'real' strategy optimises nothing, so synthesis loss terms do not apply; "
-                f"set params.weights to {{}} (got {', '.join(sorted(weights))})."
-            )
+        _refuse_weights("real", weights)
         bench = ctx.benchmark
         self.sets = {m: bench.get("train", m) for m in MODALITIES}
         labels = {m: self.sets[m].labels.cpu() for m in MODALITIES}

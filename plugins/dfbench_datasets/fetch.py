@@ -32,6 +32,7 @@ from pathlib import Path
 
 from dfbench.datasets import default_cache_dir, default_data_dir
 from dfbench.errors import DataError, UnknownNameError, did_you_mean
+from dfbench.fileio import atomic_open
 
 from dfbench_datasets.qd_cifar10 import CLASSES, DEFAULT_COUNTS
 
@@ -135,34 +136,25 @@ def download_prefix(url: str, nbytes: int, quiet: bool = False, description: str
 
 
 def download_file(url: str, dest: Path, md5: str | None = None, quiet: bool = False) -> Path:
-    """Download ``url`` to ``dest`` atomically (a temporary sibling renamed when complete)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    """Download ``url`` to ``dest`` atomically (dfbench.fileio.atomic_open: a temporary sibling
+    renamed when complete and checked, removed on any failure)."""
     digest = hashlib.md5()
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            try:
-                with _open(url) as response, _progress(quiet) as progress:
-                    total = response.length
-                    task = progress.add_task(dest.name, total=total)
-                    while chunk := response.read(1 << 20):
-                        fh.write(chunk)
-                        digest.update(chunk)
-                        progress.update(task, advance=len(chunk))
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise _network_error(url, exc) from exc
+    with atomic_open(dest, "wb") as fh:
+        try:
+            with _open(url) as response, _progress(quiet) as progress:
+                total = response.length
+                task = progress.add_task(dest.name, total=total)
+                while chunk := response.read(1 << 20):
+                    fh.write(chunk)
+                    digest.update(chunk)
+                    progress.update(task, advance=len(chunk))
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise _network_error(url, exc) from exc
         if md5 is not None and digest.hexdigest() != md5:
             raise DataError(
                 f"The download of {url} is corrupt (MD5 {digest.hexdigest()}, expected {md5}). Run the "
                 "command again; if it keeps failing, download the file by hand and pass its folder instead."
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return dest
 
 

@@ -246,7 +246,9 @@ def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
 @click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True, help="Where the markdown goes.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the records produce.")
-def leaderboard(results, out, check):
+@click.option("--suites", "suites_dir", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True,
+              help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers.")
+def leaderboard(results, out, check, suites_dir):
     """Build markdown leaderboards from run records only."""
     from dfbench import leaderboard as lb
 
@@ -255,7 +257,9 @@ def leaderboard(results, out, check):
     import os
 
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
-    files = lb.render(lb.load_records(results), link_base=link_base)
+    tables = _suite_tables(suites_dir) if suites_dir.is_dir() else []
+    reported = lb.load_reported(suites_dir / "reported")
+    files = lb.render(lb.load_records(results), link_base=link_base, suite_tables=tables, reported=reported)
     if check:
         stale = lb.check(files, out)
         if stale:
@@ -266,6 +270,31 @@ def leaderboard(results, out, check):
     lb.write(files, out)
     for name in sorted(files):
         click.echo(str(out / name))
+
+
+def _suite_tables(suites_dir: Path) -> list:
+    """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records."""
+    from dfbench import config as cfgmod
+    from dfbench import suites
+    from dfbench.leaderboard import SuiteTable
+    from dfbench.runner import RunRequest, resolve_request
+
+    system = _plugins()
+    tables = []
+    for spec in suites.all_suites(suites_dir, system.registry("methods").names()):
+        if not spec.own_leaderboard:
+            continue
+        table = SuiteTable(spec.name, spec.description, spec.seeds)
+        seen = set()
+        for item in spec.items:
+            if (item.label, item.dataset) in seen:
+                continue
+            seen.add((item.label, item.dataset))
+            req = RunRequest(method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, overrides=item.overrides)
+            cfg, _ = resolve_request(req)
+            table.rows.append((item.label, item.dataset, item.method, cfgmod.config_hash(cfg), item.profile))
+        tables.append(table)
+    return tables
 
 
 @cli.command()

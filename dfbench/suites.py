@@ -8,13 +8,16 @@ files) holds::
     seeds: [0, 1, 2]
     datasets: [qd-cifar10]
     methods: all                # or a list of names; "all" = every registered method
+    leaderboard: dataset        # or "own": the suite changes the setting and gets leaderboards/<name>.md
     set: {eval.batch_size: 256} # overrides applied to every run (same keys as --set)
     runs:                       # optional: explicit variants instead of `methods`
       - {method: dfsbir, label: "dfsbir without one_hot", set: {params.weights.one_hot: 0}}
 
 The grid is ordered (runs or methods, then datasets, then seeds); ``--shard i/n`` takes the items
 whose position p satisfies ``p % n == i - 1``, so n machines with shards 1/n ... n/n run every
-item exactly once. Each record carries ``suite: {name, label, seeds}`` so leaderboards know how
+item exactly once. A suite with ``leaderboard: own`` (ablations, changed settings) gets its own
+table, built from the records its grid points to (wherever they came from), and its records stay
+out of the per-dataset tables. Each record carries ``suite: {name, label, seeds}`` so leaderboards know how
 many seeds a cell should have.
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 from dfbench.config import load_yaml
 from dfbench.errors import ConfigError, did_you_mean
 
-SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root")
+SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root", "leaderboard")
 RUN_KEYS = ("method", "label", "set", "datasets", "profile")
 
 
@@ -48,6 +51,7 @@ class Suite:
     items: list[SuiteItem]
     description: str = ""
     data_root: str | None = None
+    own_leaderboard: bool = False  # leaderboards/<name>.md instead of rows in the dataset tables
 
 
 def _flatten_set(mapping: dict | None, where: str) -> list[str]:
@@ -92,6 +96,9 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise ConfigError(f"'seeds' in suite {path} must be a non-empty list of integers.")
     datasets = raw.get("datasets", ["shapes"])
+    table = raw.get("leaderboard", "dataset")
+    if table not in ("dataset", "own"):
+        raise ConfigError(f"'leaderboard' in suite {path} must be 'dataset' (rows in leaderboards/<dataset>.md) or 'own' (leaderboards/{name}.md), got '{table}'.")
     common = _flatten_set(raw.get("set"), str(path))
     variants = []
     if raw.get("runs"):
@@ -114,7 +121,12 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
         for dataset in dsets
         for seed in seeds
     ]
-    return Suite(name=name, path=path, seeds=list(seeds), items=items, description=raw.get("description", ""), data_root=raw.get("data_root"))
+    return Suite(name=name, path=path, seeds=list(seeds), items=items, description=raw.get("description", ""), data_root=raw.get("data_root"), own_leaderboard=table == "own")
+
+
+def all_suites(benchmarks_dir: Path, all_methods: list[str]) -> list[Suite]:
+    """Every suite file in ``benchmarks_dir`` (sorted by name)."""
+    return [load_suite(p, all_methods) for p in sorted(Path(benchmarks_dir).glob("*.yaml"))]
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -83,3 +83,39 @@ def test_committed_leaderboards_match_their_records():
         pytest.skip("no committed records")
     res = CliRunner().invoke(cli, ["leaderboard", "--results", str(records), "--out", str(REPO / "leaderboards"), "--check"])
     assert res.exit_code == 0, res.output
+
+
+def test_own_table_suites_and_reported_rows(tmp_path):
+    """A suite with 'leaderboard: own' gets its own file, filled from the records its grid points to
+    (also those another suite produced); its records stay out of the dataset table; papers' reported
+    numbers show as separate rows of the overview and never in a dataset table."""
+    suites_dir, results, out = tmp_path / "benchmarks", tmp_path / "results", tmp_path / "lb"
+    (suites_dir / "reported").mkdir(parents=True)
+    common = "profile: smoke\nseeds: [0]\ndatasets: [shapes]\n"
+    (suites_dir / "main.yaml").write_text(common + "methods: [classifier-only]\n")
+    (suites_dir / "abl.yaml").write_text(
+        common + "leaderboard: own\ndescription: two variants\nruns:\n"
+        "  - {method: classifier-only, label: reference}\n"
+        "  - {method: dfsbir, label: dfsbir no bn, set: {params.weights.bn: 0, params.rounds: 2}}\n"
+    )
+    (suites_dir / "reported" / "paper.yaml").write_text("source: A paper\nmethods:\n  dfsbir: {sketchy: 0.8}\n")
+    runner = CliRunner()
+    for suite in ("main", "abl"):
+        res = runner.invoke(cli, ["bench", str(suites_dir / f"{suite}.yaml"), "--quiet", "--results", str(results)])
+        assert res.exit_code == 0, res.output
+    # the reference run was skipped by 'abl' (the 'main' suite made that record): one record each
+    records = [json.loads(p.read_text()) for p in results.rglob("*.json") if p.name != "split.json"]
+    assert sorted((r["method"], r["suite"]["name"]) for r in records) == [("classifier-only", "main"), ("dfsbir", "abl")]
+    res = runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--suites", str(suites_dir)])
+    assert res.exit_code == 0, res.output
+    own = (out / "abl.md").read_text()
+    assert own.index("| reference ") < own.index("| dfsbir no bn ") and "1/1" in own and "| incomplete" not in own
+    shapes = (out / "shapes.md").read_text()
+    assert "| classifier-only " in shapes and "dfsbir" not in shapes
+    overview = (out / "README.md").read_text()
+    assert "| dfsbir (reported*) " in overview and "0.800" in overview and "[abl](abl.md)" in overview
+    assert runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--suites", str(suites_dir), "--check"]).exit_code == 0
+    # a malformed file of reported numbers is a one-paragraph error, exit 2
+    (suites_dir / "reported" / "paper.yaml").write_text("source: A paper\nmethods: [dfsbir]\n")
+    res = runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--suites", str(suites_dir)])
+    assert res.exit_code == 2 and "methods" in res.output

@@ -3,13 +3,15 @@
 On random L2-normalised embeddings (seeded) it times
 
   (a) ``dfbench.metrics.retrieval_metrics`` (exact, chunked, no full sort of any row),
-  (b) the per-query reference loop (``reference_metrics``: fully sort every query's scores, accumulate
-      AP item by item, as the original DF-SBIR release does),
+  (b) the per-query reference loop as the original DF-SBIR release writes it: fully sort every query's
+      scores, then walk the ranking in Python accumulating AP item by item (``release_style_loop``),
+  (b2) dfbench's own per-query reference (``reference_metrics``: the same full sort per query, with
+      the walk vectorised by numpy), a stronger baseline than (b),
   (c) the floor: the query x gallery matmul alone (row blocks of ``--floor-block`` queries into a
       reused buffer, so big cases fit in memory),
 
 and prints the times (best of ``--repeats`` after a warm-up), the ratios (b)/(a) and (a)/(c), the
-largest absolute metric difference between (a) and (b), and the peak memory of (a). Then a scaling
+largest absolute metric difference between (a) and (b), (b2), and the peak memory of (a). Then a scaling
 table over galleries of 1k, 10k and 100k photos with 1k and 10k queries (reference loop only for the
 small cases).
 
@@ -39,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dfbench.metrics import reference_metrics, retrieval_metrics  # noqa: E402
@@ -97,6 +100,37 @@ def matmul_floor(q: torch.Tensor, x: torch.Tensor, block: int) -> None:
     for s in range(0, q.shape[0], block):
         e = min(s + block, q.shape[0])
         torch.mm(q[s:e], xt, out=buf[: e - s])
+
+
+def release_style_loop(q, ql, x, xl) -> dict:
+    """The metrics the way per-query release code computes them: for each query, fully sort the
+    gallery (decreasing cosine similarity, irrelevant before relevant on ties, as dfbench), then walk
+    the ranking item by item in Python. Exact (not the release's truncated "mAP"); only the loop
+    structure is the release's."""
+    qn = torch.nn.functional.normalize(q.float().cpu(), dim=1)
+    xn = torch.nn.functional.normalize(x.float().cpu(), dim=1)
+    sims = (qn @ xn.T).numpy()
+    qls, xls = ql.cpu().numpy(), xl.cpu().numpy()
+    ap_all = ap_200 = p_100 = p_200 = 0.0
+    for i in range(len(qls)):
+        rel = xls == qls[i]
+        order = np.lexsort((rel, -sims[i]))
+        hits, ap, ap_top, top_hits = 0, 0.0, 0.0, 0
+        for rank, r in enumerate(rel[order].tolist(), start=1):
+            if r:
+                hits += 1
+                ap += hits / rank
+                if rank <= 200:
+                    ap_top += hits / rank
+            if rank == 100:
+                p_100 += hits / 100
+            if rank == 200:
+                p_200 += hits / 200
+                top_hits = hits
+        ap_all += ap / hits if hits else 0.0
+        ap_200 += ap_top / top_hits if top_hits else 0.0
+    n = len(qls)
+    return {"mAP@all": ap_all / n, "mAP@200": ap_200 / n, "P@100": p_100 / n, "P@200": p_200 / n}
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -210,16 +244,19 @@ def part_main(args) -> None:
     # the reference is slow: warm it up on a few queries only, then time it ref_repeats times
     reference_metrics(q[:8], ql[:8], x, xl)
     t_b, m_b = best_of(lambda: reference_metrics(q, ql, x, xl), args.ref_repeats, dev, warmup=False)
+    t_r, m_r = best_of(lambda: release_style_loop(q, ql, x, xl), 1, dev, warmup=False)
     t_c2, _ = best_of(lambda: matmul_floor(q, x, args.floor_block), args.repeats, dev, warmup=False)
     t_c = min(t_c, t_c2)  # floor measured before and after, best of both (noisy machines)
 
-    diff = max_diff(m_a, m_b)
+    diff = max(max_diff(m_a, m_r), max_diff(m_a, m_b))
     print(f"(a) dfbench exact metrics      {t_a:9.3f} s   (best of {args.repeats} after a warm-up)")
-    print(f"(b) per-query sort loop        {t_b:9.3f} s   (best of {args.ref_repeats})")
+    print(f"(b) per-query loop, item walk  {t_r:9.3f} s   (one run: full sort per query, AP accumulated item by item in Python)")
+    print(f"(b2) per-query loop, numpy     {t_b:9.3f} s   (best of {args.ref_repeats}: full sort per query, numpy cumsum)")
     print(f"(c) matmul floor               {t_c:9.3f} s   (best of {2 * args.repeats})")
-    print(f"speed-up (b)/(a)               {t_b / t_a:9.1f} x   (target >= 10x)  {'OK' if t_b / t_a >= 10 else 'MISSED'}")
+    print(f"speed-up (b)/(a)               {t_r / t_a:9.1f} x   (target >= 10x)  {'OK' if t_r / t_a >= 10 else 'MISSED'}")
+    print(f"speed-up (b2)/(a)              {t_b / t_a:9.1f} x   (against the stronger loop)")
     print(f"cost (a)/(c)                   {t_a / t_c:9.2f} x   (target <= 3x)   {'OK' if t_a / t_c <= 3 else 'MISSED'}")
-    print(f"max |(a) - (b)| over metrics   {diff:9.2e}     (target <= 1e-6) {'OK' if diff <= 1e-6 else 'MISSED'}")
+    print(f"max |(a) - (b), (b2)|          {diff:9.2e}     (target <= 1e-6) {'OK' if diff <= 1e-6 else 'MISSED'}")
     print("metrics (a): " + ", ".join(f"{k} {m_a[k]:.6f}" for k in KEYS))
     spec = _spec(args, args.queries, args.gallery)
     mem, _ = peak_memory(spec)

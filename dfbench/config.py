@@ -61,6 +61,8 @@ _COMMON = {
     "eval": {"batch_size": 256},
     # save a resumable training checkpoint every this many rounds (0: never)
     "checkpoint_every": 50,
+    # how the training loop executes (dfbench.perf): not part of the hash, except amp when not off
+    "perf": {"amp": "off", "channels_last": False, "compile": False, "optimizer_impl": "default"},
 }
 
 CORE_PROFILES: dict[str, dict] = {
@@ -77,6 +79,7 @@ CORE_PROFILES: dict[str, dict] = {
         "teachers": {"arch": "resnet34", "epochs": 30, "batch_size": 128, "lr": 0.01},
         "students": {"arch": "resnet34"},
         "eval": {"batch_size": 512},
+        "perf": {"amp": "bf16", "channels_last": True, "optimizer_impl": "fused"},
     },
 }
 
@@ -219,8 +222,26 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def hashed_view(cfg: dict) -> dict:
+    """The part of a resolved config that identifies the experiment: without the UNHASHED keys and
+    the execution settings of ``perf`` (``perf.amp`` stays when it is not off: it lowers precision).
+    A config at the default ``perf`` hashes as it did before ``perf`` existed."""
+    from dfbench.perf import UNHASHED_KEYS
+
+    out = _strip(cfg)
+    perf = out.get("perf")
+    if isinstance(perf, dict):
+        for key in UNHASHED_KEYS:
+            perf.pop(key, None)
+        if perf.get("amp", "off") == "off":
+            perf.pop("amp", None)
+        if not perf:
+            out.pop("perf")
+    return out
+
+
 def config_hash(cfg: dict) -> str:
-    return hashlib.sha256(canonical_json(_strip(cfg)).encode()).hexdigest()[:12]
+    return hashlib.sha256(canonical_json(hashed_view(cfg)).encode()).hexdigest()[:12]
 
 
 def run_id(cfg: dict) -> str:

@@ -27,6 +27,15 @@ class RunContext:
         return self.config["params"]
 
     @property
+    def perf(self):
+        """The run's execution settings (:class:`dfbench.perf.Perf`), from ``config["perf"]``."""
+        from dfbench.perf import Perf
+
+        if "_perf" not in self.extra:
+            self.extra["_perf"] = Perf.from_config(self.config.get("perf"), self.device)
+        return self.extra["_perf"]
+
+    @property
     def seed(self) -> int:
         return int(self.config["seed"])
 

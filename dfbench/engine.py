@@ -23,6 +23,7 @@ from dfbench import distributed as dist
 from dfbench.errors import ConfigError, TrainingDivergedError
 from dfbench.inversion import ReplayPool, SynthBatch, concat_batches, resolve_options as inversion_options
 from dfbench.methods import Method
+from dfbench.perf import modules_of as perf_modules
 from dfbench.students import StudentEmbedder, Students
 from dfbench.teachers import roles_for_variant
 from dfbench.terms import NEEDS_MODALITY_TEACHER, check_weights
@@ -46,17 +47,20 @@ DATA_FREE_BASE = {
 }
 
 
-def build_optimizer(params, ocfg: dict):
+def build_optimizer(params, ocfg: dict, perf=None):
+    """The optimiser of ``ocfg`` ({name, lr, ...}); ``perf`` (the run's :class:`dfbench.perf.Perf`,
+    ``ctx.perf``) picks its kernels (``perf.optimizer_impl``: default, foreach or fused)."""
     name = ocfg.get("name", "adam")
     lr = float(ocfg["lr"])
     wd = float(ocfg.get("weight_decay", 0.0))
     params = list(params)
+    impl = perf.optimizer_kwargs() if perf is not None else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=tuple(ocfg.get("betas", (0.9, 0.999))))
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=tuple(ocfg.get("betas", (0.9, 0.999))), **impl)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **impl)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(ocfg.get("momentum", 0.9)), weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, momentum=float(ocfg.get("momentum", 0.9)), weight_decay=wd, **impl)
     raise ConfigError(f"Unknown optimizer '{name}': use adam, adamw or sgd.")
 
 
@@ -84,7 +88,10 @@ class DataFreeMethod(Method):
         loss_cls = registry("losses").load(p["alignment"]["loss"])
         align = loss_cls(ctx, alignment_options(loss_cls, p["alignment"]), students)
 
-        opt = build_optimizer(list(students.encoders.parameters()) + list(align.parameters()), p["optimizer"])
+        perf = ctx.perf
+        perf.prepare(students, *perf_modules(strategy), *ctx.teachers.models.values())
+        perf.compile_modules(students.encoders.values())
+        opt = build_optimizer(list(students.encoders.parameters()) + list(align.parameters()), p["optimizer"], perf)
         rounds = int(p["rounds"])
         steps = max(1, rounds * int(p["encoder_steps"]))
         if p["schedule"] == "cosine":
@@ -123,7 +130,8 @@ class DataFreeMethod(Method):
                 task.advance(start)
                 task.note(f"resumed at round {start}")
             for r in range(start, rounds):
-                batch = strategy.synthesize(students)
+                with perf.autocast():
+                    batch = strategy.synthesize(students)
                 parts = getattr(strategy, "last_parts", {})
                 for k, v in parts.items():
                     acc_terms[k] = acc_terms.get(k, 0) + v
@@ -132,12 +140,13 @@ class DataFreeMethod(Method):
                 students.train()
                 for _ in range(int(p["encoder_steps"])):
                     b = self._encoder_batch(batch, pool, n_fresh, bs, gen)
-                    e_p = encode(b.photo, "photo")
-                    e_s = encode(b.sketch, "sketch")
-                    if getattr(align, "uses_teacher_logits", False):
-                        loss = align(e_p, e_s, b.photo_labels, b.sketch_labels, **self._teacher_logits(ctx, b, p["variant"]))
-                    else:
-                        loss = align(e_p, e_s, b.photo_labels, b.sketch_labels)
+                    with perf.autocast():
+                        e_p = encode(b.photo, "photo")
+                        e_s = encode(b.sketch, "sketch")
+                        if getattr(align, "uses_teacher_logits", False):
+                            loss = align(e_p, e_s, b.photo_labels, b.sketch_labels, **self._teacher_logits(ctx, b, p["variant"]))
+                        else:
+                            loss = align(e_p, e_s, b.photo_labels, b.sketch_labels)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if align_params:

@@ -137,6 +137,9 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     }
     if dist.active():
         record["env"]["backend"] = dist.backend()
+    from dfbench.perf import Perf
+
+    record["env"]["perf"] = Perf.from_config(cfg.get("perf"), device).describe()  # what was applied
     if req.suite:
         record["suite"] = req.suite
     timing = record["timing"]

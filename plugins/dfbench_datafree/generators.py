@@ -114,11 +114,11 @@ class ModalityGenerators(InversionStrategy):
         if o["reinit"]:
             dcgan_init(self.generators, self.generator)
         self.ocfg = {**self.defaults["optimizer"], **o["optimizer"]}
-        self.opt = build_optimizer(self.generators.parameters(), self.ocfg)
+        self.opt = build_optimizer(self.generators.parameters(), self.ocfg, self.ctx.perf)
         self.meta_opt = None
         if o["meta"] != "none":
             meta_lr = o["meta_lr"] if o["meta_lr"] is not None else float(self.ocfg["lr"]) * int(o["steps"])
-            self.meta_opt = build_optimizer(self.generators.parameters(), {**self.ocfg, "lr": meta_lr})
+            self.meta_opt = build_optimizer(self.generators.parameters(), {**self.ocfg, "lr": meta_lr}, self.ctx.perf)
         self.hooks = bn_hooks(bn_modules(ctx, weights, variant), o["bn_first_layer_scale"], float(o["bn_momentum"]))
         self.memory: dict = {m: None for m in MODALITIES}
         self.last_parts: dict = {}
@@ -140,7 +140,7 @@ class ModalityGenerators(InversionStrategy):
     def reinitialise(self) -> None:
         """DCGAN re-initialisation of both generators and a fresh optimiser (CMI)."""
         dcgan_init(self.generators, self.generator)
-        self.opt = build_optimizer(self.generators.parameters(), self.ocfg)
+        self.opt = build_optimizer(self.generators.parameters(), self.ocfg, self.ctx.perf)
 
     def _view(self, x: torch.Tensor) -> torch.Tensor:
         return jitter_flip(x, int(self.options["jitter"]), bool(self.options["flip"]), self.generator)
@@ -192,7 +192,7 @@ class ModalityGenerators(InversionStrategy):
             nets, opt = self.generators, self.opt
         else:
             nets = copy.deepcopy(self.generators)
-            opt = build_optimizer(nets.parameters(), self.ocfg)
+            opt = build_optimizer(nets.parameters(), self.ocfg, ctx.perf)
             if meta == "fomaml":
                 for p in self.generators.parameters():
                     p.grad = torch.zeros_like(p)

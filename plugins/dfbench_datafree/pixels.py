@@ -69,7 +69,7 @@ class PixelInversion(InversionStrategy):
             m: (torch.randn(n, self._channels(m), size, size, generator=self.generator) * float(o["init_std"])).clamp_(-1, 1).to(ctx.device).requires_grad_()
             for m in MODALITIES
         }
-        opt = build_optimizer(pixels.values(), self.ocfg)
+        opt = build_optimizer(pixels.values(), self.ocfg, ctx.perf)
         with students_frozen(students), self.hooks:
             for _ in range(int(o["steps"])):
                 views = {m: jitter_flip(self._rgb(x), int(o["jitter"]), bool(o["flip"]), self.generator) for m, x in pixels.items()}

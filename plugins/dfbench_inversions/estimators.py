@@ -39,7 +39,7 @@ class PairedEstimators(InversionStrategy):
             }
         ).to(ctx.device)
         ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
-        self.opt = build_optimizer(self.estimators.parameters(), ocfg)
+        self.opt = build_optimizer(self.estimators.parameters(), ocfg, ctx.perf)
         self.generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 202)
         teachers = ctx.teachers
         self.bn_modules = []

@@ -30,6 +30,11 @@ PROFILES = ("smoke", "cpu", "paper")
 # Keys of the resolved config that do not identify the experiment.
 UNHASHED = (("seed",), ("device",), ("data", "root"), ("checkpoint_every",))
 
+# Keys added after records existed, with the default that reproduces the earlier behaviour: at
+# that default they stay out of the hash, so the records written before keep their ids; any other
+# value enters the hash.
+HASH_NEUTRAL_DEFAULTS = ((("params", "student_bn"), "train"),)
+
 # Free-form sub-trees (validated by their owners).
 FREE_FORM = (("data", "options"),)
 
@@ -223,12 +228,18 @@ def canonical_json(obj: Any) -> str:
 
 
 def hashed_view(cfg: dict) -> dict:
-    """The part of a resolved config that identifies the experiment: without the UNHASHED keys and
-    the execution settings of ``perf`` (``perf.amp`` stays when it is not off: it lowers precision).
+    """The part of a resolved config that identifies the experiment: without the UNHASHED keys, the
+    HASH_NEUTRAL_DEFAULTS at their default, and the execution settings of ``perf`` (``perf.amp`` stays when it is not off: it lowers precision).
     A config at the default ``perf`` hashes as it did before ``perf`` existed."""
     from dfbench.perf import UNHASHED_KEYS
 
     out = _strip(cfg)
+    for path, default in HASH_NEUTRAL_DEFAULTS:
+        node = out
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == default:
+            node.pop(path[-1])
     perf = out.get("perf")
     if isinstance(perf, dict):
         for key in UNHASHED_KEYS:

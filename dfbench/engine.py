@@ -43,6 +43,10 @@ DATA_FREE_BASE = {
     "readout": "raw",  # raw | proxy (see dfbench.students)
     "proxy_scale": 32.0,  # scale of the students' cosine class logits
     "init_from_teachers": False,  # initialise the encoders from the teachers' backbones
+    # BatchNorm of the encoders during their steps: "train" (batch statistics, running averages
+    # updated) or "frozen" (the running statistics they start with, never updated: with
+    # init_from_teachers, the teachers' statistics of real images)
+    "student_bn": "train",
     "log_every": 10,
 }
 
@@ -88,6 +92,10 @@ class DataFreeMethod(Method):
         loss_cls = registry("losses").load(p["alignment"]["loss"])
         align = loss_cls(ctx, alignment_options(loss_cls, p["alignment"]), students)
 
+        if p["student_bn"] not in ("train", "frozen"):
+            raise ConfigError(f"params.student_bn must be 'train' or 'frozen', got '{p['student_bn']}'.")
+        freeze_bn = p["student_bn"] == "frozen"
+        bn_layers = [m for m in students.encoders.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
         perf = ctx.perf
         perf.prepare(students, *perf_modules(strategy), *ctx.teachers.models.values())
         perf.compile_modules(students.encoders.values())
@@ -138,6 +146,9 @@ class DataFreeMethod(Method):
                 pool.add(batch)
                 ctx.extra["last_batch"] = batch
                 students.train()
+                if freeze_bn:
+                    for mod in bn_layers:
+                        mod.eval()
                 for _ in range(int(p["encoder_steps"])):
                     b = self._encoder_batch(batch, pool, n_fresh, bs, gen)
                     with perf.autocast():

@@ -1,4 +1,5 @@
-"""Execution settings (dfbench.perf): validated, kept out of the hash except amp, and the loop runs
+"""Execution settings (dfbench.perf) and keys added later: validated, kept out of the hash where they
+should be (amp and non-default values enter it), and the loop runs
 with each of them and gives the same result where the arithmetic is the same."""
 
 import pytest
@@ -61,3 +62,18 @@ def test_foreach_and_channels_last_runs_match_the_default(tmp_path):
     assert fast["env"]["perf"] == {"amp": "off", "channels_last": True, "compile": False, "optimizer_impl": "foreach"}
     for k, v in ref["metrics"].items():
         assert fast["metrics"][k] == pytest.approx(v, abs=0.02), k
+
+
+def test_keys_added_later_hash_as_before_at_their_default():
+    from dfbench.plugins import registry
+
+    method = registry("methods").load("dfsbir")
+
+    def cfg(**params):
+        return cfgmod.resolve(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu",
+                              method_profiles=method.profiles, overrides={"params": params} if params else {})
+
+    legacy = cfg()
+    legacy["params"].pop("student_bn")
+    assert cfgmod.config_hash(cfg()) == cfgmod.config_hash(legacy)
+    assert cfgmod.config_hash(cfg(student_bn="frozen")) != cfgmod.config_hash(legacy)

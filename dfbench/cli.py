@@ -257,9 +257,9 @@ def leaderboard(results, out, check, suites_dir):
     import os
 
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
-    tables = _suite_tables(suites_dir) if suites_dir.is_dir() else []
+    tables, dataset_keys = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
     reported = lb.load_reported(suites_dir / "reported")
-    files = lb.render(lb.load_records(results), link_base=link_base, suite_tables=tables, reported=reported)
+    files = lb.render(lb.load_records(results), link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
     if check:
         stale = lb.check(files, out)
         if stale:
@@ -272,18 +272,17 @@ def leaderboard(results, out, check, suites_dir):
         click.echo(str(out / name))
 
 
-def _suite_tables(suites_dir: Path) -> list:
-    """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records."""
+def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
+    """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records,
+    and {(dataset, method, config hash): seeds asked for} of every run of the other suites."""
     from dfbench import config as cfgmod
     from dfbench import suites
     from dfbench.leaderboard import SuiteTable
     from dfbench.runner import RunRequest, resolve_request
 
     system = _plugins()
-    tables = []
+    tables, dataset_keys = [], {}
     for spec in suites.all_suites(suites_dir, system.registry("methods").names()):
-        if not spec.own_leaderboard:
-            continue
         table = SuiteTable(spec.name, spec.description, spec.seeds)
         seen = set()
         for item in spec.items:
@@ -292,9 +291,14 @@ def _suite_tables(suites_dir: Path) -> list:
             seen.add((item.label, item.dataset))
             req = RunRequest(method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, overrides=item.overrides)
             cfg, _ = resolve_request(req)
-            table.rows.append((item.label, item.dataset, item.method, cfgmod.config_hash(cfg), item.profile))
-        tables.append(table)
-    return tables
+            chash = cfgmod.config_hash(cfg)
+            table.rows.append((item.label, item.dataset, item.method, chash, item.profile))
+            if not spec.own_leaderboard:
+                key = (item.dataset, item.method, chash)
+                dataset_keys[key] = max(dataset_keys.get(key, 0), len(spec.seeds))
+        if spec.own_leaderboard:
+            tables.append(table)
+    return tables, dataset_keys
 
 
 @cli.command()

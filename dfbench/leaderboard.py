@@ -9,7 +9,7 @@ full one. Failed runs are counted, not averaged.
 Suites declared with ``leaderboard: own`` (ablations, changed settings) get their own file: its rows
 are the suite's runs in the suite's order, each filled with the records its grid points to (by
 dataset, method and config hash, whichever suite produced them), and those suites' records stay out
-of the per-dataset tables. Numbers reported by papers (``benchmarks/reported/*.yaml``) appear in the
+of the per-dataset tables (also records of a config that only an own-table suite still runs). Numbers reported by papers (``benchmarks/reported/*.yaml``) appear in the
 overview as separate rows marked "reported"; they never enter a mean or a rank.
 """
 
@@ -197,21 +197,34 @@ def render(
     link_base: str | None = None,
     suite_tables: list[SuiteTable] = (),
     reported: list[Reported] = (),
+    dataset_keys: dict | None = None,
 ) -> dict[str, str]:
     """{file name: markdown} for every dataset with records, every own-table suite with at least one
     record, plus README.md. ``link_base``: the results folder as seen from the output folder, for
-    links to each run's pictures."""
+    links to each run's pictures. A record stays out of the dataset tables when an own-table suite
+    produced it, or when its (dataset, method, config hash) is a run of an own-table suite and not
+    of any other suite (``dataset_keys``, {key: seeds that suite asks for}): a method's former
+    default config that an ablation now keeps as one of its rows. A row of the dataset tables expects
+    as many seeds as the most any suite asks for it (also when its records came from plain runs)."""
+    dataset_keys = dataset_keys or {}
     own = {t.name for t in suite_tables}
+    own_keys = {(row[1], row[2], row[3]) for t in suite_tables for row in t.rows}
     files = {}
     for table in suite_tables:
         text = suite_table(records, table, link_base)
         if text is not None:
             files[f"{table.name}.md"] = text
-    records = [r for r in records if (r.get("suite") or {}).get("name") not in own]
+    records = [
+        r for r in records
+        if (r.get("suite") or {}).get("name") not in own
+        and ((r["dataset"], r["method"], r["config_hash"]) not in own_keys or (r["dataset"], r["method"], r["config_hash"]) in dataset_keys)
+    ]
     if not records:
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
     df = records_frame(records)
+    asked = [dataset_keys.get(k) for k in zip(df["dataset"], df["method"], df["config_hash"])]
+    df["expected_seeds"] = [max((x for x in (e, a) if _known(x)), default=None) for e, a in zip(df["expected_seeds"], asked)]
     summary = summarise(df)
     for dataset in sorted(summary["dataset"].unique()):
         body = dataset_table(summary, dataset, link_base)

@@ -119,3 +119,21 @@ def test_own_table_suites_and_reported_rows(tmp_path):
     (suites_dir / "reported" / "paper.yaml").write_text("source: A paper\nmethods: [dfsbir]\n")
     res = runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--suites", str(suites_dir)])
     assert res.exit_code == 2 and "methods" in res.output
+
+
+def test_dataset_rows_expect_the_suites_seeds_and_former_defaults_move_to_their_ablation():
+    from dfbench import leaderboard as lb
+    from dfbench.records import SCHEMA
+
+    def rec(chash, seed, suite=None):
+        return {"schema": SCHEMA, "dataset": "d", "method": "m", "config_hash": chash, "seed": seed, "status": "completed",
+                "profile": "cpu", "suite": suite, "timing": {"total": 1.0},
+                "metrics": {"mAP@all": 0.5 + seed / 100, "mAP@200": 0.5, "P@100": 0.5, "P@200": 0.5}}
+
+    records = [rec("new", 0), rec("old", 0, {"name": "main", "label": "m", "seeds": [0, 1]}), rec("old", 1, {"name": "main", "label": "m", "seeds": [0, 1]})]
+    ablation = lb.SuiteTable("abl", "", [0, 1], [("m", "d", "m", "new", "cpu"), ("m former default", "d", "m", "old", "cpu")])
+    files = lb.render(records, suite_tables=[ablation], dataset_keys={("d", "m", "new"): 2})
+    # the plain run of the suite's config counts against the suite's two seeds
+    assert "| 1/2 " in files["d.md"] and "`new`" in files["d.md"]
+    # the former default config lives on in the ablation only
+    assert "`old`" not in files["d.md"] and "| m former default " in files["abl.md"] and "2/2" in files["abl.md"]

@@ -28,7 +28,7 @@ from dfbench.errors import ConfigError, did_you_mean
 PROFILES = ("smoke", "cpu", "paper")
 
 # Keys of the resolved config that do not identify the experiment.
-UNHASHED = (("seed",), ("device",), ("data", "root"), ("checkpoint_every",))
+UNHASHED = (("seed",), ("device",), ("data", "root"), ("checkpoint_every",), ("curve_eval_every",))
 
 # Keys added after records existed, with the default that reproduces the earlier behaviour: at
 # that default they stay out of the hash, so the records written before keep their ids; any other
@@ -66,6 +66,9 @@ _COMMON = {
     "eval": {"batch_size": 256},
     # save a resumable training checkpoint every this many rounds (0: never)
     "checkpoint_every": 50,
+    # test mAP@all in the training curves every this many rounds (0: never). Monitoring only: no
+    # model is selected by it, and the students it reads are left exactly as they were
+    "curve_eval_every": 50,
     # how the training loop executes (dfbench.perf): not part of the hash, except amp when not off
     "perf": {"amp": "off", "channels_last": False, "compile": False, "optimizer_impl": "default"},
 }

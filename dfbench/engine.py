@@ -113,6 +113,7 @@ class DataFreeMethod(Method):
         bs = dist.split_batch(int(p["batch_size"]), "params.batch_size")  # this rank's share
         n_fresh = max(1, int(round(bs * float(p["fresh_fraction"])))) if pool.capacity > 0 else bs
         log_every = max(1, int(p["log_every"]))
+        eval_every = int(ctx.config.get("curve_eval_every", 0) or 0)
         ctx.extra["students"] = students
         ctx.extra["strategy"] = strategy
 
@@ -129,6 +130,7 @@ class DataFreeMethod(Method):
             _check_world(saved, ckpt)
             start = self._restore(saved, parts_to_save, pool, gen, ctx)
             _restore_rank(saved, pool, gen, strategy, ctx)
+        last_eval = start
         encode = students  # encode(images, modality): the encoders' training forward pass
         align_params = list(align.parameters())
         if dist.active():
@@ -174,6 +176,9 @@ class DataFreeMethod(Method):
                     values = {"align": float(acc_align) / (count * int(p["encoder_steps"]))}
                     values.update({f"term/{k}": float(v) / count for k, v in acc_terms.items()})
                     row = {"round": r + 1, **dist.mean_floats(values)}  # means over the ranks
+                    if eval_every > 0 and (r + 1) // eval_every > last_eval // eval_every:
+                        row["test mAP@all"] = self._monitor(ctx, students, p["readout"])
+                        last_eval = r + 1
                     bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
                     if bad:
                         raise TrainingDivergedError(
@@ -193,6 +198,19 @@ class DataFreeMethod(Method):
                         else:
                             ckpt.save(self._snapshot(r + 1, parts_to_save, pool, gen, ctx))
         return StudentEmbedder(students, p["readout"])
+
+    @staticmethod
+    def _monitor(ctx, students, readout: str) -> float:
+        """Test mAP@all of the students as they are now, for the curves only (never for picking a
+        model). Embedding runs in eval mode under no_grad and draws no random numbers, so training
+        goes on exactly as without it; the train/eval mode of every module is restored."""
+        from dfbench.evaluation import evaluate_embedder
+
+        modes = {m: m.training for m in students.modules()}
+        metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]))
+        for m, mode in modes.items():
+            m.training = mode
+        return float(metrics["mAP@all"])
 
     @staticmethod
     def _snapshot(round_done: int, parts: dict, pool: ReplayPool, gen, ctx) -> dict:

@@ -80,11 +80,11 @@ def save_curves(rows: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    keys = [k for k in rows[0] if k != "round"]
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "round"))  # every column, first-seen order
     fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.6 * len(keys) + 0.6), sharex=True, squeeze=False)
-    rounds = [r["round"] for r in rows]
     for ax, key in zip(axes[:, 0], keys):
-        ax.plot(rounds, [r.get(key) for r in rows], lw=1.2)
+        points = [(r["round"], r[key]) for r in rows if r.get(key) is not None]
+        ax.plot([x for x, _ in points], [y for _, y in points], lw=1.2, marker="o" if len(points) < 20 else None, ms=3)
         ax.set_ylabel(key.replace("term/", ""), rotation=0, ha="right", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)

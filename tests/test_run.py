@@ -129,3 +129,27 @@ def test_checkpoint_teachers_roundtrip_and_mismatch(tmp_path):
         *_sets("teachers.loader=checkpoint"),
     ])
     assert missing.exit_code == 2 and "teachers.checkpoints." in missing.output
+
+
+def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
+    """curve_eval_every puts test mAP@all in the curves (and curves.png) without changing training:
+    the metrics equal those of a run without it, bit for bit, and the config hash is the same."""
+    from dfbench.progress import Reporter
+    from dfbench.runner import RunRequest, execute_resolved, resolve_request
+
+    out = {}
+    for every in (0, 2):
+        req = RunRequest(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu",
+                         overrides=["params.rounds=6", "params.log_every=2", "checkpoint_every=0", f"curve_eval_every={every}"],
+                         results=tmp_path / f"e{every}")
+        cfg, method = resolve_request(req)
+        out[every] = execute_resolved(cfg, method, req, Reporter(enabled=False))
+    assert out[2].record["metrics"] == out[0].record["metrics"]
+    assert out[2].record["config_hash"] == out[0].record["config_hash"]
+    csv_text = (out[2].path.parent / out[2].record["run_id"] / "curves.csv").read_text().splitlines()
+    header, rows = csv_text[0].split(","), [line.split(",") for line in csv_text[1:]]
+    col = header.index("test mAP@all")
+    assert len(rows) == 3 and all(0.0 <= float(r[col]) <= 1.0 for r in rows)
+    # the last monitored value is the run's own final metric (same students, same test split)
+    assert float(rows[-1][col]) == pytest.approx(out[2].record["metrics"]["mAP@all"], abs=1e-12)
+    assert "test mAP@all" not in (out[0].path.parent / out[0].record["run_id"] / "curves.csv").read_text()

@@ -17,6 +17,7 @@ import dfbench.cli
 from dfbench import terms as T
 from dfbench.inversion import resolve_options
 from dfbench.models import build_classifier, freeze
+from dfbench.perf import Perf
 from dfbench.records import METRIC_KEYS
 from dfbench.teachers import TeacherSet
 from dfbench_datafree.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets
@@ -90,7 +91,7 @@ def _ctx(seed=0):
                 coarse = torch.rand(64, 3, 4, 4) * 0.8 - 0.1
                 clf(nn.functional.interpolate(coarse, size=SIZE, mode="bilinear", align_corners=False))
         models[m] = freeze(clf)
-    return SimpleNamespace(teachers=TeacherSet(models), device=torch.device("cpu"), seed=seed, image_size=SIZE, num_classes=C)
+    return SimpleNamespace(teachers=TeacherSet(models), device=torch.device("cpu"), seed=seed, image_size=SIZE, num_classes=C, perf=Perf())
 
 
 def _pixels(ctx, weights, **options):

@@ -452,3 +452,18 @@ def test_two_runs_into_one_results_folder_never_expose_a_partial_file(tmp_path):
     from dfbench.leaderboard import load_records
 
     assert len(load_records(results)) == 2
+
+
+def test_atomic_writes_respect_the_umask(tmp_path):
+    """Records land with the permissions of any other file (mkstemp alone would make them 0600)."""
+    import os
+    import stat
+
+    from dfbench.fileio import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644

@@ -252,7 +252,6 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
     if not picked:
         return None
     summary = summarise(records_frame(picked))
-    order = {(label, dataset): i for i, (label, dataset, *_) in enumerate(table.rows)}
     rows = []
     for label, dataset, method, chash, profile in table.rows:
         hit = summary[(summary["method"] == label) & (summary["dataset"] == dataset) & (summary["config_hash"] == chash)]
@@ -263,7 +262,6 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
                          "n_done": 0, "complete": False, "failed": 0, "wall_s": None, "artifacts": None, "pictures": "",
                          **{f"{k}_{s}": None for k in METRIC_KEYS for s in ("mean", "std")}})
     s = pd.DataFrame(rows)
-    s["_order"] = [order[(m, d)] for m, d in zip(s["method"], s["dataset"])]
     # reference of each row: the first row of the suite with the same method and dataset
     first = {}
     for (_, dataset, method, *_), (_, r) in zip(table.rows, s.iterrows()):

@@ -3,8 +3,9 @@
 Records are grouped by dataset, method and config hash: different configs of one method never
 blend. A group shows the mean ± standard deviation of mAP@all over its completed seeds and the
 means of the other metrics. When a suite asked for more seeds than a group has completed records
-for, the group is marked incomplete and shows no mean: a partial mean is never passed off as a
-full one. Failed runs are counted, not averaged.
+for, the group is marked incomplete: it gets no rank and no mean, and its mAP@all cell reads
+"incomplete (n/N seeds: x)", x being what the completed seeds give, so a partial result is never
+passed off as a full one. Failed runs are counted, not averaged.
 
 Suites declared with ``leaderboard: own`` (ablations, changed settings) get their own file: its rows
 are the suite's runs in the suite's order, each filled with the records its grid points to (by
@@ -132,6 +133,8 @@ def summarise(df):
             vals = done[k].astype(float)
             row[f"{k}_mean"] = float(vals.mean()) if complete else None
             row[f"{k}_std"] = float(vals.std(ddof=1)) if complete and len(vals) > 1 else (0.0 if complete else None)
+        # what the completed seeds of an incomplete row give: shown as such, never as its mean
+        row["partial"] = float(done["mAP@all"].astype(float).mean()) if len(done) and not complete else None
         row["artifacts"] = done["artifacts"].iloc[0] if len(done) else None
         row["pictures"] = done["pictures"].iloc[0] if len(done) else ""
         out.append(row)
@@ -171,7 +174,7 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             {
                 "rank": ranks.get(i, "-"),
                 "method": r["method"],
-                "mAP@all": _fmt(r["mAP@all_mean"], r["mAP@all_std"]),
+                "mAP@all": _fmt(r["mAP@all_mean"], r["mAP@all_std"]) if not _known(r.get("partial")) else f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})",
                 "mAP@200": _fmt(r["mAP@200_mean"], r["mAP@200_std"], False),
                 "P@100": _fmt(r["P@100_mean"], r["P@100_std"], False),
                 "P@200": _fmt(r["P@200_mean"], r["P@200_std"], False),
@@ -231,7 +234,7 @@ def render(
         files[f"{dataset}.md"] = (
             f"{HEADER}\n\n# {dataset}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
-            f"incomplete and shows no mean. Rows with different configs of one method are kept apart.\n\n{body}\n"
+            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.\n\n{body}\n"
         )
     files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
     return files
@@ -276,7 +279,7 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
         f"{HEADER}\n\n# {table.name}\n\n{table.description or ''}\n\nSuite `benchmarks/{table.name}.yaml` on {datasets}, rows in the "
         f"suite's order; `rank` orders the complete rows by mAP@all. mAP@all is the mean ± standard deviation over seeds; "
         f"other metrics are means. `Δ mAP@all` is the difference to the first row of the same method. A row short of "
-        f"seeds is incomplete and shows no mean.\n\n{body}\n"
+        f"seeds is incomplete, unranked, and shows only what its completed seeds give, marked as such.\n\n{body}\n"
     )
 
 

@@ -72,7 +72,7 @@ def test_missing_seeds_show_incomplete_and_failures_are_recorded(tmp_path):
     from dfbench import leaderboard as lb
 
     files = lb.render(lb.load_records(results))
-    assert "incomplete" in files["shapes.md"] and "1/2" in files["shapes.md"]
+    assert "incomplete (1/2 seeds: 0." in files["shapes.md"] and "| -  " in files["shapes.md"]  # unranked, marked partial
     assert "0/2 (1 failed)" in files["folder.md"]
 
 

@@ -28,12 +28,17 @@ from dfbench.errors import ConfigError, did_you_mean
 PROFILES = ("smoke", "cpu", "paper")
 
 # Keys of the resolved config that do not identify the experiment.
-UNHASHED = (("seed",), ("device",), ("data", "root"), ("checkpoint_every",), ("curve_eval_every",))
+# The execution settings of ``perf`` (dfbench.perf) that only change layout and kernels are among
+# them; ``perf.amp`` is not (it lowers precision).
+UNHASHED = (
+    ("seed",), ("device",), ("data", "root"), ("checkpoint_every",), ("curve_eval_every",),
+    ("perf", "channels_last"), ("perf", "compile"), ("perf", "optimizer_impl"),
+)
 
 # Keys added after records existed, with the default that reproduces the earlier behaviour: at
 # that default they stay out of the hash, so the records written before keep their ids; any other
 # value enters the hash.
-HASH_NEUTRAL_DEFAULTS = ((("params", "student_bn"), "train"),)
+HASH_NEUTRAL_DEFAULTS = ((("params", "student_bn"), "train"), (("perf", "amp"), "off"))
 
 # Free-form sub-trees (validated by their owners).
 FREE_FORM = (("data", "options"),)
@@ -218,12 +223,29 @@ def resolve(
 def _strip(cfg: dict, paths=UNHASHED) -> dict:
     out = copy.deepcopy(cfg)
     for path in paths:
-        node = out
-        for part in path[:-1]:
-            node = node.get(part, {})
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
+        _pop(out, path)
     return out
+
+
+_ANY = object()
+
+
+def _pop(cfg: dict, path: tuple, only_if=_ANY) -> None:
+    """Remove ``path`` from ``cfg`` (when given, only if its value equals ``only_if``), and any
+    section that leaves empty: a section whose keys are all left out hashes as if it never existed."""
+    parents, node = [], cfg
+    for part in path[:-1]:
+        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+            return
+        parents.append((node, part))
+        node = node[part]
+    if path[-1] not in node or (only_if is not _ANY and node[path[-1]] != only_if):
+        return
+    node.pop(path[-1])
+    for parent, part in reversed(parents):
+        if parent[part]:
+            break
+        parent.pop(part)
 
 
 def canonical_json(obj: Any) -> str:
@@ -231,26 +253,12 @@ def canonical_json(obj: Any) -> str:
 
 
 def hashed_view(cfg: dict) -> dict:
-    """The part of a resolved config that identifies the experiment: without the UNHASHED keys, the
-    HASH_NEUTRAL_DEFAULTS at their default, and the execution settings of ``perf`` (``perf.amp`` stays when it is not off: it lowers precision).
-    A config at the default ``perf`` hashes as it did before ``perf`` existed."""
-    from dfbench.perf import UNHASHED_KEYS
-
+    """The part of a resolved config that identifies the experiment: without the UNHASHED keys and
+    the HASH_NEUTRAL_DEFAULTS at their default. A config at the default ``perf`` hashes as it did
+    before ``perf`` existed."""
     out = _strip(cfg)
     for path, default in HASH_NEUTRAL_DEFAULTS:
-        node = out
-        for part in path[:-1]:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path[-1] in node and node[path[-1]] == default:
-            node.pop(path[-1])
-    perf = out.get("perf")
-    if isinstance(perf, dict):
-        for key in UNHASHED_KEYS:
-            perf.pop(key, None)
-        if perf.get("amp", "off") == "off":
-            perf.pop("amp", None)
-        if not perf:
-            out.pop("perf")
+        _pop(out, path, only_if=default)
     return out
 
 

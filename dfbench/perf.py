@@ -28,8 +28,6 @@ from dfbench.errors import ConfigError
 AMP_MODES = ("off", "bf16")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 DEFAULTS = {"amp": "off", "channels_last": False, "compile": False, "optimizer_impl": "default"}
-# keys of ``perf`` that never enter the config hash (see dfbench.config.hashed_view)
-UNHASHED_KEYS = ("channels_last", "compile", "optimizer_impl")
 
 
 @dataclass(frozen=True)

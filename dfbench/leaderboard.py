@@ -117,28 +117,35 @@ def summarise(df):
         failed = int((g["status"] == "failed").sum())
         expected = g["expected_seeds"].dropna()
         expected = int(expected.max()) if len(expected) else len(done)
-        complete = len(done) >= expected and len(done) > 0
-        row = {
-            "dataset": dataset,
-            "method": label,
-            "config_hash": chash,
-            "profile": g["profile"].iloc[0],
-            "seeds": f"{len(done)}/{expected}",
-            "n_done": len(done),
-            "complete": complete,
-            "failed": failed,
-            "wall_s": float(done["total_s"].mean()) if len(done) else None,
-        }
-        for k in METRIC_KEYS:
-            vals = done[k].astype(float)
-            row[f"{k}_mean"] = float(vals.mean()) if complete else None
-            row[f"{k}_std"] = float(vals.std(ddof=1)) if complete and len(vals) > 1 else (0.0 if complete else None)
-        # what the completed seeds of an incomplete row give: shown as such, never as its mean
-        row["partial"] = float(done["mAP@all"].astype(float).mean()) if len(done) and not complete else None
-        row["artifacts"] = done["artifacts"].iloc[0] if len(done) else None
-        row["pictures"] = done["pictures"].iloc[0] if len(done) else ""
-        out.append(row)
+        out.append(summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected))
     return pd.DataFrame(out)
+
+
+def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed: int, expected: int) -> dict:
+    """The leaderboard row of one (dataset, method label, config hash) from its completed records
+    ``done`` (a frame of :func:`records_frame`, one row per seed; ``None``: no record at all)."""
+    n = 0 if done is None else len(done)
+    complete = n >= expected and n > 0
+    row = {
+        "dataset": dataset,
+        "method": label,
+        "config_hash": chash,
+        "profile": profile,
+        "seeds": f"{n}/{expected}",
+        "n_done": n,
+        "complete": complete,
+        "failed": failed,
+        "wall_s": float(done["total_s"].mean()) if n else None,
+    }
+    for k in METRIC_KEYS:
+        vals = done[k].astype(float) if n else None
+        row[f"{k}_mean"] = float(vals.mean()) if complete else None
+        row[f"{k}_std"] = float(vals.std(ddof=1)) if complete and n > 1 else (0.0 if complete else None)
+    # what the completed seeds of an incomplete row give: shown as such, never as its mean
+    row["partial"] = float(done["mAP@all"].astype(float).mean()) if n and not complete else None
+    row["artifacts"] = done["artifacts"].iloc[0] if n else None
+    row["pictures"] = done["pictures"].iloc[0] if n else ""
+    return row
 
 
 def _known(v) -> bool:
@@ -261,9 +268,7 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
         if len(hit):
             rows.append(hit.iloc[0].to_dict())
         else:  # no record at all: the row still shows, with its seeds at 0
-            rows.append({"dataset": dataset, "method": label, "config_hash": chash, "profile": profile, "seeds": f"0/{len(table.seeds)}",
-                         "n_done": 0, "complete": False, "failed": 0, "wall_s": None, "artifacts": None, "pictures": "",
-                         **{f"{k}_{s}": None for k in METRIC_KEYS for s in ("mean", "std")}})
+            rows.append(summary_row(dataset, label, chash, profile, None, 0, len(table.seeds)))
     s = pd.DataFrame(rows)
     # reference of each row: the first row of the suite with the same method and dataset
     first = {}

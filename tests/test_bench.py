@@ -106,10 +106,17 @@ def test_own_table_suites_and_reported_rows(tmp_path):
     # the reference run was skipped by 'abl' (the 'main' suite made that record): one record each
     records = [json.loads(p.read_text()) for p in results.rglob("*.json") if p.name != "split.json"]
     assert sorted((r["method"], r["suite"]["name"]) for r in records) == [("classifier-only", "main"), ("dfsbir", "abl")]
+    # a row of the suite that has no record at all still shows, unranked, with 0 of its seeds
+    with (suites_dir / "abl.yaml").open("a") as f:
+        f.write("  - {method: dfsbir, label: dfsbir never run, set: {params.rounds: 3}}\n")
     res = runner.invoke(cli, ["leaderboard", "--results", str(results), "--out", str(out), "--suites", str(suites_dir)])
     assert res.exit_code == 0, res.output
     own = (out / "abl.md").read_text()
-    assert own.index("| reference ") < own.index("| dfsbir no bn ") and "1/1" in own and "| incomplete" not in own
+    assert own.index("| reference ") < own.index("| dfsbir no bn ") < own.index("| dfsbir never run ")
+    lines = {line.split("|")[2].strip(): line for line in own.splitlines() if line.startswith("| ") and line.count("|") > 4}
+    assert "1/1" in lines["reference"] and "incomplete" not in lines["reference"] and "incomplete" not in lines["dfsbir no bn"]
+    assert "0/1" in lines["dfsbir never run"] and "incomplete" in lines["dfsbir never run"]
+    assert lines["dfsbir never run"].split("|")[1].strip() in ("", "-")  # no rank
     shapes = (out / "shapes.md").read_text()
     assert "| classifier-only " in shapes and "dfsbir" not in shapes
     overview = (out / "README.md").read_text()

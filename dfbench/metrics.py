@@ -56,8 +56,9 @@ sorting any row:
 
 All counts are exact integers, so the result equals the brute-force definition, ties included. Cost
 per query: ``O(N + R log R)`` elementwise work plus the matmul, against ``O(N log N)`` for a full
-sort; measured on CPU (one thread) at about 2-3x the time of the matmul alone for 2,000-10,000
-queries x 20,000-100,000 photos (see ``benchmarks/bench_eval.py``). The work is many vectorised
+sort; measured on CPU at about 2-2.2x the time of the matmul alone for 1,000-10,000 queries x
+10,000-100,000 photos (see ``benchmarks/bench_eval.py`` and ``docs/performance.md``). On CPU, chunks
+are small enough (:data:`_CPU_RANK_ITEMS`) for the ranking temporaries to stay in cache. The work is many vectorised
 passes over each chunk: on an oversubscribed machine, where every parallel torch call waits for its
 slowest, preempted thread, fewer torch threads are faster.
 
@@ -240,16 +241,19 @@ def _similarity_rows(q_rows: torch.Tensor, gallery: torch.Tensor, out: torch.Ten
 
 
 def _bins(x: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, m: int, out: torch.Tensor) -> torch.Tensor:
-    """Monotone map of scores to bins ``0..m+2``: ``clamp((x - lo) * scale + 1, 0, m + 2)`` (then truncated).
+    """Monotone map of scores to bins ``0..m+2``: ``clamp(x * scale + (1 - lo * scale), 0, m + 2)``
+    (then truncated), in two passes over ``x`` (one ``addcmul``, one clamp).
 
-    Only monotonicity matters for exactness (``x <= y`` implies ``bin(x) <= bin(y)``): each step is a
-    single correctly rounded, monotone float operation, and the thresholds' bins are read back from
-    the items' bins, never recomputed. With finite ``x`` and ``lo`` and a finite positive ``scale``
-    no NaN can arise (``x - lo`` is never ``inf - inf``; ``0 * scale`` is 0).
+    Only monotonicity matters for exactness (``x <= y`` implies ``bin(x) <= bin(y)``): with a
+    non-negative per-row ``scale`` and a per-row offset, ``x * scale + offset`` is monotone in ``x``
+    whether it is computed with one rounding (fused) or two, and the thresholds' bins are read back
+    from the items' bins, never recomputed. No NaN can arise: ``scale = m / (hi - lo)`` is finite
+    (:func:`_chunk_ranks` replaces a non-finite one by 1), and so is the offset, since
+    ``|lo| / (hi - lo)`` is at most about ``2**24`` for distinct float32 ``lo < hi``; ``x * scale``
+    may overflow to an infinity, which the clamp maps to an end bin.
     """
-    torch.sub(x, lo, out=out)
-    out.mul_(scale)
-    out.add_(1.0)
+    offset = torch.addcmul(torch.ones_like(lo), lo, scale, value=-1.0)
+    torch.addcmul(offset, x, scale, out=out)
     out.clamp_(0.0, float(m + 2))
     return out
 
@@ -412,7 +416,15 @@ def _bytes_per_row(n: int, rmax: int) -> int:
     return n * 13 + (_n_bins(n, rmax) + 3) * 56 + rmax * 160 + 256
 
 
-def _plan(n: int, rmax: int, max_memory_bytes: int, chunk_size: int | None) -> tuple[int, int, int]:
+#: On CPU, gallery items (rows x gallery size) ranked per chunk when ``chunk_size`` is not given: the
+#: ranking is a dozen elementwise passes over a chunk, so a chunk whose bins, bin indices and masks
+#: (~13 bytes per item, ~7 MB here) stay in the CPU caches between passes is ranked ~1.5-2x faster
+#: than one streamed from memory (measured for 5,000-100,000 photos in ``benchmarks/bench_eval.py``).
+#: The matmul still runs on whole units. GPUs keep the large chunks (fewer kernel launches).
+_CPU_RANK_ITEMS = 2**19
+
+
+def _plan(n: int, rmax: int, max_memory_bytes: int, chunk_size: int | None, cpu: bool = False) -> tuple[int, int, int]:
     """``(unit, chunk, sel_budget)``: similarity rows per matmul unit, ranking rows per chunk, and the
     selected-item budget of the exact placement.
 
@@ -421,7 +433,8 @@ def _plan(n: int, rmax: int, max_memory_bytes: int, chunk_size: int | None) -> t
     padded beyond the last block). Three quarters of ``max_memory_bytes`` go to similarities and
     per-row temporaries, one quarter to the exact placement. Peak memory is about
     ``max(max_memory_bytes, MATMUL_BLOCK * n * 4 bytes + one row's temporaries)``: a matmul block is
-    the smallest unit. Large chunks mean fewer (parallel) torch calls per query.
+    the smallest unit. Large chunks mean fewer (parallel) torch calls per query; on CPU (``cpu``) the
+    ranking chunk is capped at about :data:`_CPU_RANK_ITEMS` gallery items, so that it stays in cache.
     """
     sel_budget = max(n, max_memory_bytes // 4 // _SEL_BYTES)
     budget = max_memory_bytes * 3 // 4
@@ -431,10 +444,12 @@ def _plan(n: int, rmax: int, max_memory_bytes: int, chunk_size: int | None) -> t
         return -(-chunk // MATMUL_BLOCK) * MATMUL_BLOCK, chunk, sel_budget
     rows = budget // (per_row + n * 4)
     if rows >= MATMUL_BLOCK:
-        rows -= rows % MATMUL_BLOCK
-        return rows, rows, sel_budget
-    rows = max(1, (budget - MATMUL_BLOCK * n * 4) // per_row)
-    return MATMUL_BLOCK, min(rows, MATMUL_BLOCK), sel_budget
+        unit = chunk = rows - rows % MATMUL_BLOCK
+    else:
+        unit, chunk = MATMUL_BLOCK, min(max(1, (budget - MATMUL_BLOCK * n * 4) // per_row), MATMUL_BLOCK)
+    if cpu:
+        chunk = min(chunk, max(4, _CPU_RANK_ITEMS // n))
+    return unit, chunk, sel_budget
 
 
 @torch.no_grad()
@@ -485,7 +500,7 @@ def retrieval_metrics(
 
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise DataError(f"chunk_size must be a positive number of queries, got {chunk_size!r}.")
-    unit, chunk, sel_budget = _plan(n, rmax_all, int(max_memory_bytes), chunk_size)
+    unit, chunk, sel_budget = _plan(n, rmax_all, int(max_memory_bytes), chunk_size, cpu=dev.type == "cpu")
 
     # Process queries sorted by R so that each chunk pads to a similar number of relevant items.
     q_order = torch.argsort(q_rel, stable=True)

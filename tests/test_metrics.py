@@ -89,6 +89,24 @@ def test_hand_computed_partial_tie_is_pessimistic():
     assert m["P@5"] == pytest.approx(3 / 5)
 
 
+def test_extreme_score_ranges_stay_exact():
+    # unnormalised scores spanning almost the whole float32 range (relevant scores +-1.6e38, the
+    # largest the overflow guard admits), and relevant scores one float apart (a range of one ulp)
+    values = [1.6e38, -1.6e38, 5e36, -5e36, 0.0, 8e36, -8e36, 5.0]
+    labels = [0, 0, 1, 0, 1, 1, 0, 1]
+    m = _both(*_scores(values, labels), normalize=False, ks=(1, 2, 3), map_ks=(2, 8))
+    # order: 1.6e38 rel, 8e36 irr, 5e36 irr, 5 irr, 0 irr, -5e36 rel, -8e36 rel, -1.6e38 rel
+    assert m["mAP@all"] == pytest.approx((1 / 1 + 2 / 6 + 3 / 7 + 4 / 8) / 4)
+    assert m["P@1"] == 1.0 and m["P@3"] == pytest.approx(1 / 3)
+    big = 1e30
+    up = float(torch.nextafter(torch.tensor(big), torch.tensor(2 * big)))
+    values = [up, big, up, big, 2 * big, 0.5 * big]
+    labels = [0, 0, 1, 1, 1, 0]
+    m = _both(*_scores(values, labels), normalize=False, ks=(1, 2, 3), map_ks=(6,))
+    # order (ties irrelevant first): 2e30 irr, up irr, up rel, big irr, big rel, 0.5e30 rel
+    assert m["mAP@all"] == pytest.approx((1 / 3 + 2 / 5 + 3 / 6) / 3)
+
+
 def test_all_tied_scores_give_the_pessimistic_value():
     # every item scores the same: irrelevant ones first, so the relevant ones take ranks N-R+1..N
     m = _both(*_scores([1.0, 1.0, 1.0], [0, 1, 1]), normalize=False, ks=(1, 2, 3), map_ks=(2, 3))

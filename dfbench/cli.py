@@ -305,6 +305,7 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
 @click.argument("suite")
 @click.option("--shard", help="Run only shard i of n (i/n, 1-based): n machines together run the grid once.")
 @click.option("--seed", "only_seeds", type=int, multiple=True, help="Run only these of the suite's seeds (repeatable); the leaderboard still expects them all.")
+@click.option("--method", "only_methods", multiple=True, help="Run only the rows of these methods (a method name or a row's label; repeatable).")
 @click.option("--dry-run", is_flag=True, help="List the runs (and whether each is done) without running.")
 @click.option("--force", is_flag=True, help="Run again even when completed records exist.")
 @click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
@@ -312,7 +313,7 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def bench(suite, shard, only_seeds, dry_run, force, results, data_root, device, cache_dir, quiet):
+def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
     """Run a suite (benchmarks/SUITE.yaml): a grid of methods x datasets x seeds.
 
     Completed runs are skipped, a failed run is recorded (status failed) and the grid goes on.
@@ -331,6 +332,16 @@ def bench(suite, shard, only_seeds, dry_run, force, results, data_root, device, 
         if missing:
             raise DfbenchError(f"Suite {spec.name} has no seed {missing[0]}: its seeds are {spec.seeds}.")
         items = [item for item in items if item.seed in only_seeds]
+    if only_methods:
+        known = {item.method for item in spec.items} | {item.label for item in spec.items}
+        unknown = [m for m in only_methods if m not in known]
+        if unknown:
+            raise DfbenchError(
+                f"Suite {spec.name} has no row of method or label '{unknown[0]}'. Its methods: "
+                f"{', '.join(sorted({item.method for item in spec.items}))}; row labels are listed by "
+                f"'dfbench bench {suite} --dry-run'."
+            )
+        items = [item for item in items if item.method in only_methods or item.label in only_methods]
     items = suites.shard_items(items, suites.parse_shard(shard))
     reporter = Reporter(enabled=False) if quiet else Reporter()
     counts = {"completed": 0, "skipped": 0, "failed": 0}

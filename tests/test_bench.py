@@ -25,6 +25,31 @@ def test_shards_cover_the_grid_exactly_once():
         suites.parse_shard("two")
 
 
+def test_bench_selects_rows_by_seed_and_method(tmp_path):
+    suites_dir = tmp_path / "benchmarks"
+    suites_dir.mkdir()
+    (suites_dir / "grid.yaml").write_text(
+        "profile: smoke\nseeds: [0, 1]\ndatasets: [shapes]\nruns:\n"
+        "  - {method: classifier-only}\n"
+        "  - {method: dfsbir, label: dfsbir short, set: {params.rounds: 2}}\n"
+        "  - {method: dfsbir, label: dfsbir long, set: {params.rounds: 3}}\n"
+    )
+    runner = CliRunner()
+
+    def rows(*args):
+        res = runner.invoke(cli, ["bench", str(suites_dir / "grid.yaml"), "--dry-run", "--results", str(tmp_path / "r"), *args])
+        assert res.exit_code == 0, res.output
+        return sorted(line.split("\t")[1] for line in res.output.splitlines() if line.startswith("todo\t"))
+
+    assert len(rows()) == 6
+    assert rows("--method", "dfsbir", "--seed", "1") == ["dfsbir long / shapes / seed 1", "dfsbir short / shapes / seed 1"]
+    assert rows("--method", "dfsbir long", "--method", "classifier-only") == [
+        "classifier-only / shapes / seed 0", "classifier-only / shapes / seed 1",
+        "dfsbir long / shapes / seed 0", "dfsbir long / shapes / seed 1"]
+    res = runner.invoke(cli, ["bench", str(suites_dir / "grid.yaml"), "--dry-run", "--method", "dfq"])
+    assert res.exit_code == 2 and "no row of method or label 'dfq'" in res.output and "Traceback" not in res.output
+
+
 def test_suite_variants_and_unknown_keys(tmp_path):
     (tmp_path / "s.yaml").write_text(
         "seeds: [0, 1]\ndatasets: [shapes]\nruns:\n  - {method: dfsbir, label: no-onehot, set: {params.weights.one_hot: 0}}\n"

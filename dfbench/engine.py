@@ -135,6 +135,8 @@ class DataFreeMethod(Method):
         align_params = list(align.parameters())
         if dist.active():
             encode = _distribute(students, strategy)
+        if 0 < eval_every <= rounds and start == 0:  # where the students start, before any training
+            ctx.log_curve({"round": 0, "test mAP@all": self._monitor(ctx, students, p["readout"])})
         with ctx.reporter.task(f"{self.name} training", total=rounds) as task:
             if start:
                 task.advance(start)

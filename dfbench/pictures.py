@@ -4,7 +4,8 @@
   bottom row sketches), with each image's teacher label;
 - ``retrieval.png``: one query sketch per class and its top 8 photos, relevant ones framed green,
   others red;
-- ``curves.png``: every loss term and the alignment loss over rounds (from ``curves.csv``).
+- ``curves.png``: every loss term and the alignment loss over rounds, then the test mAP@all measured
+  every ``curve_eval_every`` rounds from round 0 (the untrained students) on (from ``curves.csv``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path
     _save_png(canvas, path)
 
 
+def curve_columns(rows: list[dict]) -> list[str]:
+    """The columns of the curves but ``round``: losses in first-seen order, then the test metrics
+    (``test ...``), whatever row first holds them."""
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "round"))
+    return [k for k in keys if not k.startswith("test ")] + [k for k in keys if k.startswith("test ")]
+
+
 def save_curves(rows: list[dict], path: Path) -> bool:
     """Plot each column of the curves against the round; False when matplotlib is missing."""
     try:
@@ -80,7 +88,7 @@ def save_curves(rows: list[dict], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    keys = list(dict.fromkeys(k for r in rows for k in r if k != "round"))  # every column, first-seen order
+    keys = curve_columns(rows)
     fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.6 * len(keys) + 0.6), sharex=True, squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         points = [(r["round"], r[key]) for r in rows if r.get(key) is not None]

@@ -234,9 +234,9 @@ def _write_artifacts(art: Path, benchmark, ctx) -> None:
     if benchmark.split_manifest:
         atomic_write_json(art / "split.json", benchmark.split_manifest)
     if ctx is not None and ctx.curves:
-        keys: list[str] = []
-        for row in ctx.curves:
-            keys += [k for k in row if k not in keys]
+        from dfbench.pictures import curve_columns
+
+        keys = ["round", *curve_columns(ctx.curves)]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=keys)
         writer.writeheader()

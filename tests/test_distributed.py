@@ -98,10 +98,13 @@ def test_torchrun_matches_one_process(tmp_path, cache):
     curves = []
     for res, r in ((tmp_path / "R1", r1), (tmp_path / "R2", r2)):
         lines = (res / r["artifacts"] / "curves.csv").read_text().splitlines()
-        curves.append([dict(zip(lines[0].split(","), map(float, row.split(",")))) for row in lines[1:]])
+        # a blank cell is a value not measured that round (round 0 holds only the test metric)
+        curves.append([{k: float(v) for k, v in zip(lines[0].split(","), row.split(",")) if v} for row in lines[1:]])
     assert [row["round"] for row in curves[0]] == [row["round"] for row in curves[1]]
     for a, b in zip(*curves):
         for term in ("term/one_hot", "term/entropy", "term/modality", "term/bn"):
+            if term not in b:
+                continue
             assert abs(a[term] - b[term]) <= 0.1 * abs(b[term]), (a["round"], term, a[term], b[term])
 
 

@@ -149,7 +149,10 @@ def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
     csv_text = (out[2].path.parent / out[2].record["run_id"] / "curves.csv").read_text().splitlines()
     header, rows = csv_text[0].split(","), [line.split(",") for line in csv_text[1:]]
     col = header.index("test mAP@all")
-    assert len(rows) == 3 and all(0.0 <= float(r[col]) <= 1.0 for r in rows)
+    assert header[0] == "round" and col == len(header) - 1  # losses first, the test metric last
+    # round 0 (the untrained students: only the metric), then rounds 2, 4, 6
+    assert [int(r[0]) for r in rows] == [0, 2, 4, 6] and rows[0][1:col] == [""] * (col - 1)
+    assert all(0.0 <= float(r[col]) <= 1.0 for r in rows)
     # the last monitored value is the run's own final metric (same students, same test split)
     assert float(rows[-1][col]) == pytest.approx(out[2].record["metrics"]["mAP@all"], abs=1e-12)
     assert "test mAP@all" not in (out[0].path.parent / out[0].record["run_id"] / "curves.csv").read_text()

@@ -148,6 +148,12 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
     return row
 
 
+def _markdown(frame) -> str:
+    """The frame as a markdown table, cells exactly as formatted here: tabulate would otherwise read
+    "0.4490" or "+0.0000" as numbers and print them as 0.449 and 0."""
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
 def _known(v) -> bool:
     return v is not None and v == v
 
@@ -199,7 +205,7 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             art, pics = r["artifacts"], [p for p in str(r["pictures"] or "").split(",") if p]
             links = [f"[{p.removesuffix('.png')}]({link_base}/{art}/{p})" for p in pics] if isinstance(art, str) and art else []
             rows[-1]["pictures"] = " ".join(links) or "-"
-    return pd.DataFrame(rows).to_markdown(index=False) if rows else "_no records_"
+    return _markdown(pd.DataFrame(rows)) if rows else "_no records_"
 
 
 def render(
@@ -307,7 +313,7 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
     frame = pd.DataFrame(rows, columns=columns).fillna("-")
     lines = [HEADER, "", "# Leaderboards", "", "mAP@all of each method's best complete config per dataset. Rows marked "
              "*reported* are numbers a paper published, shown for orientation only: they never enter a mean or a rank.", ""]
-    lines.append(frame.to_markdown(index=False))
+    lines.append(_markdown(frame))
     if sources:
         lines += [""] + sources
     tables = [f"[{d}]({d}.md)" for d in sorted(summary["dataset"].unique())] + [f"[{f.removesuffix('.md')}]({f})" for f in suite_files]

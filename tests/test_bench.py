@@ -140,6 +140,7 @@ def test_own_table_suites_and_reported_rows(tmp_path):
     assert own.index("| reference ") < own.index("| dfsbir no bn ") < own.index("| dfsbir never run ")
     lines = {line.split("|")[2].strip(): line for line in own.splitlines() if line.startswith("| ") and line.count("|") > 4}
     assert "1/1" in lines["reference"] and "incomplete" not in lines["reference"] and "incomplete" not in lines["dfsbir no bn"]
+    assert lines["reference"].split("|")[4].strip() == "+0.0000"  # cells as formatted, not re-read as numbers (0)
     assert "0/1" in lines["dfsbir never run"] and "incomplete" in lines["dfsbir never run"]
     assert lines["dfsbir never run"].split("|")[1].strip() in ("", "-")  # no rank
     shapes = (out / "shapes.md").read_text()

@@ -58,8 +58,8 @@ All counts are exact integers, so the result equals the brute-force definition, 
 per query: ``O(N + R log R)`` elementwise work plus the matmul, against ``O(N log N)`` for a full
 sort; measured on CPU at about 2-2.2x the time of the matmul alone for 1,000-10,000 queries x
 10,000-100,000 photos (see ``benchmarks/bench_eval.py`` and ``docs/performance.md``). On CPU, chunks
-are small enough (:data:`_CPU_RANK_ITEMS`) for the ranking temporaries to stay in cache. The work is many vectorised
-passes over each chunk: on an oversubscribed machine, where every parallel torch call waits for its
+are small enough (:data:`_CPU_RANK_ITEMS`) for the ranking temporaries to stay in cache. The work
+is many vectorised passes over each chunk: on an oversubscribed machine, where every parallel torch call waits for its
 slowest, preempted thread, fewer torch threads are faster.
 
 Memory: ``max_memory_bytes`` bounds the similarity rows and ranking temporaries of a chunk (with a

@@ -137,8 +137,10 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
     """
     from dfbench import distributed
     from dfbench.progress import Reporter
+    from dfbench.records import pin_code_state
     from dfbench.runner import RunRequest, execute_resolved, resolve_request
 
+    pin_code_state()  # before any plugin module is imported: records name the code the process started with
     _plugins()
     main_rank = distributed.is_main()  # under torchrun only rank 0 reports and prints
     reporter = Reporter(enabled=False) if quiet or not main_rank else Reporter()
@@ -320,10 +322,11 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
     """
     from dfbench import suites
     from dfbench.progress import Reporter
-    from dfbench.records import read_record, record_path
+    from dfbench.records import code_changed, pin_code_state, read_record, record_path
     from dfbench.runner import RunRequest, execute_resolved, resolve_request, write_early_failure
     from dfbench import config as cfgmod
 
+    pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
     spec = suites.load_suite(suites.find_suite(suite), system.registry("methods").names())
     items = spec.items
@@ -345,6 +348,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
     items = suites.shard_items(items, suites.parse_shard(shard))
     reporter = Reporter(enabled=False) if quiet else Reporter()
     counts = {"completed": 0, "skipped": 0, "failed": 0}
+    warned_code_change = False
     root = data_root or spec.data_root
     with reporter.task(f"suite {spec.name}", total=len(items)) as task:
         for item in items:
@@ -372,6 +376,14 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 counts["skipped"] += 1
                 task.advance(1)
                 continue
+            if not warned_code_change and (changed := code_changed()) is not None:
+                warned_code_change = True
+                reporter.log(
+                    f"WARNING: the checkout changed since this bench started ({changed[0]} -> {changed[1]}): "
+                    "modules it has not imported yet come from the new code, so its runs from now on mix two "
+                    "code states (each record says so in env.code_changed_since_start). Stop it and start "
+                    "it again to run one code state: finished runs are skipped."
+                )
             try:
                 execute_resolved(cfg, method, req, reporter)
                 counts["completed"] += 1

@@ -99,11 +99,13 @@ def records_frame(records: list[dict]):
             "total_s": (r.get("timing") or {}).get("total"),
             "artifacts": r.get("artifacts"),
             "pictures": ",".join(r.get("pictures") or []),
+            # the checkout changed under the process that ran it: a mix of two code states
+            "mixed_code": bool((r.get("env") or {}).get("code_changed_since_start")),
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", *METRIC_KEYS]
+    columns = ["dataset", "method", "config_hash", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -136,6 +138,7 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
         "complete": complete,
         "failed": failed,
         "wall_s": float(done["total_s"].mean()) if n else None,
+        "mixed_code": int(done["mixed_code"].sum()) if n else 0,
     }
     for k in METRIC_KEYS:
         vals = done[k].astype(float) if n else None
@@ -191,7 +194,8 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
                 "mAP@200": _fmt(r["mAP@200_mean"], r["mAP@200_std"], False),
                 "P@100": _fmt(r["P@100_mean"], r["P@100_std"], False),
                 "P@200": _fmt(r["P@200_mean"], r["P@200_std"], False),
-                "seeds": r["seeds"] + (f" ({r['failed']} failed)" if r["failed"] else ""),
+                "seeds": r["seeds"] + (f" ({r['failed']} failed)" if r["failed"] else "")
+                + (f" ({r['mixed_code']} mixed code)" if r.get("mixed_code") else ""),
                 "wall time (s)": f"{r['wall_s']:.0f}" if r["wall_s"] == r["wall_s"] and r["wall_s"] is not None else "-",
                 "profile": r["profile"],
                 "config": f"`{r['config_hash']}`",
@@ -205,7 +209,16 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             art, pics = r["artifacts"], [p for p in str(r["pictures"] or "").split(",") if p]
             links = [f"[{p.removesuffix('.png')}]({link_base}/{art}/{p})" for p in pics] if isinstance(art, str) and art else []
             rows[-1]["pictures"] = " ".join(links) or "-"
-    return _markdown(pd.DataFrame(rows)) if rows else "_no records_"
+    if not rows:
+        return "_no records_"
+    note = ""
+    if any(r.get("mixed_code") for _, r in s.iterrows()):
+        note = (
+            "\n\n`(k mixed code)`: k of the row's seeds ran in a process whose checkout changed under it "
+            "(the record's `env.code_changed_since_start`), so their code mixes two states; run them again "
+            "with `--force` to replace them."
+        )
+    return _markdown(pd.DataFrame(rows)) + note
 
 
 def render(

@@ -8,6 +8,7 @@ whose status is ``completed``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -46,16 +47,49 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     here = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if out.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
-            return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        pass
-    return None
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def code_state() -> str | None:
+    """The checkout's code state now: ``<commit>``, or ``<commit>-dirty-<digest>`` with uncommitted
+    changes to tracked files (the digest names the diff, so two different edits differ); None
+    outside a git checkout (an installed package does not change under a running process)."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return None
+    state = head.strip()
+    diff = _git("diff", "HEAD", "--no-ext-diff", "--no-color")
+    if diff:
+        state += "-dirty-" + hashlib.sha1(diff.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return state
+
+
+_pinned_state: list = []  # [state] once pinned: the code this process started with
+
+
+def pin_code_state() -> str | None:
+    """Note the code state this process started with (once; later calls return the first).
+
+    A long ``dfbench bench`` imports plugin modules lazily, run after run: when the checkout changes
+    under it, later runs mix the code it started with and the new one. Records name the state at
+    the process start and, when it has changed since, say so (``environment``).
+    """
+    if not _pinned_state:
+        _pinned_state.append(code_state())
+    return _pinned_state[0]
+
+
+def code_changed() -> tuple[str | None, str | None] | None:
+    """(state at the process start, state now) when the checkout changed since, else None."""
+    started = pin_code_state()
+    current = code_state()
+    return None if current == started else (started, current)
 
 
 def environment(device) -> dict:
@@ -67,7 +101,7 @@ def environment(device) -> dict:
 
     env = {
         "dfbench": dfbench.__version__,
-        "git_commit": _git_commit(),
+        "git_commit": pin_code_state(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -78,6 +112,9 @@ def environment(device) -> dict:
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
     }
+    changed = code_changed()
+    if changed is not None:  # modules imported after the change come from the new code
+        env["code_changed_since_start"] = changed[1]
     if getattr(device, "type", "cpu") == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda

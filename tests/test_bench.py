@@ -170,3 +170,52 @@ def test_dataset_rows_expect_the_suites_seeds_and_former_defaults_move_to_their_
     assert "| 1/2 " in files["d.md"] and "`new`" in files["d.md"]
     # the former default config lives on in the ablation only
     assert "`old`" not in files["d.md"] and "| m former default " in files["abl.md"] and "2/2" in files["abl.md"]
+
+
+def test_code_state_names_commit_and_uncommitted_diff(monkeypatch):
+    from dfbench import records
+
+    answers = {"rev-parse": "abc123\n", "diff": ""}
+    monkeypatch.setattr(records, "_git", lambda *args: answers[args[0]])
+    assert records.code_state() == "abc123"
+    answers["diff"] = "--- a/x.py\n+++ b/x.py\n+one edit\n"
+    first = records.code_state()
+    answers["diff"] = "--- a/x.py\n+++ b/x.py\n+another edit\n"
+    second = records.code_state()
+    assert first.startswith("abc123-dirty-") and second.startswith("abc123-dirty-") and first != second
+    answers["rev-parse"] = None  # not a git checkout (an installed package)
+    assert records.code_state() is None
+
+
+def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, monkeypatch):
+    """A long bench imports plugin modules lazily: a checkout changed midway mixes two code states.
+    Records keep the state the process started with and name the new one; the bench warns once."""
+    from dfbench import records, runner
+
+    state = {"now": "commit-A"}
+    monkeypatch.setattr(records, "code_state", lambda: state["now"])
+    monkeypatch.setattr(records, "_pinned_state", [])
+    original = runner.execute_resolved
+
+    def run_then_edit(*args, **kwargs):
+        outcome = original(*args, **kwargs)
+        state["now"] = "commit-B"  # someone commits while the bench runs
+        return outcome
+
+    monkeypatch.setattr(runner, "execute_resolved", run_then_edit)
+    (tmp_path / "grid.yaml").write_text("profile: smoke\nseeds: [0, 1, 2]\ndatasets: [shapes]\nruns:\n  - {method: classifier-only}\n")
+    res = CliRunner().invoke(cli, ["bench", str(tmp_path / "grid.yaml"), "--results", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("WARNING: the checkout changed since this bench started (commit-A -> commit-B)") == 1
+    envs = {r["seed"]: r["env"] for r in map(json.loads, map(Path.read_text, (tmp_path / "r").rglob("*-s?.json")))}
+    assert sorted(envs) == [0, 1, 2]
+    assert all(env["git_commit"] == "commit-A" for env in envs.values())
+    assert "code_changed_since_start" not in envs[0]
+    assert envs[1]["code_changed_since_start"] == envs[2]["code_changed_since_start"] == "commit-B"
+    # the leaderboard counts them, and says what the count means
+    runner = CliRunner()
+    assert runner.invoke(cli, ["leaderboard", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "lb")]).exit_code == 0
+    table = (tmp_path / "lb" / "shapes.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| 1 ") and "classifier-only" in line)
+    assert "3/3 (2 mixed code)" in row
+    assert "`(k mixed code)`" in table

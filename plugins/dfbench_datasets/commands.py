@@ -18,6 +18,11 @@ def data():
     """Get datasets and check that they load."""
 
 
+def existing_folder_option(flag: str, help: str):
+    """An optional option naming a folder that must exist."""
+    return click.option(flag, type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help=help)
+
+
 @data.command("fetch")
 @click.argument("name")
 @click.option(
@@ -26,17 +31,13 @@ def data():
     default=None,
     help="Folder to build (default: $DFBENCH_DATA/NAME, else ~/.cache/dfbench/data/NAME).",
 )
-@click.option(
+@existing_folder_option(
     "--source-bitmaps",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Read QuickDraw numpy_bitmap files (<category>.npy) from this folder instead of downloading.",
+    "Read QuickDraw numpy_bitmap files (<category>.npy) from this folder instead of downloading.",
 )
-@click.option(
+@existing_folder_option(
     "--cifar-root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="An existing torchvision CIFAR-10 folder (holding cifar-10-batches-py) instead of downloading it.",
+    "An existing torchvision CIFAR-10 folder (holding cifar-10-batches-py) instead of downloading it.",
 )
 @click.option("--photos/--no-photos", default=True, show_default=True, help="Build the CIFAR-10 photos too.")
 @click.option(
@@ -54,11 +55,9 @@ def data():
 @click.option(
     "--force", is_flag=True, help="Rebuild even if the folder exists (replaced only once the new one is complete)."
 )
-@click.option(
+@existing_folder_option(
     "--archives",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="sketchy/tuberlin/quickdraw: a folder holding archives you downloaded by hand (used before downloading).",
+    "sketchy/tuberlin/quickdraw: a folder holding archives you downloaded by hand (used before downloading).",
 )
 @click.option(
     "--mirror",

@@ -68,6 +68,37 @@ def test_records_must_be_completed_and_finite(tmp_path):
     assert "found 0" in problem
 
 
+@pytest.mark.parametrize("method", ["dfsbir", "classifier-only"])
+def test_the_gpu_runs_resolve_to_the_paper_profile_at_224(method, tmp_path):
+    """The GPU sizes are only run on a GPU: at least their --set keys must exist and resolve here."""
+    import yaml
+
+    check = gpu_check.Check("gpu", tmp_path, {})
+    cmd = check._run_cmd(method, tmp_path / "results") + ["--print-config"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = yaml.safe_load(proc.stdout)
+    assert config["profile"] == "paper" and config["device"] == "cuda" and config["data"]["image_size"] == 224
+    assert config["teachers"]["arch"] == "resnet34" and config["perf"]["amp"] == "bf16"
+    if method == "dfsbir":
+        assert config["params"]["rounds"] == 3 and config["params"]["batch_size"] == 64
+
+
+def test_gpu_memory_is_the_peak_above_the_level_before_the_step(tmp_path):
+    class FakeCuda:
+        used = iter([1000, 1000, 5000 * gpu_check.MIB, 3000 * gpu_check.MIB] + [1000] * 1000)
+
+        def mem_get_info(self, index):
+            return 10**12 - next(self.used), 10**12
+
+    sampler = gpu_check.MemorySampler(gpu=False)
+    sampler._torch = type("T", (), {"cuda": FakeCuda()})()
+    sampler.idle_gpu = sampler.peak_gpu = sampler._gpu_used()
+    for _ in range(4):
+        sampler.sample()
+    assert round(sampler.peak_gpu_mib) == 5000
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message shown without CUDA")
 def test_without_cuda_the_check_says_so_and_exits_2(capsys):
     assert gpu_check.main([]) == 2

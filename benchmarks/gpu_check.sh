@@ -9,7 +9,7 @@
 set -euo pipefail
 script="$(cd "$(dirname "$0")" && pwd)/gpu_check.py"
 args=("$@")
-if [[ " ${args[*]-} " != *" --out "* ]]; then
+if [[ " ${args[*]-} " != *" --out "* && " ${args[*]-} " != *" --out="* ]]; then
   args+=(--out gpu-check.md --out gpu-check.json)
 fi
 exec "${PYTHON:-python3}" "$script" "${args[@]}"

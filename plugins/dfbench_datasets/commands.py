@@ -18,6 +18,11 @@ def data():
     """Get datasets and check that they load."""
 
 
+def existing_folder_option(flag: str, help: str):
+    """An optional option naming a folder that must exist."""
+    return click.option(flag, type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help=help)
+
+
 @data.command("fetch")
 @click.argument("name")
 @click.option(
@@ -26,17 +31,13 @@ def data():
     default=None,
     help="Folder to build (default: $DFBENCH_DATA/NAME, else ~/.cache/dfbench/data/NAME).",
 )
-@click.option(
+@existing_folder_option(
     "--source-bitmaps",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Read QuickDraw numpy_bitmap files (<category>.npy) from this folder instead of downloading.",
+    "Read QuickDraw numpy_bitmap files (<category>.npy) from this folder instead of downloading.",
 )
-@click.option(
+@existing_folder_option(
     "--cifar-root",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="An existing torchvision CIFAR-10 folder (holding cifar-10-batches-py) instead of downloading it.",
+    "An existing torchvision CIFAR-10 folder (holding cifar-10-batches-py) instead of downloading it.",
 )
 @click.option("--photos/--no-photos", default=True, show_default=True, help="Build the CIFAR-10 photos too.")
 @click.option(
@@ -54,15 +55,29 @@ def data():
 @click.option(
     "--force", is_flag=True, help="Rebuild even if the folder exists (replaced only once the new one is complete)."
 )
+@existing_folder_option(
+    "--archives",
+    "sketchy/tuberlin/quickdraw: a folder holding archives you downloaded by hand (used before downloading).",
+)
+@click.option(
+    "--mirror",
+    default=None,
+    metavar="URL",
+    help="sketchy/tuberlin/quickdraw: download every archive from URL/<file name> instead of the publishers'.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or messages.")
+@click.pass_context
 def fetch(
-    name, dest, source_bitmaps, cifar_root, photos, train_sketches, test_sketches, train_photos, test_photos,
-    force, quiet,
+    ctx, name, dest, source_bitmaps, cifar_root, photos, train_sketches, test_sketches, train_photos, test_photos,
+    force, archives, mirror, quiet,
 ):
-    """Download NAME's sources and build its folder tree (only qd-cifar10 can be fetched).
+    """Download NAME's sources and build its folder tree (qd-cifar10, sketchy, tuberlin, quickdraw).
 
     qd-cifar10: QuickDraw sketches (Google's numpy_bitmap release, first drawings of each category)
     and CIFAR-10 test-split photos, written as {train,test}/{photo,sketch}/<class>/ files.
+
+    sketchy, tuberlin, quickdraw: the publishers' archives, downloaded (resumably) and extracted as
+    published; archives behind a click-through are read from --archives DIR (the error says which).
     """
     from dfbench_datasets.fetch import check_fetchable, fetch_qd_cifar10
 
@@ -71,6 +86,19 @@ def fetch(
     def say(msg):
         if not quiet:
             click.echo(msg, err=True)
+
+    if name != "qd-cifar10":
+        _refuse_options_of_other_datasets(ctx, name, QD_ONLY)
+        from dfbench_datasets.releases import fetch_release
+
+        result = fetch_release(name, dest, archives_dir=archives, mirror=mirror, force=force, quiet=quiet, log=say)
+        if result.created:
+            click.echo(f"Fetched {name} into {result.dest} ({sum(result.counts.values())} files extracted, "
+                       f"{result.seconds:.1f}s). Check it with: dfbench data check {name} --data-root {result.dest}")
+        else:
+            click.echo(f"{name} is already in {result.dest}; pass --force to fetch it again.")
+        return
+    _refuse_options_of_other_datasets(ctx, name, ("archives", "mirror"))
 
     result = fetch_qd_cifar10(
         dest,
@@ -92,6 +120,17 @@ def fetch(
             click.echo("Sketches only (--no-photos): the tree is not a complete dataset yet.")
     else:
         click.echo(f"{name} is already in {result.dest}; pass --force to rebuild it.")
+
+
+QD_ONLY = ("source_bitmaps", "cifar_root", "photos", "train_sketches", "test_sketches", "train_photos", "test_photos")
+
+
+def _refuse_options_of_other_datasets(ctx, name: str, options: tuple) -> None:
+    """An option given for another dataset is a mistake worth saying, not something to ignore."""
+    given = [o for o in options if ctx.get_parameter_source(o) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        flags = ", ".join("--" + o.replace("_", "-") for o in given)
+        raise click.UsageError(f"{flags} do(es) not apply to '{name}'. See 'dfbench data fetch --help'.")
 
 
 @data.command("check")

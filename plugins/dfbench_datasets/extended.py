@@ -15,12 +15,16 @@ below (relative to the root, or to a sub-folder of it such as ``Sketchy/``), fir
   ``sketch``; photos: ``QuickDraw_images_final``, ``QuickDraw_images``, ``images``, ``photo``.
 
 ``options.extra`` keys: ``sketch_dir`` / ``photo_dir`` (explicit folders, relative to the root or
-absolute), ``test_fraction`` (default 0.2), ``split_seed`` (default: the run's seed) and
-``split_file`` (a JSON split manifest, as written with a run, to reuse a published split).
+absolute), ``test_fraction`` (default 0.2), ``split_seed`` (default: the run's seed),
+``split_file`` (a JSON split manifest, as written with a run, to reuse a published split) and
+``class_set`` (``all``, the default; ``zero-shot-test`` or ``zero-shot-train``: only the classes of
+the published zero-shot test split, or only the others, see :data:`ZERO_SHOT_TEST_CLASSES`).
 
 Classes are the class folders present in both trees, matched by name ignoring case and the
-difference between spaces, ``_`` and ``-``; classes in one tree only are reported in
-``info["warnings"]`` (releases differ), not an error. The split is category-level and
+difference between spaces, ``_`` and ``-``; a photo folder left unmatched is matched once more
+with every character but letters and digits dropped, and through the dataset's list of known
+misspelt folders (TU-Berlin's ``ImageResized`` names ``bearanimal``, ``griaffe``...); classes in
+one tree only are reported in ``info["warnings"]`` (releases differ), not an error. The split is category-level and
 stratified: within every class and modality, ``test_fraction`` of the files (at least one when a
 class has two or more) go to test, chosen by a hash of the seed and the file's class and name, so
 the same seed gives the same split on every machine and listing order. The split is returned as
@@ -44,13 +48,36 @@ from dfbench_datasets.folder import _rel, check_extra
 
 log = logging.getLogger("dfbench.datasets")
 
-EXTRA_KEYS = ("sketch_dir", "photo_dir", "test_fraction", "split_seed", "split_file")
+EXTRA_KEYS = ("sketch_dir", "photo_dir", "test_fraction", "split_seed", "split_file", "class_set")
 DEFAULT_TEST_FRACTION = 0.2
+CLASS_SETS = ("all", "zero-shot-test", "zero-shot-train")
+
+#: The zero-shot test classes the SBIR literature publishes, per dataset (sketch folder spellings).
+ZERO_SHOT_TEST_CLASSES = {
+    # Yelamarthi et al., "A Zero-Shot Framework for Sketch Based Image Retrieval", ECCV 2018: the
+    # 21 Sketchy classes that are not ImageNet-1k classes (so ImageNet-pretrained encoders never saw them)
+    "sketchy": (
+        "bat", "cabin", "cow", "dolphin", "door", "giraffe", "helicopter", "mouse", "pear", "raccoon", "rhinoceros",
+        "saw", "scissors", "seagull", "skyscraper", "songbird", "sword", "tree", "wheelchair", "windmill", "window",
+    ),
+    # Dey et al., "Doodle to Search", CVPR 2019: zeroshot_classes_quickdraw.txt of their released code
+    # (github.com/sounakdey/doodle2search, src/data/), 25 classes
+    "quickdraw": (
+        "bat", "cow", "dolphin", "door", "giraffe", "helicopter", "mouse", "pear", "raccoon", "rhinoceros", "saw",
+        "scissors", "skyscraper", "sword", "tree", "windmill", "feather", "bed", "campfire", "palm_tree",
+        "fire_hydrant", "bread", "beach", "megaphone", "cactus",
+    ),
+}
 
 
 def class_key(name: str) -> str:
     """Folder names compared across trees: lower case, runs of space/_/- as one '_'."""
     return re.sub(r"[\s_\-]+", "_", name.strip().lower())
+
+
+def compact_key(name: str) -> str:
+    """Letters and digits only: TU-Berlin's photo folders drop spaces and brackets (``bearanimal``)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 def split_rank(seed, key: str, filename: str) -> str:
@@ -88,6 +115,10 @@ class ExtendedDataset(DatasetPlugin):
     fallback_photo_candidates: tuple = ()
     #: one sentence: where to get the data, with the papers
     source: str = ""
+    #: photo class folders spelt unlike their sketch class beyond spaces and brackets: compact name -> sketch folder
+    photo_folder_aliases: dict = {}
+    #: why there is no zero-shot class list, when ZERO_SHOT_TEST_CLASSES has none for this dataset
+    no_zero_shot_split: str = ""
 
     # -- finding the trees --------------------------------------------------------------------
     def default_root(self) -> Path:
@@ -154,6 +185,17 @@ class ExtendedDataset(DatasetPlugin):
                 f"The option 'test_fraction' of the dataset '{self.name}' must be a number between 0 and 1 "
                 f"(exclusive), got {test_fraction!r}; the default is {DEFAULT_TEST_FRACTION}."
             )
+        class_set = extra.get("class_set", "all")
+        if class_set not in CLASS_SETS:
+            raise ConfigError(
+                f"The option 'class_set' of the dataset '{self.name}' must be one of {', '.join(CLASS_SETS)}, "
+                f"got {class_set!r}."
+            )
+        if class_set != "all" and self.name not in ZERO_SHOT_TEST_CLASSES:
+            raise ConfigError(
+                f"The dataset '{self.name}' has no published zero-shot class split in dfbench: "
+                f"{self.no_zero_shot_split} Use class_set: all (the default)."
+            )
         split_seed = extra.get("split_seed", options.seed)
         if isinstance(split_seed, bool) or not isinstance(split_seed, (int, str)):
             raise ConfigError(
@@ -191,6 +233,7 @@ class ExtendedDataset(DatasetPlugin):
                     continue
                 found.setdefault(class_key(folder_name), []).append(folder_name)
             by_key[modality] = found
+        self._match_photo_folders(by_key)
         keys = sorted(set(by_key["sketch"]) & set(by_key["photo"]))
         for modality, other in (("sketch", "photo"), ("photo", "sketch")):
             only = sorted(set(by_key[modality]) - set(by_key[other]))
@@ -208,6 +251,8 @@ class ExtendedDataset(DatasetPlugin):
                 "folders with the same class names, or pass the right ones as the dataset options "
                 "sketch_dir and photo_dir (--set data.options.sketch_dir=...)."
             )
+        if class_set != "all":
+            keys = self._select_class_set(keys, class_set, notes)
         classes = [sorted(by_key["sketch"][k])[0] for k in keys]
         files = {
             modality: {
@@ -250,6 +295,7 @@ class ExtendedDataset(DatasetPlugin):
             "sketch_dir": str(sketch_dir),
             "photo_dir": str(photo_dir),
             "split": protocol,
+            "class_set": class_set,
             "counts": bench.counts(),
             "revision": _revision(rel_manifest),
         }
@@ -261,6 +307,35 @@ class ExtendedDataset(DatasetPlugin):
             for note in notes:
                 log.info("%s: %s", self.name, note)
         return bench
+
+    def _match_photo_folders(self, by_key: dict) -> None:
+        """Move photo classes whose key matches no sketch class onto the sketch class they spell
+        (letters and digits only, or a known misspelling), in place."""
+        sketch_by_compact = {compact_key(name): k for k, names in by_key["sketch"].items() for name in names}
+        photos = by_key["photo"]
+        for key in [k for k in photos if k not in by_key["sketch"]]:
+            compact = compact_key(photos[key][0])
+            alias = self.photo_folder_aliases.get(compact)
+            target = sketch_by_compact.get(compact_key(alias) if alias else compact)
+            if target is not None:
+                photos.setdefault(target, []).extend(photos.pop(key))
+
+    def _select_class_set(self, keys: list, class_set: str, notes: list) -> list:
+        published = {class_key(c) for c in ZERO_SHOT_TEST_CLASSES[self.name]}
+        missing = sorted(published - set(keys))
+        if missing:
+            notes.append(
+                f"{len(missing)} of the {len(published)} published zero-shot test classes are not in this copy: "
+                + ", ".join(missing[:20])
+            )
+        chosen = [k for k in keys if (k in published) == (class_set == "zero-shot-test")]
+        if not chosen:
+            raise DataError(
+                f"No class of this copy of {self.title} is in the class set '{class_set}' (the published zero-shot "
+                f"test classes are {', '.join(ZERO_SHOT_TEST_CLASSES[self.name])}). Check the root, or use "
+                "class_set: all."
+            )
+        return chosen
 
     def _read_split_file(self, root: Path, split_file, files: dict, keys: list) -> dict:
         path = Path(split_file).expanduser()
@@ -366,6 +441,25 @@ class TUBerlinExtended(ExtendedDataset):
         "extracts to png/) and the extended photos ImageResized of Zhang et al. ('SketchNet: Sketch "
         "Classification with Web Images', CVPR 2016), as distributed with the Deep Sketch Hashing code "
         "(Liu et al., CVPR 2017), and extract both under one root."
+    )
+    # ImageResized/ (the photo archive) misspells or shortens these class folders; source: the
+    # renames in the download script of the SEM-PCYC code (github.com/AnjanDutta/sem-pcyc) as
+    # copied into the Doodle-to-Search code (github.com/sounakdey/doodle2search, download_datasets.sh)
+    photo_folder_aliases = {
+        "spacesshuttle": "space shuttle",
+        "wristwatching": "wrist-watch",
+        "tromobone": "trombone",
+        "chandeler": "chandelier",
+        "griaffe": "giraffe",
+        "diamod": "diamond",
+        "spidar": "spider",
+        "mouse": "mouse (animal)",
+        "pipe": "pipe (for smoking)",
+    }
+    no_zero_shot_split = (
+        "the split used for TU-Berlin (Shen et al., 'Zero-Shot Sketch-Image Hashing', CVPR 2018: 30 test classes "
+        "drawn at random) does not list its classes in the paper, and dfbench found no authoritative list to "
+        "cite."
     )
 
 

@@ -1,6 +1,7 @@
 """``dfbench data fetch``: build a dataset's folder tree from its public sources.
 
-Only ``qd-cifar10`` can be built automatically:
+``sketchy``, ``tuberlin`` and ``quickdraw`` are the publishers' archives, downloaded and extracted
+as published (``dfbench_datasets.releases``). ``qd-cifar10`` is built here:
 
 * sketches: the first ``train + test`` drawings of each category of Google's Quick, Draw!
   ``numpy_bitmap`` release (uint8 arrays (N, 784), white strokes on black), inverted to black
@@ -43,16 +44,8 @@ CIFAR10_TEST_PER_CLASS = 1000
 BITMAP_SIDE = 28
 TIMEOUT_S = 60
 
-#: datasets dfbench cannot download, with where to get them
-MANUAL = {
-    "sketchy": "Sketchy (https://sketchy.eye.gatech.edu/, rendered_256x256.7z) plus the extended photos "
-    "EXTEND_image_sketchy of Liu et al. (Deep Sketch Hashing, CVPR 2017)",
-    "tuberlin": "the TU-Berlin sketches (http://cybertron.cg.tu-berlin.de/eitz/projects/classifysketch/, "
-    "sketches_png.zip) plus the extended photos ImageResized of Zhang et al. (CVPR 2016)",
-    "quickdraw": "QuickDraw-Extended (http://datasets.cvc.uab.es/QuickDraw/: QuickDraw_sketches_final.zip "
-    "and QuickDraw_images_final.zip)",
-}
-FETCHABLE = ("qd-cifar10",)
+#: qd-cifar10 is built here; the real SBIR releases are fetched by dfbench_datasets.releases
+FETCHABLE = ("qd-cifar10", "sketchy", "tuberlin", "quickdraw")
 
 NO_NETWORK_HINT = (
     "'dfbench data fetch' needs internet access. On an offline machine, download the files elsewhere and "
@@ -74,16 +67,10 @@ class FetchResult:
 def check_fetchable(name: str) -> None:
     if name in FETCHABLE:
         return
-    if name in MANUAL:
-        raise DataError(
-            f"dfbench cannot download '{name}' for you (its release needs a manual download). Get "
-            f"{MANUAL[name]}, extract it, and pass --data-root DIR or put it in $DFBENCH_DATA/{name}. "
-            "See docs/datasets.md for the expected folders."
-        )
     if name in ("folder", "shapes"):
         what = "reads your own folder (--data-root)" if name == "folder" else "is generated, with no download"
         raise DataError(f"The dataset '{name}' {what}: there is nothing to fetch. Fetchable: {', '.join(FETCHABLE)}.")
-    known = list(FETCHABLE) + list(MANUAL) + ["folder", "shapes"]
+    known = list(FETCHABLE) + ["folder", "shapes"]
     raise UnknownNameError(
         f"Unknown dataset '{name}' for 'dfbench data fetch'.{did_you_mean(name, known)} Datasets that can be "
         f"fetched: {', '.join(FETCHABLE)}."
@@ -444,4 +431,8 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
 
 def fetch(name: str, **kwargs) -> FetchResult:
     check_fetchable(name)
+    if name != "qd-cifar10":
+        from dfbench_datasets.releases import fetch_release
+
+        return fetch_release(name, **kwargs)
     return fetch_qd_cifar10(**kwargs)

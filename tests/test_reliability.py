@@ -24,6 +24,7 @@ from PIL import Image
 from dfbench.cli import cli
 from dfbench.imageio import BadImageWarning
 from dfbench.records import METRIC_KEYS
+from dfbench.safeload import load_torch_file
 
 TINY = ["data.options.train_per_class=24", "data.options.test_per_class=12"]
 
@@ -432,7 +433,7 @@ def test_two_runs_into_one_results_folder_never_expose_a_partial_file(tmp_path):
             except FileNotFoundError:  # removed once its run's record is written
                 continue
             with fh:
-                state = torch.load(fh, map_location="cpu", weights_only=False)
+                state = load_torch_file(fh)
             assert state["round"] % 4 == 0
             seen_ckpt += 1
         time.sleep(0.02)

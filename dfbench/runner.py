@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dfbench import config as cfgmod
 from dfbench import distributed as dist
-from dfbench.errors import ConfigError, DfbenchError
+from dfbench.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.progress import Reporter
 from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
 
@@ -126,7 +126,7 @@ def run_identity(cfg: dict, data: dict | None) -> str:
     return f"{cfgmod.config_hash(cfg)}-d{digest}-s{cfg['seed']}"
 
 
-def preflight(req: RunRequest, cfg: dict, art: Path) -> Path:
+def preflight(req: RunRequest, record: Path, art: Path) -> Path:
     """Check every folder the run will write (results, its run folder, the cache) before any work,
     so a read-only or misnamed folder is an error up front, never a run lost at its end."""
     from dfbench.datasets import default_cache_dir
@@ -134,6 +134,12 @@ def preflight(req: RunRequest, cfg: dict, art: Path) -> Path:
 
     check_writable_dir(req.results, "results folder", "--results")
     check_writable_dir(art, "run folder", "--results")
+    for target in (record, art / "checkpoint.pt"):
+        if target.is_dir():
+            raise OutputPathError(
+                f"{target} is a folder, so the run could not write its file there. Move or remove that "
+                "folder (or pass another --results)."
+            )
     cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
     check_writable_dir(cache_dir, "cache folder", "--cache-dir (or $DFBENCH_CACHE)")
     return cache_dir
@@ -190,7 +196,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     if existing is not None and existing.get("status") == "completed" and not req.force:
         return RunOutcome(existing, path, skipped=True)
     art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
-    cache_dir = preflight(req, cfg, art)
+    cache_dir = preflight(req, path, art)
     components = components_used(cfg)
 
     import torch

@@ -178,6 +178,118 @@ def _not_a_torch_file(tmp):
     )]
 
 
+class Evil:
+    """Unpickling this creates MARKER: proof that a loaded file ran code."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def evil_torch_file(path: Path, marker: Path) -> Path:
+    """A torch file whose loading with a full unpickler would create ``marker``."""
+    evil = Evil()
+    evil.marker = str(marker)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "round": 4, "x": evil}, path)
+    return path
+
+
+def read_only_folder(tmp: Path) -> Path:
+    """A folder nobody can write to: chmod 555 for a normal user; root writes anywhere, so as root
+    a path under /sys (read-only in containers and for root on most systems)."""
+    if os.geteuid() != 0:
+        folder = tmp / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder / "inside"
+    return Path("/sys/dfbench-reliability-test")
+
+
+def _symlink_loop(tmp):
+    root = make_tree(tmp / "d")
+    (root / "train" / "photo" / "loop").symlink_to(root / "train" / "photo")  # a class folder containing itself
+    return _folder(root)
+
+
+def _self_link(tmp):
+    root = make_tree(tmp / "d")
+    (root / "test" / "sketch" / "selfie").symlink_to(root / "test" / "sketch" / "selfie")
+    return _folder(root)
+
+
+def _non_utf8_name(tmp):
+    root = make_tree(tmp / "d")
+    folder = os.fsencode(root / "train" / "sketch" / "dog")
+    with open(os.path.join(folder, b"caf\xe9.png"), "wb") as fh:
+        fh.write((root / "train" / "sketch" / "dog" / "dog_0.png").read_bytes())
+    return _folder(root)
+
+
+def _single_class(tmp):
+    return _folder(make_tree(tmp / "d", classes=("cat",)))
+
+
+def _every_image_of_a_split_unreadable(tmp):
+    root = make_tree(tmp / "d")
+    for image in (root / "test" / "photo").rglob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    return _folder(root, "--skip-bad-images")
+
+
+def _results_is_a_file(tmp):
+    (tmp / "results.txt").write_text("my notes")
+    return ["--method", "dfsbir", "--results", str(tmp / "results.txt")]
+
+
+def _results_under_a_file(tmp):
+    (tmp / "results.txt").write_text("my notes")
+    return ["--method", "dfsbir", "--results", str(tmp / "results.txt" / "sub")]
+
+
+def _results_read_only(tmp):
+    return ["--method", "dfsbir", "--results", str(read_only_folder(tmp))]
+
+
+def _cache_is_a_file(tmp):
+    (tmp / "cache").write_text("x")
+    return ["--method", "dfsbir", "--cache-dir", str(tmp / "cache")]
+
+
+def _cache_read_only(tmp):
+    return ["--method", "dfsbir", "--cache-dir", str(read_only_folder(tmp))]
+
+
+def _record_path_is_a_folder(tmp):
+    """Someone made a folder where the run's record goes (the run would finish, then fail to write)."""
+    from dfbench.runner import RunRequest, resolve_request, run_identity
+
+    req = RunRequest(method="dfsbir", profile="smoke", overrides=TINY)
+    cfg, _ = resolve_request(req)
+    results = tmp / "res"
+    (results / "shapes" / "dfsbir" / f"{run_identity(cfg, None)}.json").mkdir(parents=True)
+    return ["--method", "dfsbir", "--results", str(results)]
+
+
+def _evil_teacher_file(tmp):
+    evil_torch_file(tmp / "m.pt", tmp / "PWNED")
+    evil_torch_file(tmp / "u.pt", tmp / "PWNED")
+    return ["--method", "dfsbir", *_sets(
+        "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}",
+        f"teachers.checkpoints.modality={tmp / 'm.pt'}",
+    )]
+
+
+def _truncated_teacher_file(tmp):
+    torch.save({"w": torch.zeros(1000)}, tmp / "full.pt")
+    for role in ("m", "u"):
+        (tmp / f"{role}.pt").write_bytes((tmp / "full.pt").read_bytes()[:300])
+    return ["--method", "dfsbir", *_sets(
+        "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}",
+        f"teachers.checkpoints.modality={tmp / 'm.pt'}",
+    )]
+
+
 BAD_INPUT = {
     # data
     "no-data-root": (_no_data_root, ["'folder' dataset reads your own images and needs --data-root DIR"]),
@@ -219,6 +331,27 @@ BAD_INPUT = {
         "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}", f"teachers.checkpoints.modality={tmp / 'm.pt'}",
     )], ["m.pt (role 'modality') does not exist"]),
     "teacher-checkpoint-not-torch": (_not_a_torch_file, ["could not be read as a torch file", "torch.save(model.state_dict(), path)"]),
+    # issue 15: data edge cases
+    "data-symlink-loop": (_symlink_loop, ["train/photo/loop is a symbolic link loop (it links to a folder that contains it)", "Remove the link"]),
+    "data-link-to-itself": (_self_link, ["test/sketch/selfie is a symbolic link loop (Too many levels of symbolic links)"]),
+    "file-name-not-utf8": (_non_utf8_name, ["train/sketch/dog/caf\\xe9.png is not valid UTF-8", "Rename it to a UTF-8 name"]),
+    "single-class-dataset": (_single_class, ["has a single class ('cat')", "Retrieval needs at least two classes", "every metric is 1.0"]),
+    "skip-bad-images-skips-a-whole-split": (_every_image_of_a_split_unreadable, [
+        "Every one of the 6 test photo files", "--skip-bad-images skipped them all and nothing is left to evaluate",
+    ]),
+    # issue 15: output folders, checked before any work
+    "results-is-a-file": (_results_is_a_file, ["The results folder", "results.txt is a file, not a folder. Pass a writable folder with --results."]),
+    "results-under-a-file": (_results_under_a_file, ["results.txt/sub cannot be created:", "results.txt is a file"]),
+    "results-read-only": (_results_read_only, ["is not writable", "Pass a writable folder with --results."]),
+    "cache-dir-is-a-file": (_cache_is_a_file, ["The cache folder", "is a file, not a folder", "--cache-dir (or $DFBENCH_CACHE)"]),
+    "cache-dir-read-only": (_cache_read_only, ["The cache folder", "is not writable"]),
+    "record-path-is-a-folder": (_record_path_is_a_folder, [".json is a folder, so the run could not write its file there"]),
+    # issue 15: files that are data never run code
+    "teacher-checkpoint-malicious-pickle": (_evil_teacher_file, [
+        "could not be read as a torch file (it holds Python objects other than tensors and plain containers",
+        "loading such a file could run code, so dfbench refuses it",
+    ]),
+    "teacher-checkpoint-truncated": (_truncated_teacher_file, ["could not be read as a torch file (it is empty or truncated"]),
 }
 
 
@@ -243,6 +376,10 @@ def test_bad_input_exits_2_naming_problem_and_fix(tmp_path, case):
         args = [*args, *_sets()]
     results = tmp_path / "results"
     assert_clean_failure(invoke(results, *args), results, fragments)
+    assert not (scratch / "PWNED").exists(), "a file that is data ran code"
+    for extra in ("res", "results.txt"):  # the case's own --results: nothing written there either
+        if (scratch / extra).is_dir():
+            assert not [p for p in (scratch / extra).rglob("*") if p.is_file()]
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -425,7 +426,7 @@ def shapes_teachers(tmp_path_factory):
     [path] = records(results)
     rec = json.loads(path.read_text())
     assert len(rec["data"]["classes"]) == 12
-    return {role: rec["teachers"][role]["cache"] for role in ("unified", "modality")}
+    return {**{role: rec["teachers"][role]["cache"] for role in ("unified", "modality")}, "records": [path]}
 
 
 def _checkpoint_sets(teachers, *extra, tiny=True):
@@ -605,3 +606,305 @@ def test_atomic_writes_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+
+
+# -- issue 15: a results folder is data: its checkpoint never runs code, a bad one is named ------
+
+
+def _run_folder(results: Path, *sets) -> Path:
+    """The run folder (checkpoint, curves) a smoke dfsbir run with these --set items uses."""
+    from dfbench.records import artifacts_dir
+    from dfbench.runner import RunRequest, resolve_request, run_identity
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", overrides=[*TINY, *sets]))
+    return artifacts_dir(results, "shapes", "dfsbir", run_identity(cfg, None))
+
+
+def _evil_checkpoint(path: Path, tmp: Path) -> str:
+    evil_torch_file(path, tmp / "PWNED")
+    return "it holds Python objects other than tensors and plain containers"
+
+
+def _truncated_checkpoint(path: Path, tmp: Path) -> str:
+    torch.save({"round": 4, "rng": {}, "blob": torch.zeros(5000)}, tmp / "full.pt")
+    path.write_bytes((tmp / "full.pt").read_bytes()[:2000])
+    return "it is empty or truncated"
+
+
+def _foreign_checkpoint(path: Path, tmp: Path) -> str:
+    torch.save({"round": 4, "rng": {}, "config_hash": "0123456789ab"}, path)
+    return "it belongs to another config (hash 0123456789ab"
+
+
+def _not_a_checkpoint(path: Path, tmp: Path) -> str:
+    torch.save({"weights": torch.zeros(3)}, path)
+    return "it is not a dfbench training checkpoint"
+
+
+BAD_CHECKPOINTS = {
+    "malicious-pickle": _evil_checkpoint,
+    "truncated": _truncated_checkpoint,
+    "another-config": _foreign_checkpoint,
+    "a-torch-file-but-no-checkpoint": _not_a_checkpoint,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_a_bad_checkpoint_is_named_and_the_run_starts_over(tmp_path, case):
+    """The run warns (naming the file and why), trains from round 0, runs no code from the file,
+    and its own checkpoint replaces the bad one; the record is complete and does not claim a resume."""
+    from dfbench.checkpoint import CheckpointWarning
+
+    results = tmp_path / "results"
+    sets = ("params.rounds=4", "params.log_every=2", "checkpoint_every=2")
+    ckpt = _run_folder(results, *sets) / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    reason = BAD_CHECKPOINTS[case](ckpt, tmp_path)
+    with pytest.warns(CheckpointWarning, match=f"ignoring the checkpoint {ckpt}: {re.escape(reason)}"):
+        res = invoke(results, "--method", "dfsbir", *_sets(*sets), catch=False)
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "PWNED").exists(), "the checkpoint ran code"
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and "resumed_from_round" not in rec
+    assert not ckpt.exists()  # replaced by the run's own, then removed with the record
+
+
+def test_ctrl_c_never_promises_a_resume_from_a_refused_checkpoint(tmp_path, capsys):
+    from dfbench.checkpoint import CheckpointWarning, Checkpointer
+    from dfbench.cli import _interrupted
+
+    path = tmp_path / "checkpoint.pt"
+    _foreign_checkpoint(path, tmp_path)
+    ckpt = Checkpointer(path, every=4, config_hash="feedfacecafe")
+    with pytest.warns(CheckpointWarning):
+        assert ckpt.load() is None
+    assert not ckpt.resumable and path.is_file()
+    with pytest.raises(SystemExit) as exc:
+        _interrupted((path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False, KeyboardInterrupt())
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("Interrupted before the first training checkpoint (one is saved every 4 rounds")
+    assert str(path) not in err and "resume" not in err
+
+
+def test_checkpoints_load_without_running_code_and_restore_every_generator(tmp_path):
+    """What dfbench saves loads under weights_only: the generator states are plain lists."""
+    import random
+
+    import numpy as np
+
+    from dfbench.checkpoint import Checkpointer, set_rng_state
+
+    ckpt = Checkpointer(tmp_path / "c.pt", every=1, config_hash="abc")
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    ckpt.save({"round": 1})
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    state = load_torch_file(tmp_path / "c.pt")  # raises if anything but tensors and containers
+    set_rng_state(state["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+# -- issue 15: run identity: the data root and its content decide what is "already done" --------
+
+
+def _swap_classes(src: Path, dst: Path) -> Path:
+    """A copy of a folder dataset with the images of 'cat' and 'dog' swapped (same layout)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for split in ("train", "test"):
+        for modality in ("photo", "sketch"):
+            base = dst / split / modality
+            (base / "cat").rename(base / "tmp")
+            (base / "dog").rename(base / "cat")
+            (base / "tmp").rename(base / "dog")
+    return dst
+
+
+def test_another_data_root_is_another_run_with_its_own_teachers(tmp_path):
+    import shutil
+
+    a = make_tree(tmp_path / "A")
+    b = _swap_classes(a, tmp_path / "B")
+    a_copy = tmp_path / "A-copy"
+    shutil.copytree(a, a_copy)
+    results = tmp_path / "results"
+    sets = _sets("params.rounds=2", "params.log_every=1", tiny=False)
+
+    def run(root):
+        res = invoke(results, *_folder(root), *sets, "--json", catch=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output[res.output.index("["):])[0]
+
+    first, swapped, copied = run(a), run(b), run(a_copy)
+    assert len(records(results)) == 3, "each data root has its own record"
+    assert len({first["run_id"], swapped["run_id"], copied["run_id"]}) == 3
+    assert first["config_hash"] == swapped["config_hash"] == copied["config_hash"]  # one leaderboard row
+    assert first["data_identity"]["root"] == str(a.resolve())
+    assert first["data_identity"]["revision"] != swapped["data_identity"]["revision"]
+    assert first["data_identity"]["revision"] == copied["data_identity"]["revision"]
+    # teachers key on the content: B trains its own, an identical copy of A reuses A's
+    assert not any(t["cached"] for t in swapped["teachers"].values())
+    assert all(t["cached"] for t in copied["teachers"].values())
+    # the same root again is done; a change of its content makes it another run
+    again = invoke(results, *_folder(a), *sets)
+    assert again.exit_code == 0 and len(records(results)) == 3
+    write_image(a / "train" / "photo" / "cat" / "extra.jpg", "photo", seed=5)
+    changed = run(a)
+    assert changed["run_id"] != first["run_id"] and len(records(results)) == 4
+
+
+def test_run_ids_of_the_default_data_are_unchanged():
+    """Records of runs without --data-root (every committed record) keep '<config_hash>-s<seed>'."""
+    from dfbench import config as cfgmod
+    from dfbench.runner import RunRequest, data_identity, resolve_request, run_identity
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", seed=3))
+    assert data_identity(cfg) is None
+    assert run_identity(cfg, None) == cfgmod.run_id(cfg) == f"{cfgmod.config_hash(cfg)}-s3"
+
+
+def test_a_non_finite_metric_is_a_failed_run_not_a_result(tmp_path, monkeypatch):
+    import dfbench.evaluation
+
+    real = dfbench.evaluation.evaluate_embedder
+
+    def nan_metrics(*args, **kwargs):
+        return {**real(*args, **kwargs), "mAP@all": float("nan")}
+
+    monkeypatch.setattr(dfbench.evaluation, "evaluate_embedder", nan_metrics)
+    results = tmp_path / "results"
+    res = invoke(results, "--method", "dfsbir", *_sets("params.rounds=1", "params.log_every=1"))
+    assert res.exit_code == 2 and res.output.startswith("Error: The evaluation gave non-finite metrics (mAP@all = nan)")
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "failed" and rec["metrics"] == {} and "MetricsNotFiniteError" in rec["error"]
+
+
+def test_records_name_every_component_and_its_distribution(shapes_teachers, tmp_path):
+    from dfbench.runner import components_used, RunRequest, resolve_request
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke"))
+    used = components_used(cfg)
+    assert set(used) == {"method", "dataset", "teachers", "inversion", "alignment"}
+    for role, origin in used.items():
+        assert origin["distribution"] == "dfbench" and origin["version"] and origin["builtin"], (role, origin)
+    assert used["method"]["name"] == "dfsbir" and used["method"]["plugin"] == "dfsbir"
+    [rec] = [json.loads(p.read_text()) for p in shapes_teachers["records"]]
+    assert rec["components"]["method"] == used["method"] and set(rec["components"]) == set(used)
+
+
+# -- issue 15: leaderboards name every bad record and go on --------------------------------------
+
+
+def _record(n=0, **changes) -> dict:
+    """A valid record of seed ``n``, with ``changes`` (``_DROP`` removes a key)."""
+    rec = {
+        "schema": "dfbench.run/1", "run_id": f"0123456789ab-s{n}", "method": "dfsbir", "dataset": "shapes",
+        "profile": "smoke", "seed": n, "status": "completed", "error": None, "config_hash": "0123456789ab",
+        "metrics": {k: 0.5 for k in METRIC_KEYS}, "timing": {"total": 1.0},
+    }
+    for key, value in changes.items():
+        if value is _DROP:
+            rec.pop(key)
+        else:
+            rec[key] = value
+    return rec
+
+
+_DROP = object()
+
+BAD_RECORDS = {
+    "missing-seed": (lambda: _record(1, seed=_DROP), "it has no integer 'seed' (found None)"),
+    "missing-config-hash": (lambda: _record(1, config_hash=_DROP), "it has no valid 'config_hash' (found None)"),
+    "string-metric": (lambda: _record(1, metrics={**_record()["metrics"], "mAP@all": "0.9"}), "its metric mAP@all is '0.9', not a number"),
+    "nan-metric": (lambda: _record(1, metrics={**_record()["metrics"], "mAP@all": float("nan")}), "its metric mAP@all is nan, not a finite number"),
+    "other-schema-version": (lambda: _record(1, schema="dfbench.run/2"), "its schema is 'dfbench.run/2'; this dfbench reads 'dfbench.run/1'"),
+    "empty-metrics": (lambda: _record(1, metrics={}), "it is marked completed but holds no metrics"),
+    "missing-metric": (lambda: _record(1, metrics={"mAP@all": 0.5}), "it is marked completed but lacks the metric(s) mAP@200, P@100, P@200"),
+    "boolean-seed": (lambda: _record(1, seed=True), "it has no integer 'seed' (found True)"),
+    "unknown-status": (lambda: _record(1, status="done"), "its status 'done' is none of completed, failed, running"),
+    "a-list-not-an-object": (lambda: [1, 2], "it holds a JSON list, not a record object"),
+    "not-json": (lambda: "{truncated", "it is not readable JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECORDS))
+def test_leaderboard_names_a_bad_record_and_goes_on(tmp_path, case):
+    import warnings
+
+    from dfbench.records import BadRecordWarning
+
+    make, reason = BAD_RECORDS[case]
+    folder = tmp_path / "results" / "shapes" / "dfsbir"
+    folder.mkdir(parents=True)
+    (folder / "0123456789ab-s0.json").write_text(json.dumps(_record(0)))
+    bad = folder / "0123456789ab-s1.json"
+    content = make()
+    bad.write_text(content if isinstance(content, str) else json.dumps(content))
+    (folder / "0123456789ab-s0").mkdir()
+    (folder / "0123456789ab-s0" / "split.json").write_text("{}")  # an artifact, not a record: no warning
+    out = tmp_path / "boards"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(out), "--suites", str(tmp_path / "none")])
+    assert res.exit_code == 0, res.output
+    messages = [str(w.message) for w in caught if issubclass(w.category, BadRecordWarning)]
+    assert len(messages) == 1 and messages[0].startswith(f"leaving out {bad}: {reason}"), messages
+    board = (out / "shapes.md").read_text()
+    assert "0.5000" in board and "nan" not in board.lower()
+
+
+def _out_is_a_file(tmp):
+    (tmp / "board.md").write_text("x")
+    return tmp / "board.md", "The leaderboard folder", "is a file, not a folder. Pass a writable folder with --out."
+
+
+def _out_read_only(tmp):
+    return read_only_folder(tmp), "The leaderboard folder", "is not writable"
+
+
+@pytest.mark.parametrize("case", [_out_is_a_file, _out_read_only], ids=["out-is-a-file", "out-read-only"])
+def test_leaderboard_out_that_cannot_be_written_is_an_error(tmp_path, case):
+    folder = tmp_path / "results" / "shapes" / "dfsbir"
+    folder.mkdir(parents=True)
+    (folder / "0123456789ab-s0.json").write_text(json.dumps(_record(0)))
+    out, *fragments = case(tmp_path)
+    res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(out), "--suites", str(tmp_path / "none")])
+    assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1 and "Traceback" not in res.output
+    for fragment in fragments:
+        assert fragment in res.output
+
+
+# -- issue 15: SIGTERM and an early Ctrl-C: a message, 143 / 130, nothing half-written -----------
+
+
+def _start(results: Path) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(results), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig,status,word", [(signal.SIGTERM, 143, "Terminated (SIGTERM)"), (signal.SIGINT, 130, "Interrupted")])
+def test_a_signal_in_the_first_seconds_exits_with_a_message(tmp_path, sig, status, word):
+    results = tmp_path / "results"
+    proc = _start(results)
+    time.sleep(2.0)  # start-up: plugins, config, torch
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr and "Aborted!" not in stderr and stdout == ""
+    assert stderr.startswith(word) and stderr.count("\n") == 1, stderr
+    assert not [p for p in results.rglob("*") if p.is_file()] if results.exists() else True
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_keeps_the_checkpoint(tmp_path):
+    results = tmp_path / "results"
+    proc = _start(results)
+    assert _wait_for(proc, results, "checkpoint.pt") and proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.startswith("Terminated (SIGTERM). The checkpoint ") and "resume from it" in stderr
+    assert not records(results) and not list(results.rglob("*.tmp"))

@@ -106,7 +106,8 @@ class PluginSystem:
             f"its entry point name '{info.name}' is already used by {owner} '{holder.name}' "
             f"({holder.module}); it was not loaded. Rename the entry point in its package."
         )
-        self.info[f"{info.name} ({info.distribution or info.module})"] = info
+        info.name = f"{info.name} ({info.distribution or info.module})"  # listed beside the holder
+        self.info[info.name] = info
 
     def register_plugin(self, obj: Any, name: str, version: str | None = None) -> None:
         """Register a plugin object directly (tests, notebooks)."""

@@ -50,7 +50,7 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
     """Resolved config and the method object of a request (raises on bad names or keys)."""
     from dfbench.plugins import registry
 
-    file_cfg = cfgmod.load_yaml(req.config_file) if req.config_file else {}
+    file_cfg = _load_config_file(req.config_file) if req.config_file else {}
     overrides = cfgmod.parse_set(req.overrides)
     method_name = req.method or file_cfg.get("method")
     if not method_name:
@@ -88,6 +88,17 @@ def dataset_options(cfg: dict, cache_dir: Path | None):
         skip_bad_images=bool(cfg["data"]["skip_bad_images"]),
         extra=dict(cfg["data"]["options"]),
     )
+
+
+def _load_config_file(path: str) -> dict:
+    """The YAML config file at ``path``; a file that is not text is a one-paragraph error."""
+    try:
+        return cfgmod.load_yaml(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded): is it the right "
+            "file? Save the config as plain UTF-8 YAML."
+        ) from None
 
 
 def load_benchmark(cfg: dict, cache_dir: Path):

@@ -291,6 +291,16 @@ def _truncated_teacher_file(tmp):
     )]
 
 
+def _yaml_with_python_tag(tmp):
+    (tmp / "evil.yaml").write_text(f"params: !!python/object/apply:os.system ['touch {tmp / 'PWNED'}']\n")
+    return ["--method", "dfsbir", "--config", str(tmp / "evil.yaml")]
+
+
+def _binary_config(tmp):
+    (tmp / "bin.yaml").write_bytes(b"\xff\xfe\x00 not text")
+    return ["--method", "dfsbir", "--config", str(tmp / "bin.yaml")]
+
+
 BAD_INPUT = {
     # data
     "no-data-root": (_no_data_root, ["'folder' dataset reads your own images and needs --data-root DIR"]),
@@ -332,6 +342,9 @@ BAD_INPUT = {
         "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}", f"teachers.checkpoints.modality={tmp / 'm.pt'}",
     )], ["m.pt (role 'modality') does not exist"]),
     "teacher-checkpoint-not-torch": (_not_a_torch_file, ["could not be read as a torch file", "torch.save(model.state_dict(), path)"]),
+    # issue 15: config files are data
+    "yaml-with-a-python-tag": (_yaml_with_python_tag, ["could not determine a constructor for the tag", "only plain YAML is accepted (no custom tags)"]),
+    "config-file-not-text": (_binary_config, ["bin.yaml is not UTF-8 text (byte 0 cannot be decoded)", "Save the config as plain UTF-8 YAML."]),
     # issue 15: data edge cases
     "data-symlink-loop": (_symlink_loop, ["train/photo/loop is a symbolic link loop (it links to a folder that contains it)", "Remove the link"]),
     "data-link-to-itself": (_self_link, ["test/sketch/selfie is a symbolic link loop (Too many levels of symbolic links)"]),
@@ -795,6 +808,23 @@ def test_records_name_every_component_and_its_distribution(shapes_teachers, tmp_
     assert rec["components"]["method"] == used["method"] and set(rec["components"]) == set(used)
 
 
+def test_evaluate_refuses_an_array_of_pickled_objects(tmp_path):
+    """'dfbench evaluate' reads .npy files without unpickling (no code runs from them)."""
+    import numpy as np
+
+    evil = np.empty(2, dtype=object)
+    evil[0], evil[1] = Evil(), Evil()
+    for item in evil:
+        item.marker = str(tmp_path / "PWNED")
+    np.save(tmp_path / "q.npy", evil, allow_pickle=True)
+    np.save(tmp_path / "l.npy", np.array([0, 1]))
+    files = [str(tmp_path / name) for name in ("q.npy", "l.npy", "q.npy", "l.npy")]
+    res = CliRunner().invoke(cli, ["evaluate", *files])
+    assert res.exit_code == 2 and res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
+    assert "holds Python objects (an object array), which dfbench does not load" in res.output
+    assert not (tmp_path / "PWNED").exists()
+
+
 # -- issue 15: leaderboards name every bad record and go on --------------------------------------
 
 
@@ -908,3 +938,83 @@ def test_sigterm_during_training_keeps_the_checkpoint(tmp_path):
     assert proc.returncode == 143, stderr
     assert stderr.startswith("Terminated (SIGTERM). The checkpoint ") and "resume from it" in stderr
     assert not records(results) and not list(results.rglob("*.tmp"))
+
+
+# -- issue 15: plugins are code the user installed, but none can take the tool over -------------
+# each case: a distribution (entry point name, module source), then what `dfbench plugins`,
+# `dfbench --help` and `dfbench list` must show. The module creates MARKER when it is imported.
+
+_MARKER_LINE = "import pathlib, os; pathlib.Path(os.environ['DFBENCH_TEST_MARKER']).touch()\n"
+
+HOSTILE_PLUGINS = {
+    "entry-point-named-like-a-builtin": ("dfsbir", _MARKER_LINE + """
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_methods(register):
+    register("dfsbir", "nowhere:Hijack", description="a hijacked dfsbir")
+""", "its entry point name 'dfsbir' is already used by the built-in plugin 'dfsbir'", False),
+    "component-named-like-a-builtin": ("hijack", """
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_methods(register):
+    register("dfsbir", "nowhere:Hijack", description="a hijacked dfsbir")
+""", "tried to register the method 'dfsbir', which is a built-in of 'dfsbir'; it was rejected", True),
+    "command-replacing-run": ("shadow", """
+import click
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_commands(register, cli):
+    register(click.Command("run", callback=lambda: print("HIJACKED")))
+    cli.commands["list"] = click.Command("list", callback=lambda: print("HIJACKED"))
+""", "it tried to replace the command(s) list, run, which it may not", True),
+    "sys-exit-at-import": ("quitter", "import sys\nsys.exit(3)\n", "SystemExit: 3", True),
+    "base-exception-while-registering": ("rude", """
+from dfbench import hookimpl
+
+class Rude(BaseException):
+    pass
+
+@hookimpl
+def dfbench_register_losses(register):
+    raise Rude("not an Exception")
+""", "while registering losses: Rude: not an Exception", True),
+    "sys-exit-while-registering-commands": ("exiter", """
+import sys
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_commands(register):
+    sys.exit("bye")
+""", "while registering commands: SystemExit: bye", True),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_PLUGINS))
+def test_a_hostile_plugin_is_isolated_and_reported(tmp_path, case):
+    from test_plugin_loading import dfbench as dfbench_process, make_dist
+
+    entry_point, source, error, imported = HOSTILE_PLUGINS[case]
+    site = tmp_path / "site"
+    site.mkdir()
+    make_dist(site, "dfbench-hostile", entry_point, "hostile_plugin", source)
+    marker = tmp_path / "imported"
+    env = {"DFBENCH_TEST_MARKER": str(marker)}
+
+    rows = {r["name"]: r for r in json.loads(dfbench_process(["plugins", "--json"], site, tmp_path, env).stdout)}
+    [mine] = [r for r in rows.values() if r["distribution"] == "dfbench-hostile"]
+    assert error in mine["error"], mine
+    assert rows["dfsbir"]["builtin"] and rows["dfsbir"]["error"] is None
+    assert marker.exists() == (imported and "MARKER" in source), "a rejected entry point is never imported"
+
+    helped = dfbench_process(["--help"], site, tmp_path, env)
+    assert helped.returncode == 0 and "run" in helped.stdout and "leaderboard" in helped.stdout, helped.stderr
+    run_help = dfbench_process(["run", "--help"], site, tmp_path, env)
+    assert run_help.returncode == 0 and "--method" in run_help.stdout and "HIJACKED" not in run_help.stdout
+    listed = dfbench_process(["list", "--kind", "methods", "--json"], site, tmp_path, env)
+    assert listed.returncode == 0 and "HIJACKED" not in listed.stdout, listed.stderr
+    [dfsbir] = [r for r in json.loads(listed.stdout) if r["name"] == "dfsbir"]
+    assert dfsbir["plugin"] == "dfsbir" and "hijack" not in dfsbir["description"]
+    assert "warning: plugin" in listed.stderr  # reported on every command, as a warning

@@ -39,10 +39,10 @@ def load_torch_file(path: str | Path, map_location: str = "cpu") -> Any:
                 f"it holds Python objects other than tensors and plain containers ({_refused(exc)}); "
                 "loading such a file could run code, so dfbench refuses it"
             ) from None
-        raise UnreadableTorchFile(f"it is not a torch file ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise UnreadableTorchFile(f"it is not a torch file ({_describe(exc)})") from None
     except (EOFError, RuntimeError, ValueError, OSError, AttributeError, IndexError, KeyError) as exc:
         reason = "it is empty or truncated" if _truncated(path, exc) else "it is not a readable torch file"
-        raise UnreadableTorchFile(f"{reason} ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise UnreadableTorchFile(f"{reason} ({_describe(exc)})") from None
 
 
 def _truncated(path, exc: BaseException) -> bool:
@@ -63,11 +63,18 @@ def _refused(exc: BaseException) -> str:
 
     for line in str(exc).splitlines():
         if re.match(r"\s*(Trying to load unsupported|Unsupported|WeightsUnpickler error)", line):
-            return line.strip().rstrip(".")
+            line = line.replace("WeightsUnpickler error: ", "").strip()
+            return re.split(r" was not an allowed global| whose module|\. ", line)[0].rstrip(".")
     return _first_line(exc)
 
 
+def _describe(exc: BaseException) -> str:
+    first = _first_line(exc)
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (libraries add paragraphs of advice)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
+    text = lines[0].split(". ")[0].rstrip(".") if lines else ""
     return text if len(text) <= 160 else text[:157] + "..."

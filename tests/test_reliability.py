@@ -1020,3 +1020,17 @@ def test_a_hostile_plugin_is_isolated_and_reported(tmp_path, case):
     [dfsbir] = [r for r in json.loads(listed.stdout) if r["name"] == "dfsbir"]
     assert dfsbir["plugin"] == "dfsbir" and "hijack" not in dfsbir["description"]
     assert "warning: plugin" in listed.stderr  # reported on every command, as a warning
+
+
+def test_no_code_path_unpickles_what_it_reads():
+    """docs/security.md: every torch file goes through dfbench.safeload; nothing else unpickles."""
+    repo = Path(__file__).resolve().parent.parent
+    forbidden = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load|torch\.load\(")
+    offenders = []
+    for path in sorted([*(repo / "dfbench").rglob("*.py"), *(repo / "plugins").rglob("*.py")]):
+        if path.name == "safeload.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if forbidden.search(line):
+                offenders.append(f"{path.relative_to(repo)}:{number}: {line.strip()}")
+    assert not offenders, offenders

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from dfbench import __version__
-from dfbench.errors import DfbenchError
+from dfbench.errors import DfbenchError, OutputPathError
 from dfbench.registry import KINDS
 
 
@@ -399,6 +399,8 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
             try:
                 execute_resolved(cfg, method, req, reporter)
                 counts["completed"] += 1
+            except OutputPathError:  # no record can be written either: stop the grid, exit 2
+                raise
             except KeyboardInterrupt as exc:
                 from dfbench import interrupts
 

@@ -1034,3 +1034,12 @@ def test_no_code_path_unpickles_what_it_reads():
             if forbidden.search(line):
                 offenders.append(f"{path.relative_to(repo)}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_bench_into_a_results_file_stops_before_any_work(tmp_path):
+    """A grid whose results folder cannot be written stops at once (no record could say why)."""
+    (tmp_path / "results.txt").write_text("my notes")
+    res = CliRunner().invoke(cli, ["bench", "smoke", "--quiet", "--device", "cpu", "--method", "dfsbir", "--results", str(tmp_path / "results.txt")])
+    assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
+    assert res.output.startswith("Error: The results folder") and res.output.count("\n") == 1, res.output
+    assert "is a file, not a folder" in res.output and (tmp_path / "results.txt").read_text() == "my notes"

@@ -335,7 +335,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
     from dfbench import suites
     from dfbench.progress import Reporter
     from dfbench.records import code_changed, pin_code_state, read_record, record_path
-    from dfbench.runner import RunRequest, data_identity, execute_resolved, resolve_request, run_identity, write_early_failure
+    from dfbench.runner import RunRequest, execute_resolved, planned_run_id, resolve_request, write_early_failure
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
@@ -371,13 +371,12 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
             name = f"{item.label} / {item.dataset} / seed {item.seed}"
             try:
                 cfg, method = resolve_request(req)
-                rid = run_identity(cfg, data_identity(cfg))
             except DfbenchError as exc:
                 counts["failed"] += 1
                 reporter.log(f"FAILED {name}: {exc}")
                 task.advance(1)
                 continue
-            path = record_path(results, cfg["dataset"], cfg["method"], rid)
+            path = record_path(results, cfg["dataset"], cfg["method"], planned_run_id(cfg))
             existing = read_record(path)
             done = existing is not None and existing.get("status") == "completed"
             if dry_run:

@@ -137,6 +137,15 @@ def run_identity(cfg: dict, data: dict | None) -> str:
     return f"{cfgmod.config_hash(cfg)}-d{digest}-s{cfg['seed']}"
 
 
+def planned_run_id(cfg: dict) -> str:
+    """The run id under which a grid lists, skips and records a run: for data that cannot be read
+    (its error is recorded as the run's failure), the id of its root without a revision."""
+    try:
+        return run_identity(cfg, data_identity(cfg))
+    except DfbenchError:
+        return run_identity(cfg, {"root": str(Path(cfg["data"]["root"]).expanduser().resolve()), "revision": None})
+
+
 def preflight(req: RunRequest, record: Path, art: Path) -> Path:
     """Check every folder the run will write (results, its run folder, the cache) before any work,
     so a read-only or misnamed folder is an error up front, never a run lost at its end."""
@@ -363,10 +372,7 @@ def _record_head(cfg: dict, rid: str, status: str) -> dict:
 
 def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
     """Record a run that failed before training started (bench mode: the grid goes on)."""
-    try:
-        rid = run_identity(cfg, data_identity(cfg))
-    except DfbenchError:  # the data itself is bad: the record keeps the id without its revision
-        rid = run_identity(cfg, {"root": str(Path(cfg["data"]["root"]).expanduser().resolve()), "revision": None})
+    rid = planned_run_id(cfg)
     path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
     record = {
         **_record_head(cfg, rid, "failed"),

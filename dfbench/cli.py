@@ -334,7 +334,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
     """
     from dfbench import suites
     from dfbench.progress import Reporter
-    from dfbench.records import code_changed, pin_code_state, read_record, record_path
+    from dfbench.records import code_changed, is_completed, pin_code_state, read_record, record_path
     from dfbench.runner import RunRequest, execute_resolved, planned_run_id, resolve_request, write_early_failure
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
@@ -378,7 +378,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 continue
             path = record_path(results, cfg["dataset"], cfg["method"], planned_run_id(cfg))
             existing = read_record(path)
-            done = existing is not None and existing.get("status") == "completed"
+            done = is_completed(existing)
             if dry_run:
                 click.echo(f"{'done' if done else 'todo'}\t{name}\t{path}")
                 task.advance(1)

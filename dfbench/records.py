@@ -85,6 +85,12 @@ def record_problem(rec) -> str | None:
     return None
 
 
+def is_completed(rec: dict | None) -> bool:
+    """Whether ``rec`` is a valid completed record: what makes a run "already done". A record that
+    says completed but fails validation (a NaN metric, no metrics) is run again and replaced."""
+    return rec is not None and rec.get("status") == "completed" and record_problem(rec) is None
+
+
 def load_records(results: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
     """The valid run records under ``results`` and, for every file that looks like a record but
     cannot be used, (path, why). A file looks like a record when it is named like one

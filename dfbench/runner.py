@@ -19,7 +19,7 @@ from dfbench import config as cfgmod
 from dfbench import distributed as dist
 from dfbench.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.progress import Reporter
-from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
+from dfbench.records import SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
 
 
 @dataclass
@@ -213,7 +213,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
 
         dist.init(choose_device(cfg["device"]))
         existing = dist.broadcast_object(existing)
-    if existing is not None and existing.get("status") == "completed" and not req.force:
+    if is_completed(existing) and not req.force:
         return RunOutcome(existing, path, skipped=True)
     art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
     cache_dir = preflight(req, path, art)

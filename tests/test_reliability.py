@@ -9,6 +9,7 @@ tests/test_resume.py; same-seed determinism is tests/test_run.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -770,6 +771,23 @@ def test_another_data_root_is_another_run_with_its_own_teachers(tmp_path):
     write_image(a / "train" / "photo" / "cat" / "extra.jpg", "photo", seed=5)
     changed = run(a)
     assert changed["run_id"] != first["run_id"] and len(records(results)) == 4
+
+
+@pytest.mark.parametrize("content", ["{not json", "nan-metric"], ids=["corrupt-json", "completed-with-a-nan-metric"])
+def test_an_invalid_record_at_the_run_path_is_not_already_done(tmp_path, content):
+    """Only a valid completed record makes a run "already done": anything else is run again and
+    replaced (it used to print the NaN record's metrics as 'skipped')."""
+    results = tmp_path / "results"
+    sets = ("params.rounds=1", "params.log_every=1")
+    path = _run_folder(results, *sets).with_suffix(".json")
+    path.parent.mkdir(parents=True)
+    if content == "nan-metric":
+        content = json.dumps(_record(0, metrics={**_record()["metrics"], "mAP@all": float("nan")}))
+    path.write_text(content)
+    res = invoke(results, "--method", "dfsbir", *_sets(*sets), catch=False)
+    assert res.exit_code == 0 and "skipped" not in res.output, res.output
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and all(math.isfinite(v) for v in rec["metrics"].values())
 
 
 def test_run_ids_of_the_default_data_are_unchanged():

@@ -7,29 +7,50 @@ random-number generator (python, numpy, torch CPU and CUDA, the engine's own) an
 counter and curves so far. The file is written atomically, so a kill at any moment leaves either
 the previous checkpoint or the new one. On the CPU a resumed run ends with exactly the metrics of
 an uninterrupted one.
+
+A checkpoint is read back with :func:`dfbench.safeload.load_torch_file` (``weights_only``: a
+results folder from someone else runs no code), so everything saved is tensors and plain
+containers: the Python and NumPy generator states are stored as lists. A file that cannot be used
+(truncated, foreign, another config's) is named in a :class:`CheckpointWarning` and the run starts
+from round 0; the next save replaces it.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dfbench.fileio import atomic_torch_save
+from dfbench.safeload import UnreadableTorchFile, load_torch_file
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was found but cannot be resumed from; the run starts over."""
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every global generator's state, as tensors and plain lists (loadable with weights_only)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -64,13 +85,30 @@ class Checkpointer:
         if not self.enabled or not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:
-            return None
-        if not isinstance(state, dict) or state.get("config_hash") != self.config_hash:
-            return None
+            state = load_torch_file(self.path)
+        except UnreadableTorchFile as exc:
+            return self._refuse(str(exc))
+        if not isinstance(state, dict) or not isinstance(state.get("round"), int) or "rng" not in state:
+            return self._refuse("it is not a dfbench training checkpoint")
+        if state.get("config_hash") != self.config_hash:
+            return self._refuse(f"it belongs to another config (hash {state.get('config_hash')}, this run {self.config_hash})")
         self.last_round = self.resumed_from = int(state["round"])
         return state
+
+    def _refuse(self, reason: str) -> None:
+        """Say why the checkpoint found is not used (the run starts over; the next save replaces it)."""
+        warnings.warn(
+            f"ignoring the checkpoint {self.path}: {reason}; this run starts from round 0 and its first "
+            "checkpoint replaces the file",
+            CheckpointWarning,
+            stacklevel=3,
+        )
+        return None
+
+    @property
+    def resumable(self) -> bool:
+        """True once this run saved, or resumed from, a checkpoint a rerun can resume from."""
+        return self.enabled and self.last_round > 0 and self.path.is_file()
 
     def due(self, rounds_done: int) -> bool:
         return self.enabled and rounds_done - self.last_round >= self.every

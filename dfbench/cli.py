@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from dfbench import __version__
-from dfbench.errors import DfbenchError
+from dfbench.errors import DfbenchError, OutputPathError
 from dfbench.registry import KINDS
 
 
@@ -25,6 +25,10 @@ class DfbenchGroup(click.Group):
             return super().invoke(ctx)
         except DfbenchError as exc:
             _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM outside a run's own handling (issue 15)
+            from dfbench import interrupts
+
+            _fail(interrupts.early_message(exc), interrupts.exit_status(exc), prefix="")
 
     def main(self, *args, **kwargs):
         try:
@@ -33,10 +37,10 @@ class DfbenchGroup(click.Group):
             _fail(str(exc), exc.exit_code)
 
 
-def _fail(message: str, code: int = 2):
+def _fail(message: str, code: int = 2, prefix: str = "Error: "):
     # one paragraph, even when the message quotes a multi-line error of a library
     message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"{prefix}{message}", err=True)
     sys.exit(code)
 
 
@@ -169,7 +173,7 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         try:
             outcome = execute_resolved(cfg, method_obj, req, reporter)
         except KeyboardInterrupt as exc:
-            _interrupted(getattr(exc, "dfbench_checkpoint", None), len(seeds) > 1)
+            _interrupted(getattr(exc, "dfbench_checkpoint", None), len(seeds) > 1, exc)
         if outcome.skipped:
             reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
         else:
@@ -183,24 +187,28 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         _summary(outcomes)
 
 
-def _interrupted(checkpoint, several_seeds: bool):
-    """Ctrl-C in 'dfbench run': say what is kept and how to resume, exit 130 (no traceback)."""
+def _interrupted(checkpoint, several_seeds: bool, exc: BaseException):
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) in 'dfbench run': say what is kept and how to resume
+    (no traceback). A checkpoint is named only when a rerun can resume from it."""
+    from dfbench import interrupts
+
     done = " Seeds already finished are skipped." if several_seeds else ""
-    if checkpoint is not None and Path(checkpoint[0]).is_file():
+    stopped = interrupts.what(exc)
+    if checkpoint is not None and checkpoint[0] is not None and Path(checkpoint[0]).is_file():
         path, last_round, _ = checkpoint
         at = f" (round {last_round})" if last_round else ""
         message = (
-            f"Interrupted. The checkpoint {path}{at} is kept: run the same command again to resume "
+            f"{stopped}. The checkpoint {path}{at} is kept: run the same command again to resume "
             f"from it.{done}"
         )
     else:
         every = f" (one is saved every {checkpoint[2]} rounds, see checkpoint_every)" if checkpoint and checkpoint[2] > 0 else ""
         message = (
-            f"Interrupted before the first training checkpoint{every}, so no training is kept. Run the "
+            f"{stopped} before the first training checkpoint{every}, so no training is kept. Run the "
             f"same command again to start this run over.{done}"
         )
     click.echo(message, err=True)
-    sys.exit(130)
+    sys.exit(interrupts.exit_status(exc))
 
 
 def _summary(outcomes):
@@ -261,6 +269,10 @@ def leaderboard(results, out, check, suites_dir):
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
     tables, dataset_keys = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
     reported = lb.load_reported(suites_dir / "reported")
+    if not check:  # before any work: an --out that is a file or read-only is an error up front
+        from dfbench.fileio import check_writable_dir
+
+        check_writable_dir(out, "leaderboard folder", "--out")
     files = lb.render(lb.load_records(results), link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
     if check:
         stale = lb.check(files, out)
@@ -322,9 +334,8 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
     """
     from dfbench import suites
     from dfbench.progress import Reporter
-    from dfbench.records import code_changed, pin_code_state, read_record, record_path
-    from dfbench.runner import RunRequest, execute_resolved, resolve_request, write_early_failure
-    from dfbench import config as cfgmod
+    from dfbench.records import code_changed, is_completed, pin_code_state, read_record, record_path
+    from dfbench.runner import RunRequest, execute_resolved, planned_run_id, resolve_request, write_early_failure
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
@@ -365,9 +376,9 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 reporter.log(f"FAILED {name}: {exc}")
                 task.advance(1)
                 continue
-            path = record_path(results, cfg["dataset"], cfg["method"], cfgmod.run_id(cfg))
+            path = record_path(results, cfg["dataset"], cfg["method"], planned_run_id(cfg))
             existing = read_record(path)
-            done = existing is not None and existing.get("status") == "completed"
+            done = is_completed(existing)
             if dry_run:
                 click.echo(f"{'done' if done else 'todo'}\t{name}\t{path}")
                 task.advance(1)
@@ -387,8 +398,13 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
             try:
                 execute_resolved(cfg, method, req, reporter)
                 counts["completed"] += 1
-            except KeyboardInterrupt:
-                _fail("Interrupted. Run the same command again: finished runs are skipped and the interrupted one resumes from its checkpoint.", 130)
+            except OutputPathError:  # no record can be written either: stop the grid, exit 2
+                raise
+            except KeyboardInterrupt as exc:
+                from dfbench import interrupts
+
+                _fail(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the interrupted "
+                      "one resumes from its last checkpoint if it saved one.", interrupts.exit_status(exc), prefix="")
             except Exception as exc:  # a failed run is recorded and the grid goes on
                 counts["failed"] += 1
                 if read_record(path) is None or read_record(path).get("status") != "failed":
@@ -440,6 +456,9 @@ _register_plugin_commands()
 
 
 def main():
+    from dfbench.interrupts import handle_sigterm
+
+    handle_sigterm()  # SIGTERM: a message and exit 143, like Ctrl-C's 130 (dfbench.interrupts)
     cli(prog_name="dfbench")
 
 

@@ -819,13 +819,16 @@ def _same(a, b, device) -> bool:
 
 
 def _torch_round_trip(state: dict) -> dict:
-    """``state`` through ``torch.save``/``torch.load`` (what a checkpoint does)."""
+    """``state`` through ``torch.save`` and dfbench's safe loader (what a checkpoint does: a state
+    that holds objects other than tensors and plain containers cannot be resumed from)."""
     import torch
+
+    from dfbench.safeload import load_torch_file
 
     buf = io.BytesIO()
     torch.save(state, buf)
     buf.seek(0)
-    return torch.load(buf, map_location="cpu", weights_only=False)
+    return load_torch_file(buf)
 
 
 def _leaves(value):

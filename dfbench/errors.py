@@ -44,3 +44,7 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     if len(matches) == 1:
         return f" Did you mean '{matches[0]}'?"
     return " Did you mean " + ", ".join(f"'{m}'" for m in matches[:-1]) + f" or '{matches[-1]}'?"
+
+
+class OutputPathError(DfbenchError):
+    """A folder dfbench must write to is a file, read-only or otherwise unusable."""

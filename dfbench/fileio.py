@@ -61,3 +61,35 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
     with atomic_open(path, "wb") as fh:
         torch.save(obj, fh)
+
+
+def check_writable_dir(path: str | Path, what: str, option: str) -> None:
+    """Raise :class:`dfbench.errors.OutputPathError` unless ``path`` is, or can become, a writable
+    folder: checked before any work, so that a run never finishes its training and then loses it.
+
+    ``what`` names the folder in the message (e.g. "results folder"), ``option`` the command-line
+    option that sets it. Nothing is created: the deepest existing ancestor is probed with a
+    temporary file, removed at once."""
+    from dfbench.errors import OutputPathError
+
+    path = Path(path).expanduser()
+    fix = f"Pass a writable folder with {option}."
+    existing = path
+    while not existing.exists() and not existing.is_symlink():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.is_file() or (existing.exists() and not existing.is_dir()):
+        where = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise OutputPathError(f"The {what} {path} {where}, not a folder. {fix}")
+    if not existing.exists():
+        raise OutputPathError(f"The {what} {path} cannot be created: {existing} is a broken link. {fix}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dfbench-write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        where = "" if existing == path else f" (its nearest existing folder {existing} is not writable)"
+        raise OutputPathError(
+            f"The {what} {path} is not writable{where}: {exc.strerror or exc}. {fix}"
+        ) from None

@@ -261,6 +261,7 @@ def list_image_files(folder: str | Path, with_stats: bool = False) -> tuple[list
         for entry in it:
             if entry.name.startswith("."):
                 continue
+            check_entry_name(entry.path)
             try:
                 is_file = entry.is_file()
             except OSError:
@@ -280,6 +281,40 @@ def list_image_files(folder: str | Path, with_stats: bool = False) -> tuple[list
     return files, skipped
 
 
+def check_entry_name(path: str) -> None:
+    """Refuse a file or folder name that is not valid UTF-8: it could be neither written in a
+    record or split manifest nor matched across machines."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise DataError(
+            f"The name of {shown} is not valid UTF-8 (the bytes shown as \\x.. escapes), so dfbench cannot "
+            "record it. Rename it to a UTF-8 name (for example with 'convmv -f latin1 -t utf8 -r --notest "
+            "DIR'), or remove it."
+        ) from None
+
+
+def _is_class_dir(entry, folder: Path) -> bool:
+    """Whether a ``folder`` entry is a class folder; a link that loops (to itself, or to a folder
+    that contains it) is an error: it would list the data tree inside itself."""
+    try:
+        if not entry.is_dir():
+            return False
+        if entry.is_symlink():
+            target = Path(entry.path).resolve(strict=True)
+            here = Path(folder).resolve()
+            if target == here or target in here.parents:
+                raise OSError(40, "it links to a folder that contains it")
+        return True
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DataError(
+            f"{entry.path} is a symbolic link loop ({reason}). Remove the link, or make it point at a "
+            "folder of images outside the data tree."
+        ) from None
+
+
 def scan_image_tree(folder: str | Path, with_stats: bool = False) -> ImageTree:
     """List ``folder/<class>/<image files>``; stray files at the class level are ignored (noted)."""
     folder = Path(folder)
@@ -289,7 +324,8 @@ def scan_image_tree(folder: str | Path, with_stats: bool = False) -> ImageTree:
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        check_entry_name(entry.path)
+        if _is_class_dir(entry, folder):
             files, skipped = list_image_files(entry.path, with_stats=with_stats)
             tree.classes[entry.name] = files
             tree.ignored.extend(skipped)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 import subprocess
 import sys
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,11 +35,100 @@ def artifacts_dir(results: Path, dataset: str, method: str, run_id: str) -> Path
 
 
 def read_record(path: Path) -> dict | None:
-    """The record at ``path``, or None when absent or unreadable."""
+    """The record at ``path``, or None when absent or unreadable (a folder, a file of another kind)."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # FileNotFoundError, IsADirectoryError, JSONDecodeError, UnicodeDecodeError
         return None
+    return rec if isinstance(rec, dict) else None
+
+
+class BadRecordWarning(UserWarning):
+    """A file under a results folder looks like a run record but cannot be used."""
+
+
+#: file names of records: ``<config_hash>[-d<data digest>]-s<seed>.json``
+RECORD_NAME = re.compile(r"^[0-9a-f]{12}(-d[0-9a-f]{8})?-s-?\d+\.json$")
+STATUSES = ("completed", "failed", "running")
+
+
+def record_problem(rec) -> str | None:
+    """Why a parsed record cannot enter a leaderboard, or None when it can."""
+    if not isinstance(rec, dict):
+        return f"it holds a JSON {type(rec).__name__}, not a record object"
+    schema = rec.get("schema")
+    if schema != SCHEMA:
+        return f"its schema is {schema!r}; this dfbench reads {SCHEMA!r} (run it again with this version)"
+    for key, kind in (("dataset", str), ("method", str), ("config_hash", str), ("status", str)):
+        if not isinstance(rec.get(key), kind) or not rec.get(key):
+            return f"it has no valid '{key}' (found {rec.get(key)!r})"
+    seed = rec.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return f"it has no integer 'seed' (found {seed!r})"
+    if rec["status"] not in STATUSES:
+        return f"its status {rec['status']!r} is none of {', '.join(STATUSES)}"
+    metrics = rec.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        return f"its 'metrics' is a {type(metrics).__name__}, not an object"
+    if rec["status"] == "completed":
+        if not metrics:
+            return "it is marked completed but holds no metrics"
+        missing = [k for k in METRIC_KEYS if k not in metrics]
+        if missing:
+            return f"it is marked completed but lacks the metric(s) {', '.join(missing)}"
+        for key in METRIC_KEYS:
+            value = metrics[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"its metric {key} is {value!r}, not a number"
+            if not math.isfinite(value):
+                return f"its metric {key} is {value}, not a finite number (a diverged run is no result)"
+    return None
+
+
+def is_completed(rec: dict | None) -> bool:
+    """Whether ``rec`` is a valid completed record: what makes a run "already done". A record that
+    says completed but fails validation (a NaN metric, no metrics) is run again and replaced."""
+    return rec is not None and rec.get("status") == "completed" and record_problem(rec) is None
+
+
+def load_records(results: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """The valid run records under ``results`` and, for every file that looks like a record but
+    cannot be used, (path, why). A file looks like a record when it is named like one
+    (:data:`RECORD_NAME`) or its JSON declares a ``dfbench.run`` schema; other JSON files (a run's
+    ``split.json``, foreign files) are not records and are passed over in silence."""
+    records, problems = [], []
+    for path in sorted(Path(results).rglob("*.json")):
+        named = bool(RECORD_NAME.match(path.name))
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"), parse_constant=_keep_constant)
+        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            if named:
+                problems.append((path, f"it is not readable JSON ({type(exc).__name__}: {exc})"))
+            continue
+        declared = isinstance(rec, dict) and str(rec.get("schema", "")).startswith("dfbench.run")
+        if not (named or declared):
+            continue
+        problem = record_problem(rec)
+        if problem is None:
+            rec["_path"] = str(path)
+            records.append(rec)
+        else:
+            problems.append((path, problem))
+    return records, problems
+
+
+def _keep_constant(name: str) -> float:
+    """NaN and Infinity parse as floats (Python writes them), so the validation can name them."""
+    return float(name.lower().replace("infinity", "inf"))
+
+
+def load_valid_records(results: Path) -> list[dict]:
+    """The valid run records under ``results``; each file left out is named in a
+    :class:`BadRecordWarning` that says why (a leaderboard never silently drops or trusts one)."""
+    records, problems = load_records(results)
+    for path, why in problems:
+        warnings.warn(f"leaving out {path}: {why}", BadRecordWarning, stacklevel=2)
+    return records
 
 
 def write_record(path: Path, record: dict) -> None:

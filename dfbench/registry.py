@@ -80,12 +80,19 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         # name -> every plugin that registered it, for names registered more than once
         self.conflicts: dict[str, list[str]] = {}
+        self.builtin_names: set[str] = set()
 
-    def add(self, name: str, target: Any, *, plugin: str, description: str = "", **extra) -> Entry:
+    def add(self, name: str, target: Any, *, plugin: str, description: str = "", builtin: bool = False, **extra) -> Entry:
         if not isinstance(name, str) or not name:
             raise DfbenchError(
                 f"Plugin '{plugin}' tried to register a {KIND_NOUN[self.kind]} without a name; "
                 "pass a non-empty string as the first argument of register()."
+            )
+        if name in self.builtin_names and not builtin:  # a built-in name is never taken over
+            raise DuplicateNameError(
+                f"Plugin '{plugin}' tried to register the {KIND_NOUN[self.kind]} '{name}', which is a "
+                f"built-in of '{self._entries[name].plugin}'; it was rejected and the built-in is used. "
+                "Register it under another name."
             )
         if name in self._entries:
             other = self._entries[name]
@@ -98,6 +105,8 @@ class Registry:
             )
         entry = Entry(self.kind, name, target, plugin, description or "", dict(extra))
         self._entries[name] = entry
+        if builtin:
+            self.builtin_names.add(name)
         return entry
 
     def get(self, name: str) -> Entry:
@@ -136,16 +145,17 @@ class Registry:
     def remove_plugin(self, plugin: str) -> None:
         for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
             del self._entries[name]
+            self.builtin_names.discard(name)
         for name, plugins in list(self.conflicts.items()):
             if plugin in plugins:
                 del self.conflicts[name]
 
 
-def make_register(registry: Registry, plugin: str) -> Callable[..., Entry]:
+def make_register(registry: Registry, plugin: str, builtin: bool = False) -> Callable[..., Entry]:
     """The ``register`` callback handed to one plugin's hook implementation."""
 
     def register(name: str, target: Any, description: str = "", **extra) -> Entry:
-        return registry.add(name, target, plugin=plugin, description=description, **extra)
+        return registry.add(name, target, plugin=plugin, description=description, builtin=builtin, **extra)
 
     register.__doc__ = f"Register a {KIND_NOUN[registry.kind]}: register(name, target, description=...)."
     return register

@@ -7,7 +7,9 @@ evaluation, timings and the record. Methods only ``fit``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -15,9 +17,9 @@ from pathlib import Path
 
 from dfbench import config as cfgmod
 from dfbench import distributed as dist
-from dfbench.errors import ConfigError, DfbenchError
+from dfbench.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.progress import Reporter
-from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
+from dfbench.records import SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
 
 
 @dataclass
@@ -48,7 +50,7 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
     """Resolved config and the method object of a request (raises on bad names or keys)."""
     from dfbench.plugins import registry
 
-    file_cfg = cfgmod.load_yaml(req.config_file) if req.config_file else {}
+    file_cfg = _load_config_file(req.config_file) if req.config_file else {}
     overrides = cfgmod.parse_set(req.overrides)
     method_name = req.method or file_cfg.get("method")
     if not method_name:
@@ -75,12 +77,10 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
     return cfg, method_cls()
 
 
-def load_benchmark(cfg: dict, cache_dir: Path):
+def dataset_options(cfg: dict, cache_dir: Path | None):
     from dfbench.datasets import DatasetOptions
-    from dfbench.plugins import registry
 
-    plugin = registry("datasets").load(cfg["dataset"])()
-    opts = DatasetOptions(
+    return DatasetOptions(
         data_root=Path(cfg["data"]["root"]).expanduser() if cfg["data"]["root"] else None,
         image_size=int(cfg["data"]["image_size"]),
         seed=int(cfg["data"]["seed"]),
@@ -88,7 +88,112 @@ def load_benchmark(cfg: dict, cache_dir: Path):
         skip_bad_images=bool(cfg["data"]["skip_bad_images"]),
         extra=dict(cfg["data"]["options"]),
     )
-    return plugin.load(opts)
+
+
+def _load_config_file(path: str) -> dict:
+    """The YAML config file at ``path``; a file that is not text is a one-paragraph error."""
+    try:
+        return cfgmod.load_yaml(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {exc.start} cannot be decoded): is it the right "
+            "file? Save the config as plain UTF-8 YAML."
+        ) from None
+
+
+def load_benchmark(cfg: dict, cache_dir: Path):
+    from dfbench.plugins import registry
+
+    plugin = registry("datasets").load(cfg["dataset"])()
+    return plugin.load(dataset_options(cfg, cache_dir))
+
+
+def data_identity(cfg: dict) -> dict | None:
+    """Where the data of a run lies and which revision of its content it is, when the run names a
+    data root (None for a dataset's default data: generated, or under $DFBENCH_DATA).
+
+    Part of a run's identity (:func:`run_identity`): the same config on another data root, or on
+    the same root after its content changed, is another run with its own record. The revision comes
+    from the dataset's ``revision(options)`` when it has one (the ``folder`` datasets list the files,
+    without decoding them); bad data fails here, before anything is written."""
+    root = cfg["data"]["root"]
+    if not root:
+        return None
+    from dfbench.plugins import registry
+
+    plugin = registry("datasets").load(cfg["dataset"])()
+    revision_of = getattr(plugin, "revision", None)
+    revision = revision_of(dataset_options(cfg, None)) if callable(revision_of) else None
+    return {"root": str(Path(root).expanduser().resolve()), "revision": revision}
+
+
+def run_identity(cfg: dict, data: dict | None) -> str:
+    """The run id: ``<config_hash>-s<seed>`` for a dataset's default data (the ids of every record
+    made before data roots entered the identity), ``<config_hash>-d<digest>-s<seed>`` for a data
+    root, where the digest covers the resolved root and the content revision."""
+    if data is None:
+        return cfgmod.run_id(cfg)
+    digest = hashlib.sha256(cfgmod.canonical_json(data).encode()).hexdigest()[:8]
+    return f"{cfgmod.config_hash(cfg)}-d{digest}-s{cfg['seed']}"
+
+
+def planned_run_id(cfg: dict) -> str:
+    """The run id under which a grid lists, skips and records a run: for data that cannot be read
+    (its error is recorded as the run's failure), the id of its root without a revision."""
+    try:
+        return run_identity(cfg, data_identity(cfg))
+    except DfbenchError:
+        return run_identity(cfg, {"root": str(Path(cfg["data"]["root"]).expanduser().resolve()), "revision": None})
+
+
+def preflight(req: RunRequest, record: Path, art: Path) -> Path:
+    """Check every folder the run will write (results, its run folder, the cache) before any work,
+    so a read-only or misnamed folder is an error up front, never a run lost at its end."""
+    from dfbench.datasets import default_cache_dir
+    from dfbench.fileio import check_writable_dir
+
+    check_writable_dir(req.results, "results folder", "--results")
+    check_writable_dir(art, "run folder", "--results")
+    for target in (record, art / "checkpoint.pt"):
+        if target.is_dir():
+            raise OutputPathError(
+                f"{target} is a folder, so the run could not write its file there. Move or remove that "
+                "folder (or pass another --results)."
+            )
+    cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
+    check_writable_dir(cache_dir, "cache folder", "--cache-dir (or $DFBENCH_CACHE)")
+    return cache_dir
+
+
+def components_used(cfg: dict) -> dict:
+    """The plugin, distribution and version of every component the run uses (the record names the
+    code behind its number; a plugin can never stand in for another unseen)."""
+    from dfbench.plugins import component_origin
+
+    used = {"method": ("methods", cfg["method"]), "dataset": ("datasets", cfg["dataset"]),
+            "teachers": ("teachers", cfg["teachers"]["loader"])}
+    params = cfg.get("params") or {}
+    if isinstance(params.get("inversion"), dict) and params["inversion"].get("strategy"):
+        used["inversion"] = ("inversions", params["inversion"]["strategy"])
+    if isinstance(params.get("alignment"), dict) and params["alignment"].get("loss"):
+        used["alignment"] = ("losses", params["alignment"]["loss"])
+    return {role: component_origin(kind, name) for role, (kind, name) in used.items()}
+
+
+def check_finite_metrics(metrics: dict) -> None:
+    """A metric that is NaN or infinite is no result: the run is recorded as failed."""
+    bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+    if bad:
+        raise MetricsNotFiniteError(
+            "The evaluation gave non-finite metrics ("
+            + ", ".join(f"{k} = {v}" for k, v in bad.items())
+            + "): the students' embeddings hold NaN or infinite values. The run is recorded as failed, "
+            "not as a result. Lower the learning rates (params.optimizer.lr) and run again."
+        )
+
+
+class MetricsNotFiniteError(DfbenchError):
+    """The evaluation of a trained model gave a NaN or infinite metric."""
 
 
 def execute(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
@@ -98,10 +203,9 @@ def execute(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
 
 
 def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> RunOutcome:
-    from dfbench.datasets import default_cache_dir
-
     chash = cfgmod.config_hash(cfg)
-    rid = cfgmod.run_id(cfg)
+    data_id = data_identity(cfg)
+    rid = run_identity(cfg, data_id)
     path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
     existing = read_record(path)
     if dist.requested():  # under torchrun: start the process group; every rank follows rank 0's results
@@ -109,8 +213,11 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
 
         dist.init(choose_device(cfg["device"]))
         existing = dist.broadcast_object(existing)
-    if existing is not None and existing.get("status") == "completed" and not req.force:
+    if is_completed(existing) and not req.force:
         return RunOutcome(existing, path, skipped=True)
+    art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
+    cache_dir = preflight(req, path, art)
+    components = components_used(cfg)
 
     import torch
 
@@ -121,12 +228,11 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     from dfbench.reproducibility import choose_device, make_deterministic, seed_everything
 
     device = dist.init(choose_device(cfg["device"]))  # under torchrun: this rank's device
-    cache_dir = Path(req.cache_dir) if req.cache_dir else default_cache_dir()
-    art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
     record = {
         **_record_head(cfg, rid, "running"),
         "config": cfg,
         "config_hash": chash,
+        "components": components,
         "teachers": {},
         "timing": {},
         "env": environment(device),
@@ -135,6 +241,8 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         "finished_at": None,
         "artifacts": str(art.relative_to(req.results)) if art.is_relative_to(req.results) else str(art),
     }
+    if data_id is not None:
+        record["data_identity"] = data_id
     if dist.active():
         record["env"]["backend"] = dist.backend()
     from dfbench.perf import Perf
@@ -180,7 +288,9 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         embeddings: dict = {}
         metrics = evaluate_embedder(embedder, benchmark, device, int(cfg["eval"]["batch_size"]), reporter, keep=embeddings)
         timing["eval"] = round(time.perf_counter() - t, 3)
-        record["metrics"] = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+        scores = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+        check_finite_metrics(scores)  # a NaN is a failed run (its record holds no metric), never a result
+        record["metrics"] = scores
         record["status"] = "completed"
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
@@ -196,7 +306,8 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
     except KeyboardInterrupt as exc:
         # the checkpoint (if any) stays; no record: the run is not over
         ckpt = ctx.checkpointer if ctx is not None else None
-        exc.dfbench_checkpoint = (ckpt.path, ckpt.last_round, ckpt.every) if ckpt is not None else None
+        # name the checkpoint only when a rerun can resume from it (never a foreign or refused file)
+        exc.dfbench_checkpoint = (ckpt.path if ckpt.resumable else None, ckpt.last_round, ckpt.every) if ckpt is not None else None
         raise
     except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
         _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=traceback.format_exc())
@@ -261,7 +372,7 @@ def _record_head(cfg: dict, rid: str, status: str) -> dict:
 
 def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
     """Record a run that failed before training started (bench mode: the grid goes on)."""
-    rid = cfgmod.run_id(cfg)
+    rid = planned_run_id(cfg)
     path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
     record = {
         **_record_head(cfg, rid, "failed"),

@@ -61,18 +61,36 @@ def test_registered_test_plugin_and_unregister(plugin_system):
     assert "my-loss" not in plugin_system.registry("losses")
 
 
-def test_duplicate_names_name_both_plugins(plugin_system):
+def test_a_plugin_cannot_take_a_builtin_name(plugin_system):
+    """The built-in keeps its name; the plugin that tried is reported (docs/security.md)."""
     try:
         plugin_system.register_plugin(_Dup(), name="dup-test")
-        with pytest.raises(DuplicateNameError) as exc:
-            plugin_system.registry("methods").get("dfsbir")
-        assert "dfsbir" in str(exc.value) and "dup-test" in str(exc.value)
-        assert plugin_system.info["dup-test"].error
+        assert plugin_system.registry("methods").get("dfsbir").plugin == "dfsbir"
+        error = plugin_system.info["dup-test"].error
+        assert "'dfsbir', which is a built-in of 'dfsbir'; it was rejected" in error
         # other components keep working
         assert "shapes" in plugin_system.registry("datasets")
     finally:
         plugin_system.unregister_plugin("dup-test")
     assert plugin_system.registry("methods").get("dfsbir").plugin == "dfsbir"
+
+
+class _Twin:
+    @hookimpl
+    def dfbench_register_methods(self, register):
+        register("twin-method", "nowhere:Nothing", description="registered by two plugins")
+
+
+def test_duplicate_names_of_two_plugins_name_both(plugin_system):
+    try:
+        plugin_system.register_plugin(_Twin(), name="twin-a")
+        plugin_system.register_plugin(_Twin(), name="twin-b")
+        with pytest.raises(DuplicateNameError) as exc:
+            plugin_system.registry("methods").get("twin-method")
+        assert "twin-a" in str(exc.value) and "twin-b" in str(exc.value)
+    finally:
+        plugin_system.unregister_plugin("twin-a")
+        plugin_system.unregister_plugin("twin-b")
 
 
 class _Broken:

@@ -9,11 +9,14 @@ tests/test_resume.py; same-seed determinism is tests/test_run.py.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from PIL import Image
 from dfbench.cli import cli
 from dfbench.imageio import BadImageWarning
 from dfbench.records import METRIC_KEYS
+from dfbench.safeload import load_torch_file
 
 TINY = ["data.options.train_per_class=24", "data.options.test_per_class=12"]
 
@@ -177,6 +181,128 @@ def _not_a_torch_file(tmp):
     )]
 
 
+class Evil:
+    """Unpickling this creates MARKER: proof that a loaded file ran code."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def evil_torch_file(path: Path, marker: Path) -> Path:
+    """A torch file whose loading with a full unpickler would create ``marker``."""
+    evil = Evil()
+    evil.marker = str(marker)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "round": 4, "x": evil}, path)
+    return path
+
+
+def read_only_folder(tmp: Path) -> Path:
+    """A folder nobody can write to: chmod 555 for a normal user; root writes anywhere, so as root
+    a path under /sys (read-only in containers and for root on most systems)."""
+    if os.geteuid() != 0:
+        folder = tmp / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder / "inside"
+    return Path("/sys/dfbench-reliability-test")
+
+
+def _symlink_loop(tmp):
+    root = make_tree(tmp / "d")
+    (root / "train" / "photo" / "loop").symlink_to(root / "train" / "photo")  # a class folder containing itself
+    return _folder(root)
+
+
+def _self_link(tmp):
+    root = make_tree(tmp / "d")
+    (root / "test" / "sketch" / "selfie").symlink_to(root / "test" / "sketch" / "selfie")
+    return _folder(root)
+
+
+def _non_utf8_name(tmp):
+    root = make_tree(tmp / "d")
+    folder = os.fsencode(root / "train" / "sketch" / "dog")
+    with open(os.path.join(folder, b"caf\xe9.png"), "wb") as fh:
+        fh.write((root / "train" / "sketch" / "dog" / "dog_0.png").read_bytes())
+    return _folder(root)
+
+
+def _single_class(tmp):
+    return _folder(make_tree(tmp / "d", classes=("cat",)))
+
+
+def _every_image_of_a_split_unreadable(tmp):
+    root = make_tree(tmp / "d")
+    for image in (root / "test" / "photo").rglob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    return _folder(root, "--skip-bad-images")
+
+
+def _results_is_a_file(tmp):
+    (tmp / "results.txt").write_text("my notes")
+    return ["--method", "dfsbir", "--results", str(tmp / "results.txt")]
+
+
+def _results_under_a_file(tmp):
+    (tmp / "results.txt").write_text("my notes")
+    return ["--method", "dfsbir", "--results", str(tmp / "results.txt" / "sub")]
+
+
+def _results_read_only(tmp):
+    return ["--method", "dfsbir", "--results", str(read_only_folder(tmp))]
+
+
+def _cache_is_a_file(tmp):
+    (tmp / "cache").write_text("x")
+    return ["--method", "dfsbir", "--cache-dir", str(tmp / "cache")]
+
+
+def _cache_read_only(tmp):
+    return ["--method", "dfsbir", "--cache-dir", str(read_only_folder(tmp))]
+
+
+def _record_path_is_a_folder(tmp):
+    """Someone made a folder where the run's record goes (the run would finish, then fail to write)."""
+    from dfbench.runner import RunRequest, resolve_request, run_identity
+
+    req = RunRequest(method="dfsbir", profile="smoke", overrides=TINY)
+    cfg, _ = resolve_request(req)
+    results = tmp / "res"
+    (results / "shapes" / "dfsbir" / f"{run_identity(cfg, None)}.json").mkdir(parents=True)
+    return ["--method", "dfsbir", "--results", str(results)]
+
+
+def _evil_teacher_file(tmp):
+    evil_torch_file(tmp / "m.pt", tmp / "PWNED")
+    evil_torch_file(tmp / "u.pt", tmp / "PWNED")
+    return ["--method", "dfsbir", *_sets(
+        "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}",
+        f"teachers.checkpoints.modality={tmp / 'm.pt'}",
+    )]
+
+
+def _truncated_teacher_file(tmp):
+    torch.save({"w": torch.zeros(1000)}, tmp / "full.pt")
+    for role in ("m", "u"):
+        (tmp / f"{role}.pt").write_bytes((tmp / "full.pt").read_bytes()[:300])
+    return ["--method", "dfsbir", *_sets(
+        "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}",
+        f"teachers.checkpoints.modality={tmp / 'm.pt'}",
+    )]
+
+
+def _yaml_with_python_tag(tmp):
+    (tmp / "evil.yaml").write_text(f"params: !!python/object/apply:os.system ['touch {tmp / 'PWNED'}']\n")
+    return ["--method", "dfsbir", "--config", str(tmp / "evil.yaml")]
+
+
+def _binary_config(tmp):
+    (tmp / "bin.yaml").write_bytes(b"\xff\xfe\x00 not text")
+    return ["--method", "dfsbir", "--config", str(tmp / "bin.yaml")]
+
+
 BAD_INPUT = {
     # data
     "no-data-root": (_no_data_root, ["'folder' dataset reads your own images and needs --data-root DIR"]),
@@ -218,6 +344,30 @@ BAD_INPUT = {
         "teachers.loader=checkpoint", f"teachers.checkpoints.unified={tmp / 'u.pt'}", f"teachers.checkpoints.modality={tmp / 'm.pt'}",
     )], ["m.pt (role 'modality') does not exist"]),
     "teacher-checkpoint-not-torch": (_not_a_torch_file, ["could not be read as a torch file", "torch.save(model.state_dict(), path)"]),
+    # issue 15: config files are data
+    "yaml-with-a-python-tag": (_yaml_with_python_tag, ["could not determine a constructor for the tag", "only plain YAML is accepted (no custom tags)"]),
+    "config-file-not-text": (_binary_config, ["bin.yaml is not UTF-8 text (byte 0 cannot be decoded)", "Save the config as plain UTF-8 YAML."]),
+    # issue 15: data edge cases
+    "data-symlink-loop": (_symlink_loop, ["train/photo/loop is a symbolic link loop (it links to a folder that contains it)", "Remove the link"]),
+    "data-link-to-itself": (_self_link, ["test/sketch/selfie is a symbolic link loop (Too many levels of symbolic links)"]),
+    "file-name-not-utf8": (_non_utf8_name, ["train/sketch/dog/caf\\xe9.png is not valid UTF-8", "Rename it to a UTF-8 name"]),
+    "single-class-dataset": (_single_class, ["has a single class ('cat')", "Retrieval needs at least two classes", "every metric is 1.0"]),
+    "skip-bad-images-skips-a-whole-split": (_every_image_of_a_split_unreadable, [
+        "Every one of the 6 test photo files", "--skip-bad-images skipped them all and nothing is left to evaluate",
+    ]),
+    # issue 15: output folders, checked before any work
+    "results-is-a-file": (_results_is_a_file, ["The results folder", "results.txt is a file, not a folder. Pass a writable folder with --results."]),
+    "results-under-a-file": (_results_under_a_file, ["results.txt/sub cannot be created:", "results.txt is a file"]),
+    "results-read-only": (_results_read_only, ["is not writable", "Pass a writable folder with --results."]),
+    "cache-dir-is-a-file": (_cache_is_a_file, ["The cache folder", "is a file, not a folder", "--cache-dir (or $DFBENCH_CACHE)"]),
+    "cache-dir-read-only": (_cache_read_only, ["The cache folder", "is not writable"]),
+    "record-path-is-a-folder": (_record_path_is_a_folder, [".json is a folder, so the run could not write its file there"]),
+    # issue 15: files that are data never run code
+    "teacher-checkpoint-malicious-pickle": (_evil_teacher_file, [
+        "could not be read as a torch file (it holds Python objects other than tensors and plain containers",
+        "loading such a file could run code, so dfbench refuses it",
+    ]),
+    "teacher-checkpoint-truncated": (_truncated_teacher_file, ["could not be read as a torch file (it is empty or truncated"]),
 }
 
 
@@ -241,7 +391,14 @@ def test_bad_input_exits_2_naming_problem_and_fix(tmp_path, case):
     if "folder" not in args:  # the shapes dataset: keep it tiny (folder datasets reject those options)
         args = [*args, *_sets()]
     results = tmp_path / "results"
-    assert_clean_failure(invoke(results, *args), results, fragments)
+    with warnings.catch_warnings():  # skipped images are named in warnings, not in the error paragraph
+        warnings.simplefilter("ignore", BadImageWarning)
+        res = invoke(results, *args)
+    assert_clean_failure(res, results, fragments)
+    assert not (scratch / "PWNED").exists(), "a file that is data ran code"
+    for extra in ("res", "results.txt"):  # the case's own --results: nothing written there either
+        if (scratch / extra).is_dir():
+            assert not [p for p in (scratch / extra).rglob("*") if p.is_file()]
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
@@ -287,7 +444,7 @@ def shapes_teachers(tmp_path_factory):
     [path] = records(results)
     rec = json.loads(path.read_text())
     assert len(rec["data"]["classes"]) == 12
-    return {role: rec["teachers"][role]["cache"] for role in ("unified", "modality")}
+    return {**{role: rec["teachers"][role]["cache"] for role in ("unified", "modality")}, "records": [path]}
 
 
 def _checkpoint_sets(teachers, *extra, tiny=True):
@@ -432,7 +589,7 @@ def test_two_runs_into_one_results_folder_never_expose_a_partial_file(tmp_path):
             except FileNotFoundError:  # removed once its run's record is written
                 continue
             with fh:
-                state = torch.load(fh, map_location="cpu", weights_only=False)
+                state = load_torch_file(fh)
             assert state["round"] % 4 == 0
             seen_ckpt += 1
         time.sleep(0.02)
@@ -467,3 +624,440 @@ def test_atomic_writes_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
+
+
+# -- issue 15: a results folder is data: its checkpoint never runs code, a bad one is named ------
+
+
+def _run_folder(results: Path, *sets) -> Path:
+    """The run folder (checkpoint, curves) a smoke dfsbir run with these --set items uses."""
+    from dfbench.records import artifacts_dir
+    from dfbench.runner import RunRequest, resolve_request, run_identity
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", overrides=[*TINY, *sets]))
+    return artifacts_dir(results, "shapes", "dfsbir", run_identity(cfg, None))
+
+
+def _evil_checkpoint(path: Path, tmp: Path) -> str:
+    evil_torch_file(path, tmp / "PWNED")
+    return "it holds Python objects other than tensors and plain containers"
+
+
+def _truncated_checkpoint(path: Path, tmp: Path) -> str:
+    torch.save({"round": 4, "rng": {}, "blob": torch.zeros(5000)}, tmp / "full.pt")
+    path.write_bytes((tmp / "full.pt").read_bytes()[:2000])
+    return "it is empty or truncated"
+
+
+def _foreign_checkpoint(path: Path, tmp: Path) -> str:
+    torch.save({"round": 4, "rng": {}, "config_hash": "0123456789ab"}, path)
+    return "it belongs to another config (hash 0123456789ab"
+
+
+def _not_a_checkpoint(path: Path, tmp: Path) -> str:
+    torch.save({"weights": torch.zeros(3)}, path)
+    return "it is not a dfbench training checkpoint"
+
+
+BAD_CHECKPOINTS = {
+    "malicious-pickle": _evil_checkpoint,
+    "truncated": _truncated_checkpoint,
+    "another-config": _foreign_checkpoint,
+    "a-torch-file-but-no-checkpoint": _not_a_checkpoint,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_a_bad_checkpoint_is_named_and_the_run_starts_over(tmp_path, case):
+    """The run warns (naming the file and why), trains from round 0, runs no code from the file,
+    and its own checkpoint replaces the bad one; the record is complete and does not claim a resume."""
+    from dfbench.checkpoint import CheckpointWarning
+
+    results = tmp_path / "results"
+    sets = ("params.rounds=4", "params.log_every=2", "checkpoint_every=2")
+    ckpt = _run_folder(results, *sets) / "checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    reason = BAD_CHECKPOINTS[case](ckpt, tmp_path)
+    with pytest.warns(CheckpointWarning, match=f"ignoring the checkpoint {ckpt}: {re.escape(reason)}"):
+        res = invoke(results, "--method", "dfsbir", *_sets(*sets), catch=False)
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "PWNED").exists(), "the checkpoint ran code"
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and "resumed_from_round" not in rec
+    assert not ckpt.exists()  # replaced by the run's own, then removed with the record
+
+
+def test_ctrl_c_never_promises_a_resume_from_a_refused_checkpoint(tmp_path, capsys):
+    from dfbench.checkpoint import CheckpointWarning, Checkpointer
+    from dfbench.cli import _interrupted
+
+    path = tmp_path / "checkpoint.pt"
+    _foreign_checkpoint(path, tmp_path)
+    ckpt = Checkpointer(path, every=4, config_hash="feedfacecafe")
+    with pytest.warns(CheckpointWarning):
+        assert ckpt.load() is None
+    assert not ckpt.resumable and path.is_file()
+    with pytest.raises(SystemExit) as exc:
+        _interrupted((path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False, KeyboardInterrupt())
+    assert exc.value.code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("Interrupted before the first training checkpoint (one is saved every 4 rounds")
+    assert str(path) not in err and "resume" not in err
+
+
+def test_checkpoints_load_without_running_code_and_restore_every_generator(tmp_path):
+    """What dfbench saves loads under weights_only: the generator states are plain lists."""
+    import random
+
+    import numpy as np
+
+    from dfbench.checkpoint import Checkpointer, set_rng_state
+
+    ckpt = Checkpointer(tmp_path / "c.pt", every=1, config_hash="abc")
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    ckpt.save({"round": 1})
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    state = load_torch_file(tmp_path / "c.pt")  # raises if anything but tensors and containers
+    set_rng_state(state["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+
+
+# -- issue 15: run identity: the data root and its content decide what is "already done" --------
+
+
+def _swap_classes(src: Path, dst: Path) -> Path:
+    """A copy of a folder dataset with the images of 'cat' and 'dog' swapped (same layout)."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    for split in ("train", "test"):
+        for modality in ("photo", "sketch"):
+            base = dst / split / modality
+            (base / "cat").rename(base / "tmp")
+            (base / "dog").rename(base / "cat")
+            (base / "tmp").rename(base / "dog")
+    return dst
+
+
+def test_another_data_root_is_another_run_with_its_own_teachers(tmp_path):
+    import shutil
+
+    a = make_tree(tmp_path / "A")
+    b = _swap_classes(a, tmp_path / "B")
+    a_copy = tmp_path / "A-copy"
+    shutil.copytree(a, a_copy)
+    results = tmp_path / "results"
+    sets = [*_sets("params.rounds=2", "params.log_every=1", tiny=False), "--cache-dir", str(tmp_path / "cache")]
+
+    def run(root):
+        res = invoke(results, *_folder(root), *sets, "--json", catch=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output[res.output.index("["):])[0]
+
+    first, swapped, copied = run(a), run(b), run(a_copy)
+    assert len(records(results)) == 3, "each data root has its own record"
+    assert len({first["run_id"], swapped["run_id"], copied["run_id"]}) == 3
+    assert first["config_hash"] == swapped["config_hash"] == copied["config_hash"]  # one leaderboard row
+    assert first["data_identity"]["root"] == str(a.resolve())
+    assert first["data_identity"]["revision"] != swapped["data_identity"]["revision"]
+    assert first["data_identity"]["revision"] == copied["data_identity"]["revision"]
+    # teachers key on the content: B trains its own, an identical copy of A reuses A's
+    assert not any(t["cached"] for t in swapped["teachers"].values())
+    assert all(t["cached"] for t in copied["teachers"].values())
+    # the same root again is done; a change of its content makes it another run
+    again = invoke(results, *_folder(a), *sets)
+    assert again.exit_code == 0 and len(records(results)) == 3
+    write_image(a / "train" / "photo" / "cat" / "extra.jpg", "photo", seed=5)
+    changed = run(a)
+    assert changed["run_id"] != first["run_id"] and len(records(results)) == 4
+
+
+@pytest.mark.parametrize("content", ["{not json", "nan-metric"], ids=["corrupt-json", "completed-with-a-nan-metric"])
+def test_an_invalid_record_at_the_run_path_is_not_already_done(tmp_path, content):
+    """Only a valid completed record makes a run "already done": anything else is run again and
+    replaced (it used to print the NaN record's metrics as 'skipped')."""
+    results = tmp_path / "results"
+    sets = ("params.rounds=1", "params.log_every=1")
+    path = _run_folder(results, *sets).with_suffix(".json")
+    path.parent.mkdir(parents=True)
+    if content == "nan-metric":
+        content = json.dumps(_record(0, metrics={**_record()["metrics"], "mAP@all": float("nan")}))
+    path.write_text(content)
+    res = invoke(results, "--method", "dfsbir", *_sets(*sets), catch=False)
+    assert res.exit_code == 0 and "skipped" not in res.output, res.output
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed" and all(math.isfinite(v) for v in rec["metrics"].values())
+
+
+def test_run_ids_of_the_default_data_are_unchanged():
+    """Records of runs without --data-root (every committed record) keep '<config_hash>-s<seed>'."""
+    from dfbench import config as cfgmod
+    from dfbench.runner import RunRequest, data_identity, resolve_request, run_identity
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", seed=3))
+    assert data_identity(cfg) is None
+    assert run_identity(cfg, None) == cfgmod.run_id(cfg) == f"{cfgmod.config_hash(cfg)}-s3"
+
+
+def test_a_non_finite_metric_is_a_failed_run_not_a_result(tmp_path, monkeypatch):
+    import dfbench.evaluation
+
+    real = dfbench.evaluation.evaluate_embedder
+
+    def nan_metrics(*args, **kwargs):
+        return {**real(*args, **kwargs), "mAP@all": float("nan")}
+
+    monkeypatch.setattr(dfbench.evaluation, "evaluate_embedder", nan_metrics)
+    results = tmp_path / "results"
+    res = invoke(results, "--method", "dfsbir", *_sets("params.rounds=1", "params.log_every=1"))
+    assert res.exit_code == 2 and res.output.startswith("Error: The evaluation gave non-finite metrics (mAP@all = nan)")
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "failed" and rec["metrics"] == {} and "MetricsNotFiniteError" in rec["error"]
+
+
+def test_records_name_every_component_and_its_distribution(shapes_teachers, tmp_path):
+    from dfbench.runner import components_used, RunRequest, resolve_request
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke"))
+    used = components_used(cfg)
+    assert set(used) == {"method", "dataset", "teachers", "inversion", "alignment"}
+    for role, origin in used.items():
+        assert origin["distribution"] == "dfbench" and origin["version"] and origin["builtin"], (role, origin)
+    assert used["method"]["name"] == "dfsbir" and used["method"]["plugin"] == "dfsbir"
+    [rec] = [json.loads(p.read_text()) for p in shapes_teachers["records"]]
+    assert rec["components"]["method"] == used["method"] and set(rec["components"]) == set(used)
+
+
+def test_evaluate_refuses_an_array_of_pickled_objects(tmp_path):
+    """'dfbench evaluate' reads .npy files without unpickling (no code runs from them)."""
+    import numpy as np
+
+    evil = np.empty(2, dtype=object)
+    evil[0], evil[1] = Evil(), Evil()
+    for item in evil:
+        item.marker = str(tmp_path / "PWNED")
+    np.save(tmp_path / "q.npy", evil, allow_pickle=True)
+    np.save(tmp_path / "l.npy", np.array([0, 1]))
+    files = [str(tmp_path / name) for name in ("q.npy", "l.npy", "q.npy", "l.npy")]
+    res = CliRunner().invoke(cli, ["evaluate", *files])
+    assert res.exit_code == 2 and res.output.startswith("Error: ") and res.output.count("\n") == 1, res.output
+    assert "holds Python objects (an object array), which dfbench does not load" in res.output
+    assert not (tmp_path / "PWNED").exists()
+
+
+# -- issue 15: leaderboards name every bad record and go on --------------------------------------
+
+
+def _record(n=0, **changes) -> dict:
+    """A valid record of seed ``n``, with ``changes`` (``_DROP`` removes a key)."""
+    rec = {
+        "schema": "dfbench.run/1", "run_id": f"0123456789ab-s{n}", "method": "dfsbir", "dataset": "shapes",
+        "profile": "smoke", "seed": n, "status": "completed", "error": None, "config_hash": "0123456789ab",
+        "metrics": {k: 0.5 for k in METRIC_KEYS}, "timing": {"total": 1.0},
+    }
+    for key, value in changes.items():
+        if value is _DROP:
+            rec.pop(key)
+        else:
+            rec[key] = value
+    return rec
+
+
+_DROP = object()
+
+BAD_RECORDS = {
+    "missing-seed": (lambda: _record(1, seed=_DROP), "it has no integer 'seed' (found None)"),
+    "missing-config-hash": (lambda: _record(1, config_hash=_DROP), "it has no valid 'config_hash' (found None)"),
+    "string-metric": (lambda: _record(1, metrics={**_record()["metrics"], "mAP@all": "0.9"}), "its metric mAP@all is '0.9', not a number"),
+    "nan-metric": (lambda: _record(1, metrics={**_record()["metrics"], "mAP@all": float("nan")}), "its metric mAP@all is nan, not a finite number"),
+    "other-schema-version": (lambda: _record(1, schema="dfbench.run/2"), "its schema is 'dfbench.run/2'; this dfbench reads 'dfbench.run/1'"),
+    "empty-metrics": (lambda: _record(1, metrics={}), "it is marked completed but holds no metrics"),
+    "missing-metric": (lambda: _record(1, metrics={"mAP@all": 0.5}), "it is marked completed but lacks the metric(s) mAP@200, P@100, P@200"),
+    "boolean-seed": (lambda: _record(1, seed=True), "it has no integer 'seed' (found True)"),
+    "unknown-status": (lambda: _record(1, status="done"), "its status 'done' is none of completed, failed, running"),
+    "a-list-not-an-object": (lambda: [1, 2], "it holds a JSON list, not a record object"),
+    "not-json": (lambda: "{truncated", "it is not readable JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RECORDS))
+def test_leaderboard_names_a_bad_record_and_goes_on(tmp_path, case):
+    from dfbench.records import BadRecordWarning
+
+    make, reason = BAD_RECORDS[case]
+    folder = tmp_path / "results" / "shapes" / "dfsbir"
+    folder.mkdir(parents=True)
+    (folder / "0123456789ab-s0.json").write_text(json.dumps(_record(0)))
+    bad = folder / "0123456789ab-s1.json"
+    content = make()
+    bad.write_text(content if isinstance(content, str) else json.dumps(content))
+    (folder / "0123456789ab-s0").mkdir()
+    (folder / "0123456789ab-s0" / "split.json").write_text("{}")  # an artifact, not a record: no warning
+    out = tmp_path / "boards"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(out), "--suites", str(tmp_path / "none")])
+    assert res.exit_code == 0, res.output
+    messages = [str(w.message) for w in caught if issubclass(w.category, BadRecordWarning)]
+    assert len(messages) == 1 and messages[0].startswith(f"leaving out {bad}: {reason}"), messages
+    board = (out / "shapes.md").read_text()
+    assert "0.5000" in board and "nan" not in board.lower()
+
+
+def _out_is_a_file(tmp):
+    (tmp / "board.md").write_text("x")
+    return tmp / "board.md", "The leaderboard folder", "is a file, not a folder. Pass a writable folder with --out."
+
+
+def _out_read_only(tmp):
+    return read_only_folder(tmp), "The leaderboard folder", "is not writable"
+
+
+@pytest.mark.parametrize("case", [_out_is_a_file, _out_read_only], ids=["out-is-a-file", "out-read-only"])
+def test_leaderboard_out_that_cannot_be_written_is_an_error(tmp_path, case):
+    folder = tmp_path / "results" / "shapes" / "dfsbir"
+    folder.mkdir(parents=True)
+    (folder / "0123456789ab-s0.json").write_text(json.dumps(_record(0)))
+    out, *fragments = case(tmp_path)
+    res = CliRunner().invoke(cli, ["leaderboard", "--results", str(tmp_path / "results"), "--out", str(out), "--suites", str(tmp_path / "none")])
+    assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
+    assert res.output.startswith("Error: ") and res.output.count("\n") == 1 and "Traceback" not in res.output
+    for fragment in fragments:
+        assert fragment in res.output
+
+
+# -- issue 15: SIGTERM and an early Ctrl-C: a message, 143 / 130, nothing half-written -----------
+
+
+def _start(results: Path) -> subprocess.Popen:
+    return subprocess.Popen(_cmd(results), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sig,status,word", [(signal.SIGTERM, 143, "Terminated (SIGTERM)"), (signal.SIGINT, 130, "Interrupted")])
+def test_a_signal_in_the_first_seconds_exits_with_a_message(tmp_path, sig, status, word):
+    results = tmp_path / "results"
+    proc = _start(results)
+    time.sleep(2.0)  # start-up: plugins, config, torch
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == status, stderr
+    assert "Traceback" not in stderr and "Aborted!" not in stderr and stdout == ""
+    assert stderr.startswith(word) and stderr.count("\n") == 1, stderr
+    assert not [p for p in results.rglob("*") if p.is_file()] if results.exists() else True
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_keeps_the_checkpoint(tmp_path):
+    results = tmp_path / "results"
+    proc = _start(results)
+    assert _wait_for(proc, results, "checkpoint.pt") and proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert stderr.startswith("Terminated (SIGTERM). The checkpoint ") and "resume from it" in stderr
+    assert not records(results) and not list(results.rglob("*.tmp"))
+
+
+# -- issue 15: plugins are code the user installed, but none can take the tool over -------------
+# each case: a distribution (entry point name, module source), then what `dfbench plugins`,
+# `dfbench --help` and `dfbench list` must show. The module creates MARKER when it is imported.
+
+_MARKER_LINE = "import pathlib, os; pathlib.Path(os.environ['DFBENCH_TEST_MARKER']).touch()\n"
+
+HOSTILE_PLUGINS = {
+    "entry-point-named-like-a-builtin": ("dfsbir", _MARKER_LINE + """
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_methods(register):
+    register("dfsbir", "nowhere:Hijack", description="a hijacked dfsbir")
+""", "its entry point name 'dfsbir' is already used by the built-in plugin 'dfsbir'", False),
+    "component-named-like-a-builtin": ("hijack", """
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_methods(register):
+    register("dfsbir", "nowhere:Hijack", description="a hijacked dfsbir")
+""", "tried to register the method 'dfsbir', which is a built-in of 'dfsbir'; it was rejected", True),
+    "command-replacing-run": ("shadow", """
+import click
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_commands(register, cli):
+    register(click.Command("run", callback=lambda: print("HIJACKED")))
+    cli.commands["list"] = click.Command("list", callback=lambda: print("HIJACKED"))
+""", "it tried to replace the command(s) list, run, which it may not", True),
+    "sys-exit-at-import": ("quitter", "import sys\nsys.exit(3)\n", "SystemExit: 3", True),
+    "base-exception-while-registering": ("rude", """
+from dfbench import hookimpl
+
+class Rude(BaseException):
+    pass
+
+@hookimpl
+def dfbench_register_losses(register):
+    raise Rude("not an Exception")
+""", "while registering losses: Rude: not an Exception", True),
+    "sys-exit-while-registering-commands": ("exiter", """
+import sys
+from dfbench import hookimpl
+
+@hookimpl
+def dfbench_register_commands(register):
+    sys.exit("bye")
+""", "while registering commands: SystemExit: bye", True),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_PLUGINS))
+def test_a_hostile_plugin_is_isolated_and_reported(tmp_path, case):
+    from test_plugin_loading import dfbench as dfbench_process, make_dist
+
+    entry_point, source, error, imported = HOSTILE_PLUGINS[case]
+    site = tmp_path / "site"
+    site.mkdir()
+    make_dist(site, "dfbench-hostile", entry_point, "hostile_plugin", source)
+    marker = tmp_path / "imported"
+    env = {"DFBENCH_TEST_MARKER": str(marker)}
+
+    rows = {r["name"]: r for r in json.loads(dfbench_process(["plugins", "--json"], site, tmp_path, env).stdout)}
+    [mine] = [r for r in rows.values() if r["distribution"] == "dfbench-hostile"]
+    assert error in mine["error"], mine
+    assert rows["dfsbir"]["builtin"] and rows["dfsbir"]["error"] is None
+    assert marker.exists() == (imported and "MARKER" in source), "a rejected entry point is never imported"
+
+    helped = dfbench_process(["--help"], site, tmp_path, env)
+    assert helped.returncode == 0 and "run" in helped.stdout and "leaderboard" in helped.stdout, helped.stderr
+    run_help = dfbench_process(["run", "--help"], site, tmp_path, env)
+    assert run_help.returncode == 0 and "--method" in run_help.stdout and "HIJACKED" not in run_help.stdout
+    listed = dfbench_process(["list", "--kind", "methods", "--json"], site, tmp_path, env)
+    assert listed.returncode == 0 and "HIJACKED" not in listed.stdout, listed.stderr
+    [dfsbir] = [r for r in json.loads(listed.stdout) if r["name"] == "dfsbir"]
+    assert dfsbir["plugin"] == "dfsbir" and "hijack" not in dfsbir["description"]
+    assert "warning: plugin" in listed.stderr  # reported on every command, as a warning
+
+
+def test_no_code_path_unpickles_what_it_reads():
+    """docs/security.md: every torch file goes through dfbench.safeload; nothing else unpickles."""
+    repo = Path(__file__).resolve().parent.parent
+    forbidden = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load|torch\.load\(")
+    offenders = []
+    for path in sorted([*(repo / "dfbench").rglob("*.py"), *(repo / "plugins").rglob("*.py")]):
+        if path.name == "safeload.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if forbidden.search(line):
+                offenders.append(f"{path.relative_to(repo)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_bench_into_a_results_file_stops_before_any_work(tmp_path):
+    """A grid whose results folder cannot be written stops at once (no record could say why)."""
+    (tmp_path / "results.txt").write_text("my notes")
+    res = CliRunner().invoke(cli, ["bench", "smoke", "--quiet", "--device", "cpu", "--method", "dfsbir", "--results", str(tmp_path / "results.txt")])
+    assert isinstance(res.exception, SystemExit) and res.exit_code == 2, res.output
+    assert res.output.startswith("Error: The results folder") and res.output.count("\n") == 1, res.output
+    assert "is a file, not a folder" in res.output and (tmp_path / "results.txt").read_text() == "my notes"

@@ -190,6 +190,13 @@ def scan_folder_layout(
             f"No class of {root} has both photos and sketches in both train and test, so there is "
             f"nothing to load. {hint} Use the same class folder names in every split and modality."
         )
+    if len(classes) < 2:
+        raise DataError(
+            f"{root} has a single class ('{classes[0]}'{' after leaving out ' + ', '.join(sorted(dropped)) if dropped else ''}). "
+            "Retrieval needs at least two classes: with one, every gallery image is relevant to every "
+            "query and every metric is 1.0 whatever the model. Add the folders of a second class (or more) "
+            "to every split and modality."
+        )
     files = {}
     for key, tree in trees.items():
         files[key] = [(f, label) for label, name in enumerate(classes) for f in tree.classes[name]]
@@ -241,12 +248,12 @@ def _fingerprint(layout: FolderLayout) -> str:
 
 
 def _load_cache(path: Path, key: str):
-    import torch
+    from dfbench.safeload import load_torch_file
 
     if not path.is_file():
         return None
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_torch_file(path)
         if not isinstance(payload, dict) or payload.get("format") != CACHE_FORMAT or payload.get("key") != key:
             raise ValueError("stale or foreign cache file")
         sets = {}
@@ -293,6 +300,18 @@ def _save_cache(path: Path, prefix: str, key: str, sets: dict, skipped: list) ->
 # -- loading ------------------------------------------------------------------------------------
 
 
+def _check_not_all_skipped(root: Path, split: str, modality: str, listed: int, kept) -> None:
+    """--skip-bad-images must leave images to train and test on: a split/modality whose every file
+    was unreadable is bad data, not an empty benchmark."""
+    if listed and not len(kept):
+        raise DataError(
+            f"Every one of the {listed} {split} {modality} files under {root / split / modality} is unreadable, "
+            "so --skip-bad-images skipped them all and nothing is left to "
+            f"{'train on' if split == 'train' else 'evaluate'}. Replace them with readable images (the warnings "
+            "above name them)."
+        )
+
+
 def load_folder_layout(layout: FolderLayout, name: str, options: DatasetOptions) -> Benchmark:
     """Build a :class:`Benchmark` from a validated layout (in memory + cached, or lazily)."""
     extra = options.extra or {}
@@ -323,6 +342,7 @@ def load_folder_layout(layout: FolderLayout, name: str, options: DatasetOptions)
                     paths = [e.path for e, _ in entries]
                     images, kept, bad = read_images(paths, size, modality, options.skip_bad_images)
                     skipped.extend(_rel(b, root) for b in bad)
+                    _check_not_all_skipped(root, split, modality, len(paths), kept)
                     sets[(split, modality)] = TensorImageSet(
                         images, [entries[i][1] for i in kept], files=[_rel(paths[i], root) for i in kept]
                     )
@@ -383,7 +403,8 @@ class FolderDataset(DatasetPlugin):
     def check_classes(self, layout: FolderLayout) -> None:
         """Hook for datasets with a fixed class list."""
 
-    def load(self, options: DatasetOptions) -> Benchmark:
+    def layout(self, options: DatasetOptions) -> FolderLayout:
+        """The validated file lists of the data root (nothing decoded)."""
         extra = options.extra or {}
         check_extra(self.name, extra, self.extra_keys)
         unpaired = extra.get("unpaired_classes", "error")
@@ -392,7 +413,14 @@ class FolderDataset(DatasetPlugin):
                 f"The option 'unpaired_classes' of the dataset '{self.name}' must be 'error' or 'drop', "
                 f"got {unpaired!r}."
             )
-        root = self.resolve_root(options)
-        layout = scan_folder_layout(root, self.name, unpaired)
+        layout = scan_folder_layout(self.resolve_root(options), self.name, unpaired)
         self.check_classes(layout)
-        return load_folder_layout(layout, self.name, options)
+        return layout
+
+    def revision(self, options: DatasetOptions) -> str:
+        """The content revision of the data (every file's relative path and size, and its class),
+        read from the file listing alone: part of a run's identity (dfbench.runner.data_identity)."""
+        return _fingerprint(self.layout(options))
+
+    def load(self, options: DatasetOptions) -> Benchmark:
+        return load_folder_layout(self.layout(options), self.name, options)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from dfbench.errors import TeacherError
 from dfbench.models import freeze
+from dfbench.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, teacher_outputs
 
@@ -38,11 +37,10 @@ class CheckpointTeachers(TeacherLoader):
             if not path.is_file():
                 raise TeacherError(f"Teacher checkpoint {path} (role '{role}') does not exist. Check teachers.checkpoints.{role}.")
             try:
-                blob = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:
+                blob = load_torch_file(path)  # no code runs from the file (dfbench.safeload)
+            except UnreadableTorchFile as exc:
                 raise TeacherError(
-                    f"Teacher checkpoint {path} (role '{role}') could not be read as a torch file "
-                    f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}). "
+                    f"Teacher checkpoint {path} (role '{role}') could not be read as a torch file ({exc}). "
                     "Save it with torch.save(model.state_dict(), path)."
                 ) from None
             state = blob.get("state_dict", blob) if isinstance(blob, dict) else None

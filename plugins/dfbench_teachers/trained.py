@@ -1,7 +1,10 @@
 """The ``trained`` teacher loader: trains each role's classifier on the train split, once.
 
-Teachers are cached under ``<cache>/teachers/<key>.pt``, keyed by the dataset (name, classes,
-image counts, image size), the role, the teacher config and the seed, and written atomically.
+Teachers are cached under ``<cache>/teachers/<key>.pt``, keyed by everything that changes the
+trained weights: the dataset (name, classes, image counts, image size, and the content revision
+or generator of its data, so a data root with the same layout but other images trains its own
+teachers), the role, the teacher config, the seed, the device type and torch's CPU thread count
+(the order of floating-point sums), and written atomically.
 """
 
 from __future__ import annotations
@@ -9,16 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 
 import torch
 
 from dfbench.config import canonical_json
 from dfbench.fileio import atomic_torch_save
 from dfbench.models import freeze
+from dfbench.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, role_config, train_teacher
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the data's content revision, the device type and the thread count entered the key
+#: the provenance fields of ``Benchmark.info`` that name the data's content
+CONTENT_KEYS = ("generator", "seed", "fingerprint", "revision")
 ROLE_SEED = {"photo": 11, "sketch": 23, "unified": 37, "modality": 41}
 
 
@@ -30,11 +37,13 @@ def cache_key(ctx, role: str) -> str:
         "dataset": ctx.config["dataset"],
         "classes": bench.classes,
         "counts": bench.counts(),
-        "dataset_info": {k: v for k, v in bench.info.items() if k in ("generator", "seed", "fingerprint")},
+        "dataset_info": {k: v for k, v in bench.info.items() if k in CONTENT_KEYS},
         "data": {k: v for k, v in ctx.config["data"].items() if k != "root"},
         "role": role,
         "teacher": tcfg,
         "seed": ctx.seed,
+        "device": getattr(ctx.device, "type", str(ctx.device)),
+        "torch_threads": torch.get_num_threads(),
     }
     digest = hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:16]
     return f"{ctx.config['dataset']}-{tcfg['arch']}-{role}-s{ctx.seed}-{digest}"
@@ -53,9 +62,10 @@ class TrainedTeachers(TeacherLoader):
             entry = None
             if path.is_file():
                 try:
-                    entry = torch.load(path, map_location="cpu", weights_only=True)
+                    entry = load_torch_file(path)
                     model.load_state_dict(entry["state_dict"])
-                except Exception:
+                except (UnreadableTorchFile, KeyError, TypeError, RuntimeError) as exc:
+                    warnings.warn(f"ignoring the cached teacher {path} ({exc}); training it again", stacklevel=2)
                     entry = None  # unreadable cache: train again
             if entry is None:
                 start = time.perf_counter()

@@ -16,39 +16,69 @@ curves are recorded and losses checked for NaN/inf.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from dfbench import distributed as dist
 from dfbench.errors import ConfigError, TrainingDivergedError
-from dfbench.inversion import ReplayPool, SynthBatch, concat_batches, resolve_options as inversion_options
+from dfbench.inversion import ReplayPool, SynthBatch, concat_batches
 from dfbench.methods import Method
+from dfbench.options import Options, component, component_options, option, section, weights_of
 from dfbench.perf import modules_of as perf_modules
 from dfbench.students import StudentEmbedder, Students
 from dfbench.teachers import roles_for_variant
 from dfbench.terms import NEEDS_MODALITY_TEACHER, check_weights
 
-DATA_FREE_BASE = {
-    "variant": "unified",  # teacher variant: unified | independent
-    "inversion": {"strategy": "estimators"},
-    "weights": {},
-    "alignment": {"loss": "proxy-anchor"},
-    "rounds": 200,
-    "encoder_steps": 1,  # encoder steps per round
-    "batch_size": 64,  # encoder batch (pairs)
-    "fresh_fraction": 0.5,  # share of each encoder batch from the newest synthesised batch
-    "replay_size": 0,  # pairs kept for replay (0: no pool, only the fresh batch)
-    "optimizer": {"name": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0},
-    "schedule": "cosine",  # encoder learning-rate schedule: cosine | constant
-    "readout": "raw",  # raw | proxy (see dfbench.students)
-    "proxy_scale": 32.0,  # scale of the students' cosine class logits
-    "init_from_teachers": False,  # initialise the encoders from the teachers' backbones
-    # BatchNorm of the encoders during their steps: "train" (batch statistics, running averages
-    # updated) or "frozen" (the running statistics they start with, never updated: with
-    # init_from_teachers, the teachers' statistics of real images)
-    "student_bn": "train",
-    "log_every": 10,
-}
+@dataclass
+class OptimizerOptions(Options):
+    """An optimiser (``build_optimizer``); ``momentum`` (sgd) and ``betas`` (adam) left unset take
+    the optimiser's usual values (0.9; 0.9 and 0.999)."""
+
+    name: Literal["adam", "adamw", "sgd"] = option("adam", help="the optimiser")
+    lr: float = option(1e-3, min=0.0, min_exclusive=True, help="learning rate")
+    momentum: float | None = option(None, min=0.0, max=1.0, max_exclusive=True, optional=True, help="sgd momentum")
+    betas: list[float] | None = option(None, min=0.0, max=1.0, max_exclusive=True, optional=True, help="adam betas")
+    weight_decay: float = option(0.0, min=0.0, help="weight decay")
+
+
+@dataclass
+class DataFreeOptions(Options):
+    """The ``params`` of every data-free method: a teacher variant, an inversion strategy, weighted
+    synthesis terms, an alignment loss, a schedule and a readout."""
+
+    variant: Literal["unified", "independent"] = option(
+        "unified", help="teachers judged against: one unified classifier, or a photo and a sketch classifier trained apart"
+    )
+    inversion: dict = component("inversions", "strategy", "estimators", help="how pairs are synthesised from the teachers")
+    weights: dict = weights_of("terms", help="weight of each synthesis loss term (0 or absent: not computed)")
+    alignment: dict = component("losses", "loss", "proxy-anchor", help="the loss that aligns the two encoders")
+    rounds: int = option(200, min=0, help="synthesis rounds (0: evaluate the students as initialised)")
+    encoder_steps: int = option(1, min=1, help="encoder steps per round")
+    batch_size: int = option(64, min=1, help="encoder batch, in pairs")
+    fresh_fraction: float = option(
+        0.5, min=0.0, max=1.0, min_exclusive=True, help="share of each encoder batch drawn from the newest synthesised batch"
+    )
+    replay_size: int = option(0, min=0, help="pairs kept for replay (0: no pool, only the fresh batch)")
+    optimizer: OptimizerOptions = section(
+        OptimizerOptions, help="the encoders' optimiser", name="adam", lr=1e-3, momentum=0.9, weight_decay=0.0
+    )
+    schedule: Literal["cosine", "constant"] = option("cosine", help="encoder learning-rate schedule")
+    readout: Literal["raw", "proxy"] = option(
+        "raw", help="retrieval embedding: the encoders' raw embedding, or its scaled cosines to the teacher proxies"
+    )
+    proxy_scale: float = option(32.0, min=0.0, min_exclusive=True, help="scale of the students' cosine class logits")
+    init_from_teachers: bool = option(False, help="initialise the encoders from the teachers' backbones")
+    student_bn: Literal["train", "frozen"] = option(
+        "train",
+        help="encoder BatchNorm during their steps: batch statistics (train) or the running statistics they start with (frozen)",
+    )
+    log_every: int = option(10, min=1, help="rounds between curve rows (and NaN checks)")
+
+
+#: the defaults of :class:`DataFreeOptions` as plain data, for methods' ``base`` declarations
+DATA_FREE_BASE = DataFreeOptions.defaults()
 
 
 def build_optimizer(params, ocfg: dict, perf=None):
@@ -71,6 +101,8 @@ def build_optimizer(params, ocfg: dict, perf=None):
 class DataFreeMethod(Method):
     """Base of every data-free method: subclasses only declare ``profiles``."""
 
+    Options = DataFreeOptions
+
     def teacher_roles(self, params: dict) -> set[str]:
         weights = check_weights(params.get("weights", {}))
         roles = roles_for_variant(params["variant"], modality=bool(NEEDS_MODALITY_TEACHER & set(weights)))
@@ -85,12 +117,10 @@ class DataFreeMethod(Method):
         students = Students(ctx, p["variant"], scale=p["proxy_scale"], init_from_teachers=p["init_from_teachers"])
 
         strategy_cls = registry("inversions").load(p["inversion"]["strategy"])
-        strategy = strategy_cls(ctx, _rank_options(inversion_options(strategy_cls, p["inversion"])), weights, p["variant"])
+        strategy = strategy_cls(ctx, _rank_options(component_options(strategy_cls, p["inversion"], "strategy", "params.inversion")), weights, p["variant"])
         dist.offset_generators(strategy)  # data-parallel runs: each rank draws its own samples
-        from dfbench.alignment import resolve_options as alignment_options
-
         loss_cls = registry("losses").load(p["alignment"]["loss"])
-        align = loss_cls(ctx, alignment_options(loss_cls, p["alignment"]), students)
+        align = loss_cls(ctx, component_options(loss_cls, p["alignment"], "loss", "params.alignment"), students)
 
         if p["student_bn"] not in ("train", "frozen"):
             raise ConfigError(f"params.student_bn must be 'train' or 'frozen', got '{p['student_bn']}'.")
@@ -269,11 +299,13 @@ class DataFreeMethod(Method):
 # In a single process every helper below returns its input unchanged.
 
 
-def _rank_options(options: dict) -> dict:
+def _rank_options(options):
     """The inversion options of this rank: ``batch_size`` is the global batch, split over the ranks."""
+    import dataclasses
+
     if dist.world() == 1 or "batch_size" not in options:
         return options
-    return {**options, "batch_size": dist.split_batch(options["batch_size"], "params.inversion.batch_size")}
+    return dataclasses.replace(options, batch_size=dist.split_batch(options["batch_size"], "params.inversion.batch_size"))
 
 
 def _rank_pool(capacity: int) -> int:

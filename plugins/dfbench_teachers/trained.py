@@ -17,6 +17,7 @@ from dfbench.fileio import atomic_torch_save
 from dfbench.models import freeze
 from dfbench.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, role_config, train_teacher
+from dfbench_teachers.options import PROFILES, TeacherOptions
 
 CACHE_VERSION = 2
 ROLE_SEED = {"photo": 11, "sketch": 23, "unified": 37, "modality": 41}
@@ -42,6 +43,8 @@ def cache_key(ctx, role: str) -> str:
 
 class TrainedTeachers(TeacherLoader):
     name = "trained"
+    Options = TeacherOptions
+    profiles = PROFILES
 
     def load(self, ctx, roles):
         models, accuracy, info = {}, {}, {}

@@ -69,13 +69,18 @@ def _plugins():
 
 @cli.command(name="list")
 @click.option("--kind", type=click.Choice(KINDS), help="Only components of this kind.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, description}.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, description, options}.")
 def list_cmd(kind, as_json):
     """List registered methods, datasets, teacher loaders, inversion strategies and alignment losses."""
     system = _plugins()
     kinds = [kind] if kind else list(KINDS)
     rows = [entry.as_dict() for k in kinds for entry in system.registry(k)]
     if as_json:
+        from dfbench.config import component_options_rows
+
+        for k in kinds:  # each component's options, with their types, defaults and help
+            for entry, row in zip(system.registry(k), [r for r in rows if r["kind"] == k]):
+                row["options"] = component_options_rows(entry)
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console

@@ -462,3 +462,15 @@ def _note(tp, spec: Spec) -> str:
     if spec.choices:
         extra.append("one of " + ", ".join(map(str, spec.choices)))
     return " ".join(parts + [f"[{'; '.join(extra)}]"])
+
+
+def component_options_rows(entry) -> list[dict] | dict:
+    """The options a registered component declares (``Options.describe()``; a method's ``params``
+    schema), or ``{"error": ...}`` when the component cannot be imported."""
+    try:
+        cls = entry.load()
+    except Exception as exc:  # a broken plugin is reported, never fatal to a listing
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if entry.kind == "methods":
+        return method_schema(cls, getattr(cls, "profiles", {})).describe()
+    return options_class(cls).describe()

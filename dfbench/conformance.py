@@ -455,7 +455,7 @@ class Checker:
         methods = sorted(self.system.registry("methods"), key=lambda e: (e.plugin != self.plugin, e.name))
         for m in methods:
             try:
-                params = cfgmod.profile_defaults("smoke", getattr(m.load(), "profiles", {}))["params"]
+                params = cfgmod.profile_defaults("smoke", getattr(m.load(), "profiles", {}), m.load())["params"]
             except Exception:
                 continue
             part = params.get(kind_key)
@@ -720,8 +720,7 @@ class Checker:
                 params = cfg["params"]
                 roles = set(cls().teacher_roles(params))
                 expect(roles and roles <= set(ROLES), f"{profile}: teacher_roles gave {sorted(roles)}; roles are {', '.join(ROLES)}")
-                registry("teachers").get(cfg["teachers"]["loader"])
-                _check_declaration(params)
+                registry("teachers").get(cfg["teachers"]["loader"])  # resolve() checked every option
             except DfbenchError as exc:
                 raise ContractFailed(f"{profile}: {exc}") from None
         return ", ".join(PROFILES)
@@ -776,25 +775,6 @@ class Checker:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def _check_declaration(params: dict) -> None:
-    """Names and options of a data-free declaration (inversion strategy, alignment loss, weights)."""
-    from dfbench.plugins import registry
-
-    inversion, alignment = params.get("inversion"), params.get("alignment")
-    if isinstance(inversion, dict) and "strategy" in inversion:
-        from dfbench.options import component_options
-
-        component_options(registry("inversions").load(inversion["strategy"]), inversion, "strategy", "params.inversion")
-    if isinstance(alignment, dict) and "loss" in alignment:
-        from dfbench.options import component_options
-
-        component_options(registry("losses").load(alignment["loss"]), alignment, "loss", "params.alignment")
-    if "weights" in params:
-        from dfbench.terms import check_weights
-
-        check_weights(params["weights"])
-
 
 def _where(exc: BaseException) -> str:
     """`` (file:line)`` of the innermost frame outside this module and torch: where to look."""

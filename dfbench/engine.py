@@ -37,7 +37,7 @@ class OptimizerOptions(Options):
     the optimiser's usual values (0.9; 0.9 and 0.999)."""
 
     name: Literal["adam", "adamw", "sgd"] = option("adam", help="the optimiser")
-    lr: float = option(1e-3, min=0.0, min_exclusive=True, help="learning rate")
+    lr: float = option(1e-3, min=0.0, help="learning rate (0: the parameters stay as they are)")
     momentum: float | None = option(None, min=0.0, max=1.0, max_exclusive=True, optional=True, help="sgd momentum")
     betas: list[float] | None = option(None, min=0.0, max=1.0, max_exclusive=True, optional=True, help="adam betas")
     weight_decay: float = option(0.0, min=0.0, help="weight decay")

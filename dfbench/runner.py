@@ -295,7 +295,7 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
 
     made = []
     try:
-        batch = ctx.extra.get("last_batch")
+        batch = ctx.last_batch
         if batch is not None:
             pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes)
             made.append("pairs.png")

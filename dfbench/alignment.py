@@ -7,13 +7,16 @@ sketch embeddings of a batch of pairs and their labels; it returns a scalar.
 
 from __future__ import annotations
 
-from dfbench.errors import ConfigError, did_you_mean
+from dfbench.options import DefaultsOf, Options
 
 
 class AlignmentLoss:
     name: str = ""
     description: str = ""
-    defaults: dict = {}
+    #: its options (``params.alignment`` besides ``loss``), a :class:`dfbench.options.Options`
+    #: dataclass; ``defaults`` is derived from it
+    Options = Options
+    defaults = DefaultsOf()
     #: when True the engine also passes ``photo_logits=`` and ``sketch_logits=`` (the judging
     #: teachers' logits of the batch's images, no gradient) as keyword arguments
     uses_teacher_logits: bool = False
@@ -36,14 +39,3 @@ class AlignmentLoss:
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def resolve_options(loss_cls, options: dict) -> dict:
-    opts = {k: v for k, v in options.items() if k != "loss"}
-    unknown = sorted(set(opts) - set(loss_cls.defaults))
-    if unknown:
-        raise ConfigError(
-            f"Unknown option '{unknown[0]}' for alignment loss '{loss_cls.name}'."
-            f"{did_you_mean(unknown[0], loss_cls.defaults)} Its options: {', '.join(sorted(loss_cls.defaults)) or '(none)'}."
-        )
-    return {**loss_cls.defaults, **opts}

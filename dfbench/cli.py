@@ -73,13 +73,18 @@ def _plugins():
 
 @cli.command(name="list")
 @click.option("--kind", type=click.Choice(KINDS), help="Only components of this kind.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, description}.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, description, options}.")
 def list_cmd(kind, as_json):
     """List registered methods, datasets, teacher loaders, inversion strategies and alignment losses."""
     system = _plugins()
     kinds = [kind] if kind else list(KINDS)
     rows = [entry.as_dict() for k in kinds for entry in system.registry(k)]
     if as_json:
+        from dfbench.config import component_options_rows
+
+        for k in kinds:  # each component's options, with their types, defaults and help
+            for entry, row in zip(system.registry(k), [r for r in rows if r["kind"] == k]):
+                row["options"] = component_options_rows(entry)
         click.echo(json.dumps(rows, indent=2))
         return
     from rich.console import Console
@@ -126,7 +131,7 @@ def plugins(as_json):
 @click.option("--seed", "-s", "seeds", type=int, multiple=True, help="Seed; repeat for several runs [default: 0].")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. params.rounds=100.")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N [default: auto].")
 @click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
 @click.option("--force", is_flag=True, help="Run again even when a completed record exists.")
@@ -149,7 +154,7 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
     main_rank = distributed.is_main()  # under torchrun only rank 0 reports and prints
     reporter = Reporter(enabled=False) if quiet or not main_rank else Reporter()
     outcomes = []
-    for seed in seeds or (0,):
+    for seed in seeds or (None,):  # None: the config file's seed, else 0
         req = RunRequest(
             method=method,
             dataset=dataset,
@@ -166,9 +171,9 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         )
         cfg, method_obj = resolve_request(req)
         if print_config:
-            import yaml
+            from dfbench.config import annotated_yaml
 
-            click.echo(yaml.safe_dump(cfg, sort_keys=False))
+            click.echo(annotated_yaml(cfg))
             return
         try:
             outcome = execute_resolved(cfg, method_obj, req, reporter)

@@ -21,9 +21,11 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal
 
 from dfbench.errors import ConfigError, did_you_mean
+from dfbench.options import Options, Spec, _strip_none, component, fields_of, option, options_class, section, validate
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -43,53 +45,73 @@ HASH_NEUTRAL_DEFAULTS = ((("params", "student_bn"), "train"), (("perf", "amp"), 
 # Free-form sub-trees (validated by their owners).
 FREE_FORM = (("data", "options"),)
 
-_COMMON = {
-    # data.seed fixes generated data and dataset splits; it stays the same across run seeds
-    "data": {"root": None, "image_size": 32, "seed": 0, "skip_bad_images": False, "options": {}},
-    "teachers": {
-        "loader": "trained",
-        "arch": "cnn",
-        "width": 32,
-        "feature_dim": 128,
-        "epochs": 12,
-        # the modality classifier (photo vs sketch) is small and quick: the task is easy
-        "modality_arch": "cnn",
-        "modality_width": 8,
-        "modality_epochs": 2,
-        "batch_size": 64,
-        "lr": 0.002,
-        "weight_decay": 5e-4,
-        "augment": True,
-        # fraction of classes the photo and sketch teachers share (the partial-overlap experiment)
-        "class_overlap": 1.0,
-        # photo, sketch and unified teachers start from the same random initialisation (as if
-        # fine-tuned from one pretrained network): averaging their weights then means something
-        "shared_init": True,
-        "checkpoints": {"photo": None, "sketch": None, "modality": None, "unified": None},
-    },
-    "students": {"arch": "cnn", "width": 32, "feature_dim": 128},
-    "eval": {"batch_size": 256},
-    # save a resumable training checkpoint every this many rounds (0: never)
-    "checkpoint_every": 50,
-    # test mAP@all in the training curves every this many rounds (0: never). Monitoring only: no
-    # model is selected by it, and the students it reads are left exactly as they were
-    "curve_eval_every": 50,
-    # how the training loop executes (dfbench.perf): not part of the hash, except amp when not off
-    "perf": {"amp": "off", "channels_last": False, "compile": False, "optimizer_impl": "default"},
-}
+#: network architectures every backbone builder knows (dfbench.models)
+Arch = Literal["cnn", "resnet18", "resnet34"]
+
+
+@dataclass
+class DataOptions(Options):
+    root: str | None = option(None, help="folder holding the dataset (default: the dataset's own: $DFBENCH_DATA or the cache)")
+    image_size: int = option(32, min=8, help="side of the square images handed to networks, in pixels")
+    seed: int = option(0, min=0, max=2**32 - 1, help="seed of generated data and dataset splits (the same for every run seed)")
+    skip_bad_images: bool = option(False, help="skip unreadable image files with a warning instead of failing")
+    options: dict = option({}, help="the dataset's own options (checked by the dataset)")
+
+
+@dataclass
+class StudentOptions(Options):
+    arch: Arch = option("cnn", help="backbone of both student encoders")
+    width: int = option(32, min=1, help="channel width of a cnn backbone")
+    feature_dim: int = option(128, min=1, help="feature size of a cnn backbone")
+
+
+@dataclass
+class EvalOptions(Options):
+    batch_size: int = option(256, min=1, help="images per forward pass when embedding the test split")
+
+
+@dataclass
+class PerfOptions(Options):
+    """How the training loop executes (dfbench.perf): not part of the hash, except amp when not off."""
+
+    amp: Literal["off", "bf16"] = option("off", help="bf16 autocast of synthesis and encoder steps (CUDA only)")
+    channels_last: bool = option(False, help="channels-last memory format for every conv net of the run")
+    compile: bool = option(False, help="torch.compile the encoders")
+    optimizer_impl: Literal["default", "foreach", "fused"] = option("default", help="the optimisers' kernels")
+
+
+@dataclass
+class RunOptions(Options):
+    """The resolved config of one run: the keys every run has, and the method's ``params``."""
+
+    method: str = option("", help="the method (dfbench list --kind methods)")
+    dataset: str = option("shapes", help="the dataset (dfbench list --kind datasets)")
+    profile: Literal["smoke", "cpu", "paper"] = option("cpu", help="scale of the run: smoke (seconds), cpu (minutes), paper (GPU)")
+    seed: int = option(0, min=0, max=2**32 - 1, help="the run's seed (python, numpy and torch)")
+    device: str = option("auto", help="auto | cpu | cuda | cuda:N")
+    data: DataOptions = section(DataOptions, help="the data")
+    teachers: dict = component("teachers", "loader", "trained", fill=True, help="where the frozen teachers come from")
+    students: StudentOptions = section(StudentOptions, help="the student encoders")
+    eval: EvalOptions = section(EvalOptions, help="retrieval evaluation")
+    checkpoint_every: int = option(50, min=0, help="save a resumable training checkpoint every this many rounds (0: never)")
+    curve_eval_every: int = option(
+        50, min=0, help="test mAP@all in the training curves every this many rounds (0: never); monitoring only"
+    )
+    perf: PerfOptions = section(PerfOptions, help="execution settings (dfbench.perf)")
+    params: dict = option({}, help="the method's own options (its Options)")
+
+
+#: keys the command line sets (--method, --dataset, --profile, --seed, --device), not --set
+HEAD_KEYS = ("method", "dataset", "profile", "seed", "device")
 
 CORE_PROFILES: dict[str, dict] = {
     # seconds on a laptop CPU: tiny nets, few steps; checks that everything runs
-    "smoke": {
-        "teachers": {"width": 16, "feature_dim": 64, "epochs": 2},
-        "students": {"width": 16, "feature_dim": 64},
-    },
+    "smoke": {"students": {"width": 16, "feature_dim": 64}},
     # minutes on a 2-core CPU: the profile of the committed leaderboards
     "cpu": {},
-    # the paper's scale, for GPUs: ResNet-34 teachers and students at 224 px
+    # the paper's scale, for GPUs: ResNet-34 students at 224 px
     "paper": {
         "data": {"image_size": 224},
-        "teachers": {"arch": "resnet34", "epochs": 30, "batch_size": 128, "lr": 0.01},
         "students": {"arch": "resnet34"},
         "eval": {"batch_size": 512},
         "perf": {"amp": "bf16", "channels_last": True, "optimizer_impl": "fused"},
@@ -106,25 +128,6 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def check_keys(override: dict, schema: dict, path: tuple = ()) -> None:
-    """Raise :class:`ConfigError` for a key of ``override`` that ``schema`` (the defaults) lacks."""
-    for key, value in override.items():
-        here = path + (key,)
-        if key not in schema:
-            known = sorted(schema)
-            raise ConfigError(
-                f"Unknown config key '{'.'.join(map(str, here))}'.{did_you_mean(str(key), known)} "
-                f"Valid keys here: {', '.join(known) or '(none)'}. Fix the spelling in your config "
-                "file or --set option; 'dfbench run --print-config ...' shows the resolved config."
-            )
-        if isinstance(value, dict) and isinstance(schema[key], dict) and not _is_free(here):
-            check_keys(value, schema[key], here)
-
-
-def _is_free(path: tuple) -> bool:
-    return any(path[: len(f)] == f for f in FREE_FORM)
 
 
 def load_yaml(path: str | Path, _seen: tuple = ()) -> dict:
@@ -183,19 +186,25 @@ def parse_set(items: Iterable[str]) -> dict:
     return out
 
 
-def profile_defaults(profile: str, method_profiles: dict) -> dict:
-    """Core defaults of ``profile`` merged with a method's defaults for it."""
+def method_layers(profile: str, method_profiles: dict) -> list[dict]:
+    """A method's layers for ``profile``: its ``base`` declaration, then its entry for the profile.
+    Each may hold ``params`` and overrides of core keys (teachers, students, data, eval)."""
+    check_profile(profile)
+    return [copy.deepcopy(method_profiles.get("base", {})), copy.deepcopy(method_profiles.get(profile, {}))]
+
+
+def check_profile(profile: str) -> None:
     if profile not in PROFILES:
         raise ConfigError(
-            f"Unknown profile '{profile}'.{did_you_mean(profile, PROFILES)} Profiles: {', '.join(PROFILES)}."
+            f"Unknown profile '{profile}'.{did_you_mean(str(profile), PROFILES)} Profiles: {', '.join(PROFILES)}."
         )
-    cfg = deep_merge(_COMMON, CORE_PROFILES[profile])
-    method_part = copy.deepcopy(method_profiles.get("base", {}))
-    method_part = deep_merge(method_part, method_profiles.get(profile, {}))
-    params = method_part.pop("params", {})
-    cfg = deep_merge(cfg, method_part)
-    cfg["params"] = params
-    return cfg
+
+
+def profile_defaults(profile: str, method_profiles: dict, method_cls=None) -> dict:
+    """The resolved config of ``profile`` before any file or --set layer (``method``, ``dataset``,
+    ``seed`` and ``device`` at their defaults)."""
+    return resolve(method=getattr(method_cls, "name", ""), dataset="shapes", profile=profile, seed=0, device="auto",
+                   method_profiles=method_profiles, method_cls=method_cls, check=False)
 
 
 def resolve(
@@ -206,18 +215,139 @@ def resolve(
     seed: int,
     device: str,
     method_profiles: dict,
+    method_cls=None,
     file_config: dict | None = None,
     overrides: dict | None = None,
+    check: bool = True,
 ) -> dict:
-    """Build and validate the resolved config of one run."""
-    defaults = profile_defaults(profile, method_profiles)
-    cfg = copy.deepcopy(defaults)
-    for layer in (file_config or {}, overrides or {}):
-        layer = {k: v for k, v in layer.items() if k not in ("method", "dataset", "profile", "seed", "device")}
-        check_keys(layer, defaults)
-        cfg = deep_merge(cfg, layer)
-    head = {"method": method, "dataset": dataset, "profile": profile, "seed": int(seed), "device": device}
-    return {**head, **cfg}
+    """Build and check the resolved config of one run.
+
+    Layers, later wins: the core defaults and the core profile; the method's declaration and its
+    profile; the config file; the --set overrides. A section that names a component (``teachers:
+    {loader: ...}``, ``params.inversion: {strategy: ...}``) starts afresh when a layer names a
+    different component, so a switched component never inherits the options of the one before.
+    Every value is then checked against the schema the chosen components declare."""
+    from dfbench.plugins import registry
+
+    check_profile(profile)
+    if method_cls is None and method and method in registry("methods"):
+        method_cls = registry("methods").load(method)
+    schema = method_schema(method_cls, method_profiles)
+    cfg = {k: v for k, v in RunOptions.defaults().items() if k not in ("params", "teachers")}
+    cfg.update(method=method, dataset=dataset, profile=profile, seed=seed, device=device, params={})
+    cfg["teachers"] = component_defaults(_spec(RunOptions, "teachers"), "trained", profile, registry)
+    layers = [CORE_PROFILES[profile], *method_layers(profile, method_profiles)]
+    for source, layer in (("--config file", file_config), ("--set", overrides)):
+        if layer:
+            layers.append(_without_head(layer, source))
+    for layer in layers:
+        if not isinstance(layer, dict):
+            raise ConfigError(f"A config layer must be a mapping of keys to values, got {type(layer).__name__}.")
+        params = layer.get("params")
+        core = {k: v for k, v in layer.items() if k != "params"}
+        cfg = merge_layer(RunOptions, cfg, core, profile, registry)
+        if "params" in layer:
+            if not isinstance(params, dict):
+                raise ConfigError(f"Config value params: must be a section of keys (a mapping), got {params!r}.")
+            cfg["params"] = merge_layer(schema, cfg["params"], params, profile, registry)
+    if check:
+        checked = validate(RunOptions, {k: v for k, v in cfg.items() if k != "params"}, "", registry)
+        checked["params"] = validate(schema, cfg["params"], "params", registry)
+        cfg = {**cfg, **checked}
+    return {k: cfg[k] for k in fields_of(RunOptions) if k in cfg}
+
+
+def _without_head(layer: dict, source: str) -> dict:
+    """A file or --set layer without the keys the command line owns. A file may name the method,
+    dataset, profile, seed and device (the runner reads them from there when the command line does
+    not); --set may not: those have options of their own."""
+    if not isinstance(layer, dict):
+        raise ConfigError(f"The {source} layer must be a mapping of keys to values, got {type(layer).__name__}.")
+    head = [k for k in HEAD_KEYS if k in layer]
+    if head and source == "--set":
+        raise ConfigError(
+            f"--set {head[0]}=... is not a config key: set it with --{head[0]} on the command line "
+            "(or as a top-level key of a --config file)."
+        )
+    return {k: v for k, v in layer.items() if k not in HEAD_KEYS}
+
+
+def _spec(cls: type, name: str) -> Spec:
+    return fields_of(cls)[name][1]
+
+
+def component_defaults(spec: Spec, name: str, profile: str, registry) -> dict:
+    """The section a component starts from: ``{key: name}``, and with ``spec.fill`` all of its
+    options at their defaults and at its ``profiles`` values for ``profile``."""
+    base = {spec.key: name}
+    if not spec.fill:
+        return base
+    cls = registry(spec.kind).load(name)
+    return {**base, **deep_merge(options_class(cls).defaults(), getattr(cls, "profiles", {}).get(profile, {}))}
+
+
+def merge_layer(cls: type, current: dict, layer: dict, profile: str, registry) -> dict:
+    """``current`` with ``layer`` merged in, along the schema ``cls``: nested sections merge key by
+    key; a component section that names another component starts from that component's defaults."""
+    out = dict(current)
+    specs = fields_of(cls) if cls is not None else {}
+    for key, value in layer.items():
+        tp, spec, _ = specs.get(key, (None, None, None))
+        if spec is not None and spec.kind and isinstance(value, dict):
+            section = out.get(key) if isinstance(out.get(key), dict) else {}
+            name = value.get(spec.key)
+            if name is not None and name != section.get(spec.key):
+                registry(spec.kind).get(name) if isinstance(name, str) else None  # unknown names fail here
+                section = component_defaults(spec, name, profile, registry) if isinstance(name, str) else {spec.key: name}
+            chosen = section.get(spec.key)
+            inner = options_class(registry(spec.kind).load(chosen)) if isinstance(chosen, str) and chosen in registry(spec.kind) else None
+            rest = {k: v for k, v in value.items() if k != spec.key}
+            out[key] = {**merge_layer(inner, section, rest, profile, registry), spec.key: chosen}
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            nested = _strip_none(tp)[0] if tp is not None else None
+            nested = nested if isinstance(nested, type) and issubclass(nested, Options) else None
+            out[key] = merge_layer(nested, out[key], value, profile, registry) if nested else deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def method_schema(method_cls, method_profiles: dict) -> type:
+    """The options class of a method's ``params``: the one it declares (``Options``), else one
+    inferred from its declared defaults (every key it declares, each of the type of its value)."""
+    declared = getattr(method_cls, "Options", None) if method_cls is not None else None
+    if isinstance(declared, type) and issubclass(declared, Options):
+        return declared
+    params: dict = {}
+    for layer in method_profiles.values():
+        if isinstance(layer, dict) and isinstance(layer.get("params"), dict):
+            params = deep_merge(params, layer["params"])
+    return infer_options(params, getattr(method_cls, "name", "method"))
+
+
+def infer_options(values: dict, name: str) -> type:
+    """An options class whose fields are the keys of ``values``, typed by their values."""
+    import dataclasses
+
+    fields = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            tp: Any = infer_options(value, f"{name}_{key}")
+            fields.append((key, tp, section(tp, help="")))
+            continue
+        if isinstance(value, bool):
+            tp = bool
+        elif isinstance(value, (int, float)):
+            tp = float
+        elif isinstance(value, str):
+            tp = str
+        elif isinstance(value, list):
+            tp = list
+        else:
+            tp = Any
+        fields.append((key, tp, option(copy.deepcopy(value), help="")))
+    safe = "".join(c if c.isalnum() else "_" for c in name)
+    return dataclasses.make_dataclass(f"Inferred_{safe}", fields, bases=(Options,))
 
 
 def _strip(cfg: dict, paths=UNHASHED) -> dict:
@@ -277,3 +407,70 @@ def get_path(cfg: dict, dotted: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+def annotated_yaml(cfg: dict) -> str:
+    """The resolved config as YAML with every option's help, type and range as a comment; the
+    options of a component a layer left at their defaults are shown with those defaults."""
+    from dfbench.plugins import registry
+
+    method_cls = registry("methods").load(cfg["method"]) if cfg.get("method") in registry("methods") else None
+    params_schema = method_schema(method_cls, getattr(method_cls, "profiles", {}))
+    lines: list[str] = []
+    _annotate(RunOptions, cfg, 0, lines, registry, {"params": params_schema})
+    return "\n".join(lines) + "\n"
+
+
+def _annotate(cls: type | None, data: dict, depth: int, lines: list, registry, nested: dict | None = None) -> None:
+    import yaml
+
+    from dfbench.options import to_data
+
+    specs = fields_of(cls) if cls is not None else {}
+    pad = "  " * depth
+    for key, value in data.items():
+        tp, spec, default = specs.get(key, (None, Spec(), None))
+        inner = (nested or {}).get(key)
+        if spec.kind and isinstance(value, dict) and value.get(spec.key) in registry(spec.kind):
+            inner = options_class(registry(spec.kind).load(value[spec.key]))
+            value = {spec.key: value[spec.key], **deep_merge(inner.defaults(), {k: v for k, v in value.items() if k != spec.key})}
+        elif inner is None and tp is not None:
+            base = _strip_none(tp)[0]
+            inner = base if isinstance(base, type) and issubclass(base, Options) else None
+            if inner is not None and isinstance(value, dict):
+                value = deep_merge(to_data(default) if isinstance(default, Options) else {}, value)
+        note = _note(tp, spec)
+        if isinstance(value, dict) and value:
+            lines.append(f"{pad}{key}:" + (f"  # {note}" if note else ""))
+            _annotate(inner, value, depth + 1, lines, registry)
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+            text = text[:-4].strip() if text.endswith("\n...") or text.endswith(" ...") else text
+            lines.append(f"{pad}{key}: {text}" + (f"  # {note}" if note else ""))
+
+
+def _note(tp, spec: Spec) -> str:
+    from dfbench.options import _range_text, _type_name
+
+    if tp is None:
+        return spec.help
+    parts = [spec.help] if spec.help else []
+    extra = [_type_name(tp, spec)]
+    rng = _range_text(spec)
+    if rng:
+        extra.append(rng)
+    if spec.choices:
+        extra.append("one of " + ", ".join(map(str, spec.choices)))
+    return " ".join(parts + [f"[{'; '.join(extra)}]"])
+
+
+def component_options_rows(entry) -> list[dict] | dict:
+    """The options a registered component declares (``Options.describe()``; a method's ``params``
+    schema), or ``{"error": ...}`` when the component cannot be imported."""
+    try:
+        cls = entry.load()
+    except Exception as exc:  # a broken plugin is reported, never fatal to a listing
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if entry.kind == "methods":
+        return method_schema(cls, getattr(cls, "profiles", {})).describe()
+    return options_class(cls).describe()

@@ -455,7 +455,7 @@ class Checker:
         methods = sorted(self.system.registry("methods"), key=lambda e: (e.plugin != self.plugin, e.name))
         for m in methods:
             try:
-                params = cfgmod.profile_defaults("smoke", getattr(m.load(), "profiles", {}))["params"]
+                params = cfgmod.profile_defaults("smoke", getattr(m.load(), "profiles", {}), m.load())["params"]
             except Exception:
                 continue
             part = params.get(kind_key)
@@ -469,7 +469,7 @@ class Checker:
         """A strategy and students, built from the seed; tries the options of methods that use it,
         then its defaults."""
         from dfbench.engine import DATA_FREE_BASE
-        from dfbench.inversion import resolve_options
+        from dfbench.options import component_options
         from dfbench.reproducibility import seed_everything
         from dfbench.students import Students
         from dfbench.terms import check_weights
@@ -484,7 +484,7 @@ class Checker:
                 ctx = self.context(method=method, params=params)
                 seed_everything(self.seed)
                 students = Students(ctx, params.get("variant", "unified"), scale=float(params.get("proxy_scale", 32.0)))
-                options = resolve_options(cls, params["inversion"])
+                options = component_options(cls, params["inversion"], "strategy", "params.inversion")
                 strategy = cls(ctx, options, check_weights(params.get("weights", {})), params.get("variant", "unified"))
                 return strategy, students, label, lambda: self._rebuild_strategy(cls, method, params)
             except DfbenchError as exc:
@@ -492,7 +492,7 @@ class Checker:
         raise Skipped("cannot be built here: " + " | ".join(errors))
 
     def _rebuild_strategy(self, cls, method, params):
-        from dfbench.inversion import resolve_options
+        from dfbench.options import component_options
         from dfbench.reproducibility import seed_everything
         from dfbench.students import Students
         from dfbench.terms import check_weights
@@ -500,7 +500,7 @@ class Checker:
         ctx = self.context(method=method, params=params)
         seed_everything(self.seed)
         students = Students(ctx, params.get("variant", "unified"), scale=float(params.get("proxy_scale", 32.0)))
-        strategy = cls(ctx, resolve_options(cls, params["inversion"]), check_weights(params.get("weights", {})), params.get("variant", "unified"))
+        strategy = cls(ctx, component_options(cls, params["inversion"], "strategy", "params.inversion"), check_weights(params.get("weights", {})), params.get("variant", "unified"))
         return strategy, students
 
     def check_inversion(self, entry) -> None:
@@ -622,7 +622,7 @@ class Checker:
     def check_loss(self, entry) -> None:
         import torch
 
-        from dfbench.alignment import resolve_options
+        from dfbench.options import component_options
         from dfbench.engine import DATA_FREE_BASE
 
         comp = f"alignment loss {entry.name}"
@@ -632,7 +632,7 @@ class Checker:
             cls = entry.load()
             setups = self._setups("alignment", "loss", entry.name)
             label, params = (setups[0][0], setups[0][2]) if setups else ("its defaults", {**DATA_FREE_BASE, "alignment": {"loss": entry.name}})
-            options = resolve_options(cls, params["alignment"])
+            options = component_options(cls, params["alignment"], "loss", "params.alignment")
             variant = params.get("variant", "unified")
             loss_fn, loss, second, e_p, e_s = self._loss_value(cls, options, variant, params)
             state.update(cls=cls, options=options, params=params, variant=variant, loss_fn=loss_fn, loss=loss, e_p=e_p, e_s=e_s)
@@ -720,8 +720,7 @@ class Checker:
                 params = cfg["params"]
                 roles = set(cls().teacher_roles(params))
                 expect(roles and roles <= set(ROLES), f"{profile}: teacher_roles gave {sorted(roles)}; roles are {', '.join(ROLES)}")
-                registry("teachers").get(cfg["teachers"]["loader"])
-                _check_declaration(params)
+                registry("teachers").get(cfg["teachers"]["loader"])  # resolve() checked every option
             except DfbenchError as exc:
                 raise ContractFailed(f"{profile}: {exc}") from None
         return ", ".join(PROFILES)
@@ -776,25 +775,6 @@ class Checker:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-def _check_declaration(params: dict) -> None:
-    """Names and options of a data-free declaration (inversion strategy, alignment loss, weights)."""
-    from dfbench.plugins import registry
-
-    inversion, alignment = params.get("inversion"), params.get("alignment")
-    if isinstance(inversion, dict) and "strategy" in inversion:
-        from dfbench.inversion import resolve_options
-
-        resolve_options(registry("inversions").load(inversion["strategy"]), inversion)
-    if isinstance(alignment, dict) and "loss" in alignment:
-        from dfbench.alignment import resolve_options
-
-        resolve_options(registry("losses").load(alignment["loss"]), alignment)
-    if "weights" in params:
-        from dfbench.terms import check_weights
-
-        check_weights(params["weights"])
-
 
 def _where(exc: BaseException) -> str:
     """`` (file:line)`` of the innermost frame outside this module and torch: where to look."""

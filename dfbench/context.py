@@ -20,6 +20,10 @@ class RunContext:
     curves: list = field(default_factory=list)  # rows of training curves: {"round": r, term: value}
     artifacts_dir: Path | None = None  # where a method may save pictures of its run
     checkpointer: Any = None  # dfbench.checkpoint.Checkpointer, or None
+    # what a data-free method's loop trains and last synthesised (pictures and tests read them)
+    students: Any = None  # dfbench.students.Students
+    strategy: Any = None  # the inversion strategy
+    last_batch: Any = None  # dfbench.inversion.SynthBatch
     extra: dict = field(default_factory=dict)
 
     @property

@@ -16,39 +16,69 @@ curves are recorded and losses checked for NaN/inf.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from dfbench import distributed as dist
 from dfbench.errors import ConfigError, TrainingDivergedError
-from dfbench.inversion import ReplayPool, SynthBatch, concat_batches, resolve_options as inversion_options
+from dfbench.inversion import ReplayPool, SynthBatch, concat_batches
 from dfbench.methods import Method
+from dfbench.options import Options, component, component_options, option, section, weights_of
 from dfbench.perf import modules_of as perf_modules
 from dfbench.students import StudentEmbedder, Students
 from dfbench.teachers import roles_for_variant
 from dfbench.terms import NEEDS_MODALITY_TEACHER, check_weights
 
-DATA_FREE_BASE = {
-    "variant": "unified",  # teacher variant: unified | independent
-    "inversion": {"strategy": "estimators"},
-    "weights": {},
-    "alignment": {"loss": "proxy-anchor"},
-    "rounds": 200,
-    "encoder_steps": 1,  # encoder steps per round
-    "batch_size": 64,  # encoder batch (pairs)
-    "fresh_fraction": 0.5,  # share of each encoder batch from the newest synthesised batch
-    "replay_size": 0,  # pairs kept for replay (0: no pool, only the fresh batch)
-    "optimizer": {"name": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0},
-    "schedule": "cosine",  # encoder learning-rate schedule: cosine | constant
-    "readout": "raw",  # raw | proxy (see dfbench.students)
-    "proxy_scale": 32.0,  # scale of the students' cosine class logits
-    "init_from_teachers": False,  # initialise the encoders from the teachers' backbones
-    # BatchNorm of the encoders during their steps: "train" (batch statistics, running averages
-    # updated) or "frozen" (the running statistics they start with, never updated: with
-    # init_from_teachers, the teachers' statistics of real images)
-    "student_bn": "train",
-    "log_every": 10,
-}
+@dataclass
+class OptimizerOptions(Options):
+    """An optimiser (``build_optimizer``); ``momentum`` (sgd) and ``betas`` (adam) left unset take
+    the optimiser's usual values (0.9; 0.9 and 0.999)."""
+
+    name: Literal["adam", "adamw", "sgd"] = option("adam", help="the optimiser")
+    lr: float = option(1e-3, min=0.0, help="learning rate (0: the parameters stay as they are)")
+    momentum: float | None = option(None, min=0.0, max=1.0, max_exclusive=True, optional=True, help="sgd momentum")
+    betas: list[float] | None = option(None, min=0.0, max=1.0, max_exclusive=True, optional=True, help="adam betas")
+    weight_decay: float = option(0.0, min=0.0, help="weight decay")
+
+
+@dataclass
+class DataFreeOptions(Options):
+    """The ``params`` of every data-free method: a teacher variant, an inversion strategy, weighted
+    synthesis terms, an alignment loss, a schedule and a readout."""
+
+    variant: Literal["unified", "independent"] = option(
+        "unified", help="teachers judged against: one unified classifier, or a photo and a sketch classifier trained apart"
+    )
+    inversion: dict = component("inversions", "strategy", "estimators", help="how pairs are synthesised from the teachers")
+    weights: dict = weights_of("terms", help="weight of each synthesis loss term (0 or absent: not computed)")
+    alignment: dict = component("losses", "loss", "proxy-anchor", help="the loss that aligns the two encoders")
+    rounds: int = option(200, min=0, help="synthesis rounds (0: evaluate the students as initialised)")
+    encoder_steps: int = option(1, min=1, help="encoder steps per round")
+    batch_size: int = option(64, min=1, help="encoder batch, in pairs")
+    fresh_fraction: float = option(
+        0.5, min=0.0, max=1.0, min_exclusive=True, help="share of each encoder batch drawn from the newest synthesised batch"
+    )
+    replay_size: int = option(0, min=0, help="pairs kept for replay (0: no pool, only the fresh batch)")
+    optimizer: OptimizerOptions = section(
+        OptimizerOptions, help="the encoders' optimiser", name="adam", lr=1e-3, momentum=0.9, weight_decay=0.0
+    )
+    schedule: Literal["cosine", "constant"] = option("cosine", help="encoder learning-rate schedule")
+    readout: Literal["raw", "proxy"] = option(
+        "raw", help="retrieval embedding: the encoders' raw embedding, or its scaled cosines to the teacher proxies"
+    )
+    proxy_scale: float = option(32.0, min=0.0, min_exclusive=True, help="scale of the students' cosine class logits")
+    init_from_teachers: bool = option(False, help="initialise the encoders from the teachers' backbones")
+    student_bn: Literal["train", "frozen"] = option(
+        "train",
+        help="encoder BatchNorm during their steps: batch statistics (train) or the running statistics they start with (frozen)",
+    )
+    log_every: int = option(10, min=1, help="rounds between curve rows (and NaN checks)")
+
+
+#: the defaults of :class:`DataFreeOptions` as plain data, for methods' ``base`` declarations
+DATA_FREE_BASE = DataFreeOptions.defaults()
 
 
 def build_optimizer(params, ocfg: dict, perf=None):
@@ -60,220 +90,290 @@ def build_optimizer(params, ocfg: dict, perf=None):
     params = list(params)
     impl = perf.optimizer_kwargs() if perf is not None else {}
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=tuple(ocfg.get("betas", (0.9, 0.999))), **impl)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=tuple(ocfg.get("betas") or (0.9, 0.999)), **impl)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **impl)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(ocfg.get("momentum", 0.9)), weight_decay=wd, **impl)
+        momentum = ocfg.get("momentum")
+        return torch.optim.SGD(params, lr=lr, momentum=0.9 if momentum is None else float(momentum), weight_decay=wd, **impl)
     raise ConfigError(f"Unknown optimizer '{name}': use adam, adamw or sgd.")
 
 
 class DataFreeMethod(Method):
-    """Base of every data-free method: subclasses only declare ``profiles``."""
+    """Base of every data-free method: subclasses only declare ``profiles`` (values of
+    :class:`DataFreeOptions`); the shared :class:`DataFreeLoop` trains them."""
+
+    Options = DataFreeOptions
 
     def teacher_roles(self, params: dict) -> set[str]:
         weights = check_weights(params.get("weights", {}))
-        roles = roles_for_variant(params["variant"], modality=bool(NEEDS_MODALITY_TEACHER & set(weights)))
-        return roles
+        return roles_for_variant(params["variant"], modality=bool(NEEDS_MODALITY_TEACHER & set(weights)))
 
     def fit(self, ctx):
+        loop = DataFreeLoop(ctx, DataFreeOptions.from_data(ctx.params, "params"))
+        loop.run(default_hooks(ctx, loop.p))
+        return StudentEmbedder(loop.students, loop.p.readout)
+
+
+class LoopHook:
+    """Something the loop does around its rounds, apart from training (mmengine's hooks, small):
+    ``before_train`` once (after a resume is restored), ``after_round`` after each round's
+    encoder steps. Hooks run in the order given."""
+
+    def before_train(self, loop: "DataFreeLoop") -> None:
+        pass
+
+    def after_round(self, loop: "DataFreeLoop") -> None:
+        pass
+
+
+class DataFreeLoop:
+    """The rounds of a data-free method: each one synthesises a batch of pairs (students frozen),
+    adds it to the replay pool and takes ``encoder_steps`` steps of the alignment loss.
+
+    What happens around the rounds (curves and the divergence guard, curve evaluation,
+    checkpoints, data-parallel BatchNorm averaging) is in :class:`LoopHook` objects. The loop keeps
+    running sums of the loss terms since the last curve row (``sums``, ``align_sum``, ``count``),
+    which the curve hook reads and resets: no host synchronisation happens between curve rows."""
+
+    def __init__(self, ctx, p: DataFreeOptions):
         from dfbench.plugins import registry
 
-        p = ctx.params
-        device = ctx.device
-        weights = check_weights(p["weights"])
-        students = Students(ctx, p["variant"], scale=p["proxy_scale"], init_from_teachers=p["init_from_teachers"])
+        self.ctx, self.p = ctx, p
+        self.weights = check_weights(p.weights)
+        self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers)
+        strategy_cls = registry("inversions").load(p.inversion["strategy"])
+        options = _rank_options(component_options(strategy_cls, p.inversion, "strategy", "params.inversion"))
+        self.strategy = strategy_cls(ctx, options, self.weights, p.variant)
+        dist.offset_generators(self.strategy)  # data-parallel runs: each rank draws its own samples
+        loss_cls = registry("losses").load(p.alignment["loss"])
+        self.align = loss_cls(ctx, component_options(loss_cls, p.alignment, "loss", "params.alignment"), self.students)
+        self.align_params = list(self.align.parameters())
+        ctx.perf.prepare(self.students, *perf_modules(self.strategy), *ctx.teachers.models.values())
+        ctx.perf.compile_modules(self.students.encoders.values())
+        self.opt = build_optimizer(list(self.students.encoders.parameters()) + self.align_params, p.optimizer, ctx.perf)
+        steps = max(1, p.rounds * p.encoder_steps)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps) if p.schedule == "cosine" else None
+        self.pool = ReplayPool(_rank_pool(p.replay_size))
+        self.gen = torch.Generator().manual_seed(dist.offset_seed(ctx.seed + 7))
+        self.batch_size = dist.split_batch(p.batch_size, "params.batch_size")  # this rank's share
+        self.n_fresh = max(1, int(round(self.batch_size * p.fresh_fraction))) if self.pool.capacity > 0 else self.batch_size
+        self.frozen_bn = [m for m in self.students.encoders.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)] if p.student_bn == "frozen" else []
+        # the encoders' training forward pass, encode(images, modality): DDP-wrapped when distributed
+        self.encode = _distribute(self.students, self.strategy) if dist.active() else self.students
+        self.parts = {"students": self.students, "opt": self.opt, "strategy": self.strategy, "align": self.align}
+        if self.sched is not None:
+            self.parts["sched"] = self.sched
+        self.round = 0  # rounds done
+        self.start = 0  # the round this process started from (a resumed run's checkpoint)
+        self.batch: SynthBatch | None = None  # the newest synthesised batch
+        self.task = None  # the progress task while running
+        self._reset_sums()
+        ctx.students, ctx.strategy = self.students, self.strategy
 
-        strategy_cls = registry("inversions").load(p["inversion"]["strategy"])
-        strategy = strategy_cls(ctx, _rank_options(inversion_options(strategy_cls, p["inversion"])), weights, p["variant"])
-        dist.offset_generators(strategy)  # data-parallel runs: each rank draws its own samples
-        from dfbench.alignment import resolve_options as alignment_options
+    @property
+    def at_curve_row(self) -> bool:
+        """Whether the round just done ends a curve row (every ``log_every`` rounds, and the last)."""
+        return self.round % self.p.log_every == 0 or self.round == self.p.rounds
 
-        loss_cls = registry("losses").load(p["alignment"]["loss"])
-        align = loss_cls(ctx, alignment_options(loss_cls, p["alignment"]), students)
+    def _reset_sums(self) -> None:
+        self.sums: dict = {}
+        self.align_sum = torch.zeros((), device=self.ctx.device)
+        self.count = 0
 
-        if p["student_bn"] not in ("train", "frozen"):
-            raise ConfigError(f"params.student_bn must be 'train' or 'frozen', got '{p['student_bn']}'.")
-        freeze_bn = p["student_bn"] == "frozen"
-        bn_layers = [m for m in students.encoders.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        perf = ctx.perf
-        perf.prepare(students, *perf_modules(strategy), *ctx.teachers.models.values())
-        perf.compile_modules(students.encoders.values())
-        opt = build_optimizer(list(students.encoders.parameters()) + list(align.parameters()), p["optimizer"], perf)
-        rounds = int(p["rounds"])
-        steps = max(1, rounds * int(p["encoder_steps"]))
-        if p["schedule"] == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-        elif p["schedule"] == "constant":
-            sched = None
-        else:
-            raise ConfigError(f"Unknown schedule '{p['schedule']}': use cosine or constant.")
-        pool = ReplayPool(_rank_pool(int(p["replay_size"])))
-        gen = torch.Generator().manual_seed(dist.offset_seed(ctx.seed + 7))
-        bs = dist.split_batch(int(p["batch_size"]), "params.batch_size")  # this rank's share
-        n_fresh = max(1, int(round(bs * float(p["fresh_fraction"])))) if pool.capacity > 0 else bs
-        log_every = max(1, int(p["log_every"]))
-        eval_every = int(ctx.config.get("curve_eval_every", 0) or 0)
-        ctx.extra["students"] = students
-        ctx.extra["strategy"] = strategy
+    def run(self, hooks: list[LoopHook]) -> None:
+        self.restore()
+        for hook in hooks:
+            hook.before_train(self)
+        with self.ctx.reporter.task(f"{self.ctx.config['method']} training", total=self.p.rounds) as self.task:
+            if self.start:
+                self.task.advance(self.start)
+                self.task.note(f"resumed at round {self.start}")
+            for _ in range(self.start, self.p.rounds):
+                self.train_round()
+                for hook in hooks:
+                    hook.after_round(self)
 
-        acc_terms: dict = {}
-        acc_align = torch.zeros((), device=device)
-        count = 0
-        parts_to_save = {"students": students, "opt": opt, "strategy": strategy, "align": align}
-        if sched is not None:
-            parts_to_save["sched"] = sched
-        ckpt = ctx.checkpointer
-        start = 0
-        saved = ckpt.load() if ckpt is not None else None
-        if saved is not None:
-            _check_world(saved, ckpt)
-            start = self._restore(saved, parts_to_save, pool, gen, ctx)
-            _restore_rank(saved, pool, gen, strategy, ctx)
-        last_eval = start
-        encode = students  # encode(images, modality): the encoders' training forward pass
-        align_params = list(align.parameters())
-        if dist.active():
-            encode = _distribute(students, strategy)
-        if 0 < eval_every <= rounds and start == 0:  # where the students start, before any training
-            ctx.log_curve({"round": 0, "test mAP@all": self._monitor(ctx, students, p["readout"])})
-        with ctx.reporter.task(f"{self.name} training", total=rounds) as task:
-            if start:
-                task.advance(start)
-                task.note(f"resumed at round {start}")
-            for r in range(start, rounds):
-                with perf.autocast():
-                    batch = strategy.synthesize(students)
-                parts = getattr(strategy, "last_parts", {})
-                for k, v in parts.items():
-                    acc_terms[k] = acc_terms.get(k, 0) + v
-                pool.add(batch)
-                ctx.extra["last_batch"] = batch
-                students.train()
-                if freeze_bn:
-                    for mod in bn_layers:
-                        mod.eval()
-                for _ in range(int(p["encoder_steps"])):
-                    b = self._encoder_batch(batch, pool, n_fresh, bs, gen)
-                    with perf.autocast():
-                        e_p = encode(b.photo, "photo")
-                        e_s = encode(b.sketch, "sketch")
-                        if getattr(align, "uses_teacher_logits", False):
-                            loss = align(e_p, e_s, b.photo_labels, b.sketch_labels, **self._teacher_logits(ctx, b, p["variant"]))
-                        else:
-                            loss = align(e_p, e_s, b.photo_labels, b.sketch_labels)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if align_params:
-                        dist.average_gradients(align_params)  # no-op in a single process
-                    opt.step()
-                    if sched is not None:
-                        sched.step()
-                    acc_align = acc_align + loss.detach()
-                if dist.active():
-                    dist.average_batchnorm(students.encoders)  # every rank holds the same students
-                count += 1
-                task.advance(1)
-                if (r + 1) % log_every == 0 or r + 1 == rounds:
-                    values = {"align": float(acc_align) / (count * int(p["encoder_steps"]))}
-                    values.update({f"term/{k}": float(v) / count for k, v in acc_terms.items()})
-                    row = {"round": r + 1, **dist.mean_floats(values)}  # means over the ranks
-                    if eval_every > 0 and (r + 1) // eval_every > last_eval // eval_every:
-                        row["test mAP@all"] = self._monitor(ctx, students, p["readout"])
-                        last_eval = r + 1
-                    bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
-                    if bad:
-                        raise TrainingDivergedError(
-                            f"Training diverged at round {r + 1}: the loss {bad[0]} became {row[bad[0]]}. "
-                            "Lower the learning rates (params.optimizer.lr, params.inversion.optimizer.lr) or the "
-                            "weights of the synthesis terms (params.weights.*), then run again."
-                        )
-                    ctx.log_curve(row)
-                    task.note(f"align {row['align']:.3f}")
-                    acc_terms, acc_align, count = {}, torch.zeros((), device=device), 0
-                    if ckpt is not None and r + 1 < rounds and ckpt.due(r + 1):
-                        if dist.active():  # rank 0 writes every rank's own streams and pool
-                            snap = self._snapshot(r + 1, parts_to_save, pool, gen, ctx) if dist.is_main() else {"round": r + 1}
-                            snap["world_size"] = dist.world()
-                            snap["ranks"] = dist.gather_objects(_rank_state(pool, gen, strategy))
-                            ckpt.save(snap)
-                        else:
-                            ckpt.save(self._snapshot(r + 1, parts_to_save, pool, gen, ctx))
-        return StudentEmbedder(students, p["readout"])
+    def train_round(self) -> None:
+        """One round: synthesise a batch, then the encoder steps on it and the pool."""
+        with self.ctx.perf.autocast():
+            batch = self.strategy.synthesize(self.students)
+        for k, v in getattr(self.strategy, "last_parts", {}).items():
+            self.sums[k] = self.sums.get(k, 0) + v
+        self.pool.add(batch)
+        self.batch = self.ctx.last_batch = batch
+        self.students.train()
+        for mod in self.frozen_bn:
+            mod.eval()
+        for _ in range(self.p.encoder_steps):
+            self.align_sum = self.align_sum + self.encoder_step(self._encoder_batch(batch))
+        self.round += 1
+        self.count += 1
+        self.task.advance(1)
 
-    @staticmethod
-    def _monitor(ctx, students, readout: str) -> float:
-        """Test mAP@all of the students as they are now, for the curves only (never for picking a
-        model). Embedding runs in eval mode under no_grad and draws no random numbers, so training
-        goes on exactly as without it; the train/eval mode of every module is restored."""
-        from dfbench.evaluation import evaluate_embedder
+    def encoder_step(self, b: SynthBatch) -> torch.Tensor:
+        with self.ctx.perf.autocast():
+            e_p, e_s = self.encode(b.photo, "photo"), self.encode(b.sketch, "sketch")
+            extra = _teacher_logits(self.ctx, b, self.p.variant) if getattr(self.align, "uses_teacher_logits", False) else {}
+            loss = self.align(e_p, e_s, b.photo_labels, b.sketch_labels, **extra)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.align_params:
+            dist.average_gradients(self.align_params)  # no-op in a single process
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        return loss.detach()
 
-        modes = {m: m.training for m in students.modules()}
-        metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]))
-        for m, mode in modes.items():
-            m.training = mode
-        return float(metrics["mAP@all"])
-
-    @staticmethod
-    def _snapshot(round_done: int, parts: dict, pool: ReplayPool, gen, ctx) -> dict:
-        return {
-            "round": round_done,
-            "parts": {k: v.state_dict() for k, v in parts.items()},
-            "pool": pool.state_dict(),
-            "engine_generator": gen.get_state(),
-            "curves": list(ctx.curves),
-        }
-
-    @staticmethod
-    def _restore(saved: dict, parts: dict, pool: ReplayPool, gen, ctx) -> int:
-        from dfbench.checkpoint import set_rng_state
-
-        for k, v in parts.items():
-            v.load_state_dict(saved["parts"][k])
-        pool.load_state_dict(saved["pool"], ctx.device)
-        gen.set_state(saved["engine_generator"])
-        ctx.curves[:] = saved["curves"]
-        set_rng_state(saved["rng"])
-        return int(saved["round"])
-
-    @staticmethod
-    def _encoder_batch(fresh: SynthBatch, pool: ReplayPool, n_fresh: int, bs: int, gen) -> SynthBatch:
+    def _encoder_batch(self, fresh: SynthBatch) -> SynthBatch:
+        bs, pool, gen = self.batch_size, self.pool, self.gen
         if pool.capacity <= 0 or len(pool) == 0:
             if len(fresh) >= bs:
                 return fresh
             idx = torch.randint(0, len(fresh), (bs,), generator=gen).to(fresh.photo.device)
             return fresh.index(idx)
-        n_fresh = min(n_fresh, len(fresh))
+        n_fresh = min(self.n_fresh, len(fresh))
         idx = torch.randperm(len(fresh), generator=gen)[:n_fresh].to(fresh.photo.device)
         a = fresh.index(idx)
         if bs - n_fresh <= 0:
             return a
-        b = pool.sample(bs - n_fresh, gen)
-        return concat_batches(a, b)
+        return concat_batches(a, pool.sample(bs - n_fresh, gen))
 
-    @staticmethod
-    @torch.no_grad()
-    def _teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
-        """The judging teachers' logits of a batch (for losses with ``uses_teacher_logits``):
-        the batch's own when its strategy filled them, else one frozen-teacher pass."""
-        out = {}
-        for m in ("photo", "sketch"):
-            logits = getattr(b, f"{m}_logits")
-            if logits is None:
-                logits = ctx.teachers.for_modality(m, variant)(getattr(b, m))
-            out[f"{m}_logits"] = logits
-        return out
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        return {
+            "round": self.round,
+            "parts": {k: v.state_dict() for k, v in self.parts.items()},
+            "pool": self.pool.state_dict(),
+            "engine_generator": self.gen.get_state(),
+            "curves": list(self.ctx.curves),
+        }
+
+    def restore(self) -> None:
+        """Resume from the run's checkpoint, when it has one."""
+        from dfbench.checkpoint import set_rng_state
+
+        ckpt = self.ctx.checkpointer
+        saved = ckpt.load() if ckpt is not None else None
+        if saved is None:
+            return
+        _check_world(saved, ckpt)
+        for k, v in self.parts.items():
+            v.load_state_dict(saved["parts"][k])
+        self.pool.load_state_dict(saved["pool"], self.ctx.device)
+        self.gen.set_state(saved["engine_generator"])
+        self.ctx.curves[:] = saved["curves"]
+        set_rng_state(saved["rng"])
+        self.start = self.round = int(saved["round"])
+        _restore_rank(saved, self.pool, self.gen, self.strategy, self.ctx)
+
+
+def default_hooks(ctx, p: DataFreeOptions) -> list[LoopHook]:
+    """The hooks every data-free run has, in order."""
+    return [DistributedBatchNorm(), CurveHook(int(ctx.config.get("curve_eval_every", 0) or 0)), CheckpointHook()]
+
+
+class DistributedBatchNorm(LoopHook):
+    """Data-parallel runs: the encoders' BatchNorm statistics averaged over the ranks each round,
+    so every rank holds the same students."""
+
+    def after_round(self, loop):
+        if dist.active():
+            dist.average_batchnorm(loop.students.encoders)
+
+
+class CurveHook(LoopHook):
+    """At each curve row (every ``log_every`` rounds, and the last): a row of the mean loss terms since the
+    previous row (means over the ranks), the monitored metric every ``eval_every`` rounds (and at
+    round 0), and the divergence guard: a non-finite value stops the run with a clear error."""
+
+    def __init__(self, eval_every: int):
+        self.eval_every = eval_every
+        self.last_eval = 0
+
+    def before_train(self, loop):
+        self.last_eval = loop.start
+        if 0 < self.eval_every <= loop.p.rounds and loop.start == 0:  # the students before any training
+            loop.ctx.log_curve({"round": 0, "test mAP@all": _monitor(loop.ctx, loop.students, loop.p.readout)})
+
+    def after_round(self, loop):
+        r = loop.round
+        if not loop.at_curve_row:
+            return
+        values = {"align": float(loop.align_sum) / (loop.count * loop.p.encoder_steps)}
+        values.update({f"term/{k}": float(v) / loop.count for k, v in loop.sums.items()})
+        row = {"round": r, **dist.mean_floats(values)}  # means over the ranks
+        if self.eval_every > 0 and r // self.eval_every > self.last_eval // self.eval_every:
+            row["test mAP@all"] = _monitor(loop.ctx, loop.students, loop.p.readout)
+            self.last_eval = r
+        bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
+        if bad:
+            raise TrainingDivergedError(
+                f"Training diverged at round {r}: the loss {bad[0]} became {row[bad[0]]}. "
+                "Lower the learning rates (params.optimizer.lr, params.inversion.optimizer.lr) or the "
+                "weights of the synthesis terms (params.weights.*), then run again."
+            )
+        loop.ctx.log_curve(row)
+        loop.task.note(f"align {row['align']:.3f}")
+        loop._reset_sums()
+
+
+class CheckpointHook(LoopHook):
+    """A resumable checkpoint when one is due, at a curve row (where the running sums are empty)
+    and never after the last round (the record is the result then). In a data-parallel run rank 0
+    writes every rank's own random streams and pool."""
+
+    def after_round(self, loop):
+        ckpt = loop.ctx.checkpointer
+        if ckpt is None or not loop.at_curve_row or loop.round >= loop.p.rounds or not ckpt.due(loop.round):
+            return
+        if dist.active():
+            snap = loop.snapshot() if dist.is_main() else {"round": loop.round}
+            snap["world_size"] = dist.world()
+            snap["ranks"] = dist.gather_objects(_rank_state(loop.pool, loop.gen, loop.strategy))
+            ckpt.save(snap)
+        else:
+            ckpt.save(loop.snapshot())
+
+
+def _monitor(ctx, students, readout: str) -> float:
+    """Test mAP@all of the students as they are now, for the curves only (never for picking a
+    model). Embedding runs in eval mode under no_grad and draws no random numbers, so training
+    goes on exactly as without it; the train/eval mode of every module is restored."""
+    from dfbench.evaluation import evaluate_embedder
+
+    modes = {m: m.training for m in students.modules()}
+    metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]))
+    for m, mode in modes.items():
+        m.training = mode
+    return float(metrics["mAP@all"])
+
+
+@torch.no_grad()
+def _teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
+    """The judging teachers' logits of a batch (for losses with ``uses_teacher_logits``):
+    the batch's own when its strategy filled them, else one frozen-teacher pass."""
+    out = {}
+    for m in ("photo", "sketch"):
+        logits = getattr(b, f"{m}_logits")
+        if logits is None:
+            logits = ctx.teachers.for_modality(m, variant)(getattr(b, m))
+        out[f"{m}_logits"] = logits
+    return out
 
 
 # ---- data-parallel runs (torchrun; see dfbench.distributed and docs/scaling.md) ------------------
 # In a single process every helper below returns its input unchanged.
 
 
-def _rank_options(options: dict) -> dict:
+def _rank_options(options):
     """The inversion options of this rank: ``batch_size`` is the global batch, split over the ranks."""
+    import dataclasses
+
     if dist.world() == 1 or "batch_size" not in options:
         return options
-    return {**options, "batch_size": dist.split_batch(options["batch_size"], "params.inversion.batch_size")}
+    return dataclasses.replace(options, batch_size=dist.split_batch(options["batch_size"], "params.inversion.batch_size"))
 
 
 def _rank_pool(capacity: int) -> int:

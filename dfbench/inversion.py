@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dfbench.errors import ConfigError, did_you_mean
+from dfbench.options import DefaultsOf, Options
 
 
 #: the fields every batch has, and the optional ones (None when a strategy does not fill them)
@@ -58,14 +58,16 @@ def concat_batches(a: SynthBatch, b: SynthBatch) -> SynthBatch:
 class InversionStrategy:
     """A registered inversion strategy.
 
-    ``defaults`` lists its options (``params.inversion`` in a method's config, besides
-    ``strategy``); the constructor receives the run context, the options merged over the defaults,
-    the non-zero loss-term weights and the teacher variant.
+    ``Options`` declares its options (``params.inversion`` in a method's config, besides
+    ``strategy``: a :class:`dfbench.options.Options` dataclass; ``defaults`` is derived from it); the
+    constructor receives the run context, the typed options, the non-zero loss-term weights and the
+    teacher variant.
     """
 
     name: str = ""
     description: str = ""
-    defaults: dict = {}
+    Options = Options
+    defaults = DefaultsOf()
 
     def __init__(self, ctx, options: dict, weights: dict, variant: str):
         self.ctx = ctx
@@ -92,18 +94,6 @@ class InversionStrategy:
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def resolve_options(strategy_cls, options: dict) -> dict:
-    opts = {k: v for k, v in options.items() if k != "strategy"}
-    unknown = sorted(set(opts) - set(strategy_cls.defaults))
-    if unknown:
-        raise ConfigError(
-            f"Unknown option '{unknown[0]}' for inversion strategy '{strategy_cls.name}'."
-            f"{did_you_mean(unknown[0], strategy_cls.defaults)} Its options: "
-            f"{', '.join(sorted(strategy_cls.defaults)) or '(none)'}."
-        )
-    return {**strategy_cls.defaults, **opts}
 
 
 class ReplayPool:

@@ -24,11 +24,12 @@ from dfbench.records import SCHEMA, artifacts_dir, environment, is_completed, no
 
 @dataclass
 class RunRequest:
-    method: str
-    dataset: str = "shapes"
-    profile: str = "cpu"
-    seed: int = 0
-    device: str = "auto"
+    method: str | None
+    # None: the config file's top-level key, else the default (shapes, cpu, 0, auto)
+    dataset: str | None = None
+    profile: str | None = None
+    seed: int | None = None
+    device: str | None = None
     data_root: str | None = None
     config_file: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -47,33 +48,39 @@ class RunOutcome:
 
 
 def resolve_request(req: RunRequest) -> tuple[dict, object]:
-    """Resolved config and the method object of a request (raises on bad names or keys)."""
+    """Resolved config and the method object of a request (raises on bad names, keys or values).
+
+    The method, dataset, profile, seed and device come from the command line, else from the
+    config file's top-level keys, else their defaults; a file that names another value than the
+    command line is an error, not silently overruled."""
     from dfbench.plugins import registry
 
     file_cfg = _load_config_file(req.config_file) if req.config_file else {}
     overrides = cfgmod.parse_set(req.overrides)
-    method_name = req.method or file_cfg.get("method")
-    if not method_name:
+    head = {}
+    for key, default in (("method", None), ("dataset", "shapes"), ("profile", "cpu"), ("seed", 0), ("device", "auto")):
+        given, written = getattr(req, key), file_cfg.get(key)
+        if given is not None and written is not None and given != written:
+            raise ConfigError(
+                f"The config file {req.config_file} sets {key}: {written!r} but the command line gives "
+                f"{given!r}. Remove one of them (the file's top-level '{key}' or the --{key} option)."
+            )
+        head[key] = given if given is not None else written if written is not None else default
+    if not head["method"]:
         raise DfbenchError("No method given: pass --method NAME (see 'dfbench list --kind methods').")
-    dataset_name = req.dataset or file_cfg.get("dataset") or "shapes"
-    profile = req.profile or file_cfg.get("profile") or "cpu"
-    method_cls = registry("methods").load(method_name)
-    registry("datasets").get(dataset_name)  # unknown names fail before any work
+    method_cls = registry("methods").load(head["method"])
+    registry("datasets").get(head["dataset"])  # unknown names fail before any work
     if req.data_root:
         overrides = cfgmod.deep_merge(overrides, {"data": {"root": str(req.data_root)}})
     if req.skip_bad_images:
         overrides = cfgmod.deep_merge(overrides, {"data": {"skip_bad_images": True}})
     cfg = cfgmod.resolve(
-        method=method_name,
-        dataset=dataset_name,
-        profile=profile,
-        seed=req.seed,
-        device=req.device,
+        **head,
         method_profiles=getattr(method_cls, "profiles", {}),
+        method_cls=method_cls,
         file_config=file_cfg,
         overrides=overrides,
     )
-    registry("teachers").get(cfg["teachers"]["loader"])
     return cfg, method_cls()
 
 
@@ -399,7 +406,7 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
 
     made = []
     try:
-        batch = ctx.extra.get("last_batch")
+        batch = ctx.last_batch
         if batch is not None:
             pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes)
             made.append("pairs.png")

@@ -424,8 +424,7 @@ def test_alt_data_source_defaults_for_another_benchmark(tmp_path):
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profile_resolves_to_known_options(profile):
     from dfbench import config as cfgmod
-    from dfbench.alignment import resolve_options as loss_options
-    from dfbench.inversion import resolve_options as inversion_options
+    from dfbench.options import component_options
     from dfbench.plugins import registry
     from dfbench.terms import check_weights
 
@@ -439,8 +438,8 @@ def test_every_profile_resolves_to_known_options(profile):
             continue
         if not _registered("inversions", p["inversion"]["strategy"]):
             continue  # meta-data without the datafree plugin (skipped above with its reason)
-        inversion_options(registry("inversions").load(p["inversion"]["strategy"]), p["inversion"])
-        loss_options(registry("losses").load(p["alignment"]["loss"]), p["alignment"])
+        component_options(registry("inversions").load(p["inversion"]["strategy"]), p["inversion"], "strategy", "params.inversion")
+        component_options(registry("losses").load(p["alignment"]["loss"]), p["alignment"], "loss", "params.alignment")
         check_weights(p["weights"])
         assert p["readout"] in ("raw", "proxy") and int(p["rounds"]) >= 1
         if p["variant"] == "independent":

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import dfbench.cli
 from dfbench import terms as T
-from dfbench.inversion import resolve_options
+from dfbench.options import component_options
 from dfbench.models import build_classifier, freeze
 from dfbench.perf import Perf
 from dfbench.records import METRIC_KEYS
@@ -95,11 +95,13 @@ def _ctx(seed=0):
 
 
 def _pixels(ctx, weights, **options):
-    return PixelInversion(ctx, resolve_options(PixelInversion, options), weights, "independent")
+    return PixelInversion(ctx, component_options(PixelInversion, options, "strategy", "params.inversion"), weights, "independent")
 
 
 def _generators(ctx, weights, **options):
-    return ModalityGenerators(ctx, resolve_options(ModalityGenerators, {"z_dim": 8, "width": 4, "batch_size": 8, **options}), weights, "independent")
+    return ModalityGenerators(
+        ctx, component_options(ModalityGenerators, {"z_dim": 8, "width": 4, "batch_size": 8, **options}, "strategy", "params.inversion"), weights, "independent"
+    )
 
 
 def test_pixels_reduce_the_bn_loss_without_targets():

@@ -120,9 +120,9 @@ SYNC_CHECK = textwrap.dedent(
 
     def checked_fit(self, ctx):
         embedder = fit(self, ctx)
-        strategy = ctx.extra["strategy"]
+        strategy = ctx.strategy
         out = {"rank": dist.rank(), "batch_size": strategy.options["batch_size"], "seed": strategy.generator.initial_seed()}
-        for name, module in (("students", ctx.extra["students"]), ("estimators", strategy.estimators)):
+        for name, module in (("students", ctx.students), ("estimators", strategy.estimators)):
             v = torch.cat([t.detach().double().flatten() for t in list(module.parameters()) + list(module.buffers())])
             every = [torch.zeros_like(v) for _ in range(dist.world())]
             torch.distributed.all_gather(every, v)

@@ -9,15 +9,24 @@ so its negatives are past embeddings rather than the initial noise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from dfbench.alignment import AlignmentLoss
+from dfbench.options import Options, option
+
+
+@dataclass
+class InfoNCEOptions(Options):
+    temperature: float = option(0.07, min=0.0, min_exclusive=True, help="softmax temperature of the similarities")
+    queue_size: int = option(0, min=0, help="earlier embeddings kept per modality as extra negatives (0: none)")
 
 
 class PairedInfoNCE(AlignmentLoss):
     name = "infonce"
-    defaults = {"temperature": 0.07, "queue_size": 0}
+    Options = InfoNCEOptions
 
     def __init__(self, ctx, options, students):
         super().__init__(ctx, options, students)

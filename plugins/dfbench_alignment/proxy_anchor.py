@@ -12,10 +12,13 @@ are pulled into one space; with independent teachers each modality uses its own 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from dfbench.alignment import AlignmentLoss
+from dfbench.options import Options, option
 
 
 def proxy_anchor_loss(emb: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor, margin: float, alpha: float) -> torch.Tensor:
@@ -31,9 +34,15 @@ def proxy_anchor_loss(emb: torch.Tensor, labels: torch.Tensor, proxies: torch.Te
     return pos_term + neg_term
 
 
+@dataclass
+class ProxyAnchorOptions(Options):
+    margin: float = option(0.1, min=0.0, help="margin delta of Proxy-Anchor")
+    alpha: float = option(32.0, min=0.0, min_exclusive=True, help="scale alpha of Proxy-Anchor")
+
+
 class ProxyAnchor(AlignmentLoss):
     name = "proxy-anchor"
-    defaults = {"margin": 0.1, "alpha": 32.0}
+    Options = ProxyAnchorOptions
 
     def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
         m, a = float(self.options["margin"]), float(self.options["alpha"])

@@ -14,9 +14,12 @@ teacher only. The engine passes the teacher logits (``uses_teacher_logits``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch.nn.functional as F
 
 from dfbench.alignment import AlignmentLoss
+from dfbench.options import Options, option
 from dfbench.errors import ConfigError
 
 
@@ -28,9 +31,14 @@ def kd_loss(student_logits, teacher_logits, temperature: float = 1.0):
     return F.kl_div(log_q, p, reduction="batchmean") * t * t
 
 
+@dataclass
+class KDOptions(Options):
+    temperature: float = option(1.0, min=0.0, min_exclusive=True, help="softmax temperature of teacher and student")
+
+
 class KnowledgeDistillation(AlignmentLoss):
     name = "kd"
-    defaults = {"temperature": 1.0}
+    Options = KDOptions
     uses_teacher_logits = True
 
     def __init__(self, ctx, options, students):

@@ -19,8 +19,12 @@ thing; ``supervised`` takes as many encoder steps as ``dfsbir``, each on fresh r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
 from dfbench.methods import Method
+from dfbench.options import Options, option
 from dfbench.teachers import roles_for_variant
 from dfbench_datafree.methods import DAFL, deepinversion_profiles
 
@@ -76,10 +80,19 @@ def _with_base(profiles: dict, inversion: dict | None = None, **params) -> dict:
 
 
 # -- 1. Classifier Only -----------------------------------------------------------------------------
+@dataclass
+class ClassifierOnlyOptions(Options):
+    variant: Literal["independent", "unified"] = option(
+        "independent", help="each modality's own teacher (independent) or one classifier of both (unified)"
+    )
+    readout: Literal["logits", "probs"] = option("probs", help="retrieval embedding: the teacher's logits or its class probabilities")
+
+
 class ClassifierOnly(Method):
     """No training: each modality is embedded by its own teacher's class probabilities (or logits)."""
 
     name = "classifier-only"
+    Options = ClassifierOnlyOptions
     profiles = {
         "base": {"params": {"variant": "independent", "readout": "probs"}},
         # nothing to scale: the core profiles size the teachers
@@ -125,10 +138,18 @@ class GaussianPriorBaseline(DataFreeMethod):
 
 
 # -- 4. Averaging Weights ----------------------------------------------------------------------------
+@dataclass
+class AveragedWeightsOptions(Options):
+    readout: Literal["features", "logits", "probs"] = option(
+        "probs", help="retrieval embedding: the averaged network's penultimate features, logits or class probabilities"
+    )
+
+
 class AveragedWeights(Method):
     """No training: one network, the element-wise average of the photo and sketch teachers."""
 
     name = "avg-weights"
+    Options = AveragedWeightsOptions
     profiles = {
         "base": {"params": {"readout": "probs"}},
         "smoke": {"params": {}},

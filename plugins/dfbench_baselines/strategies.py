@@ -15,11 +15,15 @@ the photo teacher labels photos and the sketch teacher sketches; ``unified``: th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
+from dfbench.options import Options, option
 
 MODALITIES = ("photo", "sketch")
 
@@ -74,6 +78,16 @@ def _refuse_weights(strategy: str, weights: dict) -> None:
             f"set params.weights to {{}} (got {', '.join(sorted(weights))})."
         )
 
+@dataclass
+class PriorOptions(Options):
+    batch_size: int = option(64, min=1, help="pairs per round")
+    mean: float = option(0.0, help="mean of each pixel's draw")
+    std: float = option(1.0, min=0.0, min_exclusive=True, help="standard deviation of each pixel's draw")
+    squash: Literal["tanh", "clamp"] = option("tanh", help="how draws are mapped into the image range [-1, 1]")
+    resolution: int | None = option(None, min=1, help="side of the noise grid (null: the image size, i.i.d. pixels)")
+    pair_by_label: bool = option(True, help="pair photos with sketches of the same teacher label where the labels allow")
+
+
 class GaussianPrior(InversionStrategy):
     """Images from a Gaussian prior in image space (the paper's "Gaussian Prior" baseline).
 
@@ -87,14 +101,7 @@ class GaussianPrior(InversionStrategy):
     """
 
     name = "prior"
-    defaults = {
-        "batch_size": 64,  # pairs per round
-        "mean": 0.0,
-        "std": 1.0,
-        "squash": "tanh",  # tanh | clamp
-        "resolution": None,  # side of the noise grid (None: the image size, i.i.d. pixels)
-        "pair_by_label": True,
-    }
+    Options = PriorOptions
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)
@@ -144,6 +151,18 @@ def _as_dict(value, what: str) -> dict:
     return dict(value)
 
 
+@dataclass
+class AltDataOptions(Options):
+    source: str = option("shapes", help="the dataset the images come from (dfbench list --kind datasets)")
+    source_root: str | None = option(None, help="data root of the source (null: its default)")
+    source_seed: int | None = option(None, min=0, help="data seed of the source (null: the benchmark's data.seed, +1000 when the source is the benchmark itself)")
+    source_options: dict | None = option(None, help="the source's dataset options (null: its defaults)")
+    split: Literal["train", "test"] = option("train", help="the source's split")
+    max_images: int = option(4096, min=1, help="images per modality kept in memory")
+    batch_size: int = option(64, min=1, help="pairs per round")
+    balanced: bool = option(False, help="class-balanced draws over the teacher labels")
+
+
 class AlternativeData(InversionStrategy):
     """Real images of another, unrelated dataset labelled by the teachers (the paper's
     "Alternative Data" baseline).
@@ -165,16 +184,7 @@ class AlternativeData(InversionStrategy):
     """
 
     name = "alt-data"
-    defaults = {
-        "source": "shapes",
-        "source_root": None,
-        "source_seed": None,  # None: the benchmark's data.seed (+1000 when the source is the benchmark itself)
-        "source_options": None,  # None: the source's defaults (the benchmark's data.options when it is the benchmark)
-        "split": "train",  # the source's split
-        "max_images": 4096,  # per modality, kept in memory
-        "batch_size": 64,
-        "balanced": False,
-    }
+    Options = AltDataOptions
     SAME_SOURCE_SEED_OFFSET = 1000
 
     def __init__(self, ctx, options, weights, variant):
@@ -311,6 +321,12 @@ def _shift_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 3) -> to
     return out.gather(3, idx_c)
 
 
+@dataclass
+class RealPairsOptions(Options):
+    batch_size: int = option(64, min=1, help="pairs per round")
+    augment: bool = option(True, help="random shift (up to 3 px) and horizontal flip, as the teachers' training does")
+
+
 class RealPairs(InversionStrategy):
     """Class-matched pairs of the benchmark's real train split with their true labels (the
     data-dependent reference bound). Each round draws ``batch_size`` train photos uniformly among
@@ -319,7 +335,7 @@ class RealPairs(InversionStrategy):
     does. Refuses to run for a method that does not declare ``uses_train_data``."""
 
     name = "real"
-    defaults = {"batch_size": 64, "augment": True}
+    Options = RealPairsOptions
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)

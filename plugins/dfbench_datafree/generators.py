@@ -35,14 +35,17 @@ Options, each one a mechanism of one of the papers:
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from dfbench.engine import build_optimizer
+from dfbench.engine import OptimizerOptions, build_optimizer
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.models import Estimator
+from dfbench.options import Options, option, section
 from dfbench.terms import SynthesisState, students_frozen, weighted_sum
 from dfbench_datafree.common import (
     TARGET_MODES,
@@ -60,31 +63,36 @@ MODALITIES = ("photo", "sketch")
 META_MODES = ("none", "reptile", "fomaml")
 
 
+@dataclass
+class GeneratorOptions(Options):
+    z_dim: int = option(256, min=1, help="noise dimension of each generator")
+    width: int = option(64, min=1, help="channel width of the generators")
+    batch_size: int = option(64, min=1, help="samples per modality and generator step")
+    steps: int = option(1, min=1, help="generator steps per round (inner steps with meta)")
+    samples: int = option(0, min=0, help="fresh batches returned per round after the steps (0: the last step's)")
+    targets: Literal["none", "random", "balanced"] = option("none", help="class targets of the samples")
+    conditional: bool = option(False, help="the generators also receive the target class")
+    learnable_z: bool = option(False, help="optimise the round's noise with the generators")
+    z_lr: float | None = option(None, min=0.0, help="learning rate of a learnable z (null: the generator learning rate)")
+    reinit: bool = option(False, help="re-initialise the generators every round")
+    meta: Literal["none", "reptile", "fomaml"] = option("none", help="meta-learned generator initialisation (Fast)")
+    meta_lr: float | None = option(None, min=0.0, help="learning rate of the meta update (null: generator lr x steps)")
+    jitter: int = option(0, min=0, help="the teachers' view is rolled by up to this many pixels")
+    flip: bool = option(False, help="the teachers' view is mirrored at random")
+    crop_scale: float = option(0.25, min=0.0, max=1.0, min_exclusive=True, help="contrastive: smallest area fraction of the second view's crop")
+    memory_size: int = option(4096, min=0, help="contrastive: earlier samples' features kept as negatives")
+    negatives: int = option(1024, min=0, help="contrastive: memory features used at each step")
+    temperature: float = option(0.1, min=0.0, min_exclusive=True, help="contrastive: InfoNCE temperature")
+    bn_momentum: float = option(0.0, min=0.0, max=1.0, max_exclusive=True, help="> 0: bn matches a moving average of batch statistics (Fast)")
+    bn_first_layer_scale: float = option(1.0, min=0.0, help="weight of the first BatchNorm layer in the bn term")
+    optimizer: OptimizerOptions = section(
+        OptimizerOptions, help="the generators' optimiser", name="adam", lr=1e-3, betas=[0.5, 0.999], weight_decay=0.0
+    )
+
+
 class ModalityGenerators(InversionStrategy):
     name = "generators"
-    defaults = {
-        "z_dim": 256,
-        "width": 64,
-        "batch_size": 64,  # samples per modality and generator step
-        "steps": 1,  # generator steps per round (inner steps with meta)
-        "samples": 0,  # fresh batches returned per round after the steps (0: the last step's)
-        "targets": "none",  # none | random | balanced
-        "conditional": False,  # the generators also receive the target class
-        "learnable_z": False,  # optimise the round's noise with the generators
-        "z_lr": None,  # learning rate of a learnable z (null: the generator learning rate)
-        "reinit": False,  # re-initialise the generators every round
-        "meta": "none",  # none | reptile | fomaml
-        "meta_lr": None,  # learning rate of the meta update (null: generator lr x steps)
-        "jitter": 0,  # the teachers' view is rolled by up to this many pixels
-        "flip": False,  # ... and mirrored at random
-        "crop_scale": 0.25,  # contrastive: smallest area fraction of the second view's crop
-        "memory_size": 4096,  # contrastive: earlier samples' features kept as negatives
-        "negatives": 1024,  # contrastive: memory features used at each step
-        "temperature": 0.1,  # contrastive: InfoNCE temperature
-        "bn_momentum": 0.0,  # > 0: bn matches a moving average of batch statistics (Fast)
-        "bn_first_layer_scale": 1.0,
-        "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0},
-    }
+    Options = GeneratorOptions
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)

@@ -16,31 +16,40 @@ with sketches of the same label.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
-from dfbench.engine import build_optimizer
+from dfbench.engine import OptimizerOptions, build_optimizer
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
+from dfbench.options import Options, option, section
 from dfbench.terms import SynthesisState, students_frozen, weighted_sum
 from dfbench_datafree.common import TARGET_MODES, bn_hooks, bn_modules, check_choice, jitter_flip, paired_batch, sample_targets
 
 MODALITIES = ("photo", "sketch")
 
 
+@dataclass
+class PixelOptions(Options):
+    batch_size: int = option(64, min=1, help="pairs synthesised per round")
+    steps: int = option(200, min=1, help="Adam steps on the pixels of each batch")
+    optimizer: OptimizerOptions = section(
+        OptimizerOptions, help="the pixels' optimiser", name="adam", lr=0.1, betas=[0.9, 0.999], weight_decay=0.0
+    )
+    targets: Literal["none", "random", "balanced"] = option("balanced", help="class targets of the pairs")
+    jitter: int = option(2, min=0, help="the teachers' view is rolled by up to this many pixels (0: no jitter)")
+    flip: bool = option(True, help="the teachers' view is mirrored at random")
+    init_std: float = option(1.0, min=0.0, min_exclusive=True, help="standard deviation of the initial noise (clamped to [-1, 1])")
+    grey_sketches: bool = option(True, help="sketches optimised as one grey channel")
+    bn_first_layer_scale: float = option(1.0, min=0.0, help="weight of the first BatchNorm layer in the bn term")
+    bn_momentum: float = option(0.0, min=0.0, max=1.0, max_exclusive=True, help="> 0: match a moving average of batch statistics (Fast)")
+
+
 class PixelInversion(InversionStrategy):
     name = "pixels"
-    defaults = {
-        "batch_size": 64,  # pairs synthesised per round
-        "steps": 200,  # Adam steps on the pixels of each batch
-        "optimizer": {"name": "adam", "lr": 0.1, "betas": [0.9, 0.999], "weight_decay": 0.0},
-        "targets": "balanced",  # balanced | random | none (see the module docstring)
-        "jitter": 2,  # the teachers' view is rolled by up to this many pixels (0: no jitter)
-        "flip": True,  # ... and mirrored at random
-        "init_std": 1.0,  # standard deviation of the initial noise (clamped to [-1, 1])
-        "grey_sketches": True,  # sketches optimised as one grey channel
-        "bn_first_layer_scale": 1.0,  # weight of the first BatchNorm layer in the bn term
-        "bn_momentum": 0.0,  # > 0: match a moving average of batch statistics (Fast)
-    }
+    Options = PixelOptions
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)

@@ -8,25 +8,33 @@ through hooks that exist only inside ``synthesize``.
 
 from __future__ import annotations
 
-import torch
+import torch  # noqa: I001
 
 from dfbench.distributed import average_batchnorm
-from dfbench.engine import build_optimizer
+from dataclasses import dataclass
+
+from dfbench.engine import OptimizerOptions, build_optimizer
+from dfbench.options import Options, option, section
 from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.models import Estimator
 from dfbench.terms import BatchNormStatsHooks, SynthesisState, students_frozen, weighted_sum
 
 
+@dataclass
+class EstimatorOptions(Options):
+    z_dim: int = option(256, min=1, help="noise dimension shared by the photo and the sketch estimator")
+    width: int = option(32, min=1, help="channel width of the estimators")
+    steps: int = option(1, min=1, help="estimator steps per round")
+    batch_size: int = option(64, min=1, help="pairs per estimator step")
+    optimizer: OptimizerOptions = section(
+        OptimizerOptions, help="the estimators' optimiser", name="adam", lr=1e-3, betas=[0.5, 0.999], weight_decay=0.0
+    )
+    bn_first_layer_scale: float = option(1.0, min=0.0, help="weight of the first BatchNorm layer in the bn term")
+
+
 class PairedEstimators(InversionStrategy):
     name = "estimators"
-    defaults = {
-        "z_dim": 256,
-        "width": 32,
-        "steps": 1,  # estimator steps per round
-        "batch_size": 64,  # pairs per estimator step
-        "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0},
-        "bn_first_layer_scale": 1.0,
-    }
+    Options = EstimatorOptions
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)

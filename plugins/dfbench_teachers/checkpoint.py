@@ -16,10 +16,13 @@ from dfbench.models import freeze
 from dfbench.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, teacher_outputs
+from dfbench_teachers.options import PROFILES, TeacherOptions
 
 
 class CheckpointTeachers(TeacherLoader):
     name = "checkpoint"
+    Options = TeacherOptions
+    profiles = PROFILES
 
     def load(self, ctx, roles):
         tcfg = ctx.config["teachers"]

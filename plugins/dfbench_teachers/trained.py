@@ -22,6 +22,7 @@ from dfbench.models import freeze
 from dfbench.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, role_config, train_teacher
+from dfbench_teachers.options import PROFILES, TeacherOptions
 
 CACHE_VERSION = 3  # 3: the data's content revision, the device type and the thread count entered the key
 #: the provenance fields of ``Benchmark.info`` that name the data's content
@@ -51,6 +52,8 @@ def cache_key(ctx, role: str) -> str:
 
 class TrainedTeachers(TeacherLoader):
     name = "trained"
+    Options = TeacherOptions
+    profiles = PROFILES
 
     def load(self, ctx, roles):
         models, accuracy, info = {}, {}, {}

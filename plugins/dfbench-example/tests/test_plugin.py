@@ -6,7 +6,7 @@ from importlib import metadata
 import pytest
 
 from dfbench import config as cfgmod
-from dfbench.alignment import resolve_options as alignment_options
+from dfbench.options import component_options
 from dfbench.config import PROFILES
 from dfbench.terms import check_weights
 from dfbench_example.method import TripletPairs
@@ -41,11 +41,9 @@ def test_profiles_resolve(profile, example_plugins):
     assert p["alignment"]["loss"] == "triplet" and p["inversion"]["strategy"] == "estimators"
     assert p["readout"] == "raw"
     assert "adversarial" not in check_weights(p["weights"])
-    assert alignment_options(CrossModalTriplet, p["alignment"])["mining"] == "hard"
+    assert component_options(CrossModalTriplet, p["alignment"], "loss", "params.alignment").mining == "hard"
     strategy = example_plugins.registry("inversions").load(p["inversion"]["strategy"])
-    from dfbench.inversion import resolve_options
-
-    resolve_options(strategy, p["inversion"])
+    assert component_options(strategy, p["inversion"], "strategy", "params.inversion").z_dim >= 1
     assert TripletPairs().teacher_roles(p) == {"unified", "modality"}
 
 

@@ -19,10 +19,13 @@ A batch with a single label has no negatives: the loss is 0 (with a graph, so ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from dfbench.alignment import AlignmentLoss
+from dfbench.options import Options, option
 from dfbench.errors import ConfigError
 
 MINING = ("hard", "all")
@@ -65,10 +68,17 @@ def triplet_loss(
     raise ConfigError(f"Unknown triplet mining '{mining}': use one of {', '.join(MINING)}.")
 
 
+@dataclass
+class TripletOptions(Options):
+    margin: float = option(0.2, min=0.0, help="triplet margin on cosine distances")
+    mining: str = option("hard", choices=MINING, help="hard: the hardest positive and negative per anchor; all: every valid triplet")
+    symmetric: bool = option(True, help="sketch anchors and photo anchors alike")
+
+
 class CrossModalTriplet(AlignmentLoss):
     name = "triplet"
     description = "Cross-modal batch-hard (or batch-all) triplet loss with cosine distances."
-    defaults = {"margin": 0.2, "mining": "hard", "symmetric": True}
+    Options = TripletOptions
 
     def __init__(self, ctx, options, students):
         super().__init__(ctx, options, students)

@@ -251,7 +251,7 @@ def resolve(
                 raise ConfigError(f"Config value params: must be a section of keys (a mapping), got {params!r}.")
             cfg["params"] = merge_layer(schema, cfg["params"], params, profile, registry)
     if check:
-        checked = validate(RunOptions, {k: v for k, v in cfg.items() if k != "params"}, "", registry)
+        checked = validate(RunOptions, {k: v for k, v in cfg.items() if k != "params"}, "", registry, unlisted=HEAD_KEYS)
         checked["params"] = validate(schema, cfg["params"], "params", registry)
         cfg = {**cfg, **checked}
     return {k: cfg[k] for k in fields_of(RunOptions) if k in cfg}

@@ -245,9 +245,10 @@ def _describe_value(value) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def validate(cls: type, data: Mapping | None, where: str, registry=None) -> dict:
+def validate(cls: type, data: Mapping | None, where: str, registry=None, unlisted: tuple = ()) -> dict:
     """``data`` (a possibly partial section of ``cls``) checked: unknown keys, wrong types and values
-    out of range raise :class:`ConfigError` naming ``where.key``. Returns the checked keys only."""
+    out of range raise :class:`ConfigError` naming ``where.key``. Returns the checked keys only.
+    ``unlisted``: valid keys that an unknown key's message does not offer (set another way)."""
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -256,7 +257,7 @@ def validate(cls: type, data: Mapping | None, where: str, registry=None) -> dict
     out = {}
     for key, value in data.items():
         if key not in specs:
-            known = sorted(specs)
+            known = sorted(k for k in specs if k not in unlisted)
             raise ConfigError(
                 f"Unknown config key '{_join(where, key)}'.{did_you_mean(str(key), known)} "
                 f"Valid keys here: {', '.join(known) or '(none)'}. Fix the spelling in your config "

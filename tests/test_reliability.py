@@ -368,7 +368,39 @@ BAD_INPUT = {
         "loading such a file could run code, so dfbench refuses it",
     ]),
     "teacher-checkpoint-truncated": (_truncated_teacher_file, ["could not be read as a torch file (it is empty or truncated"]),
+    # issue 15 point 5 / issue 16: every config value is type- and range-checked when the config is resolved
+    "lr-not-a-number": (lambda tmp: _method_set("params.optimizer.lr=abc"), ["Config value params.optimizer.lr (learning rate", "must be a number, got 'abc' (str)"]),
+    "rounds-not-an-integer": (lambda tmp: _method_set("params.rounds=abc"), ["Config value params.rounds", "must be an integer, got 'abc'"]),
+    "rounds-negative": (lambda tmp: _method_set("params.rounds=-1"), ["Config value params.rounds", "must be >= 0, got -1"]),
+    "batch-size-zero": (lambda tmp: _method_set("params.batch_size=0"), ["Config value params.batch_size (encoder batch, in pairs): must be >= 1, got 0"]),
+    "student-width-zero": (lambda tmp: _method_set("students.width=0"), ["Config value students.width", "must be >= 1, got 0"]),
+    "eval-batch-size-zero": (lambda tmp: _method_set("eval.batch_size=0"), ["Config value eval.batch_size", "must be >= 1, got 0"]),
+    "seed-too-large": (lambda tmp: ["--method", "dfsbir", "--seed", str(2**40)], ["Config value seed", "must be <= 4294967295"]),
+    "fresh-fraction-above-one": (lambda tmp: _method_set("params.fresh_fraction=5"), ["Config value params.fresh_fraction", "must be <= 1.0, got 5"]),
+    "teachers-null-in-file": (lambda tmp: _config_file(tmp, "teachers: null\n"), ["Config value teachers", "must be a section naming a teacher loader under 'loader', got None"]),
+    "params-not-a-section-in-file": (lambda tmp: _config_file(tmp, "params: 5\n"), ["Config value params: must be a section of keys (a mapping), got 5"]),
+    "seed-with-set": (lambda tmp: _method_set("seed=3"), ["--set seed=... is not a config key: set it with --seed"]),
+    "device-with-set": (lambda tmp: _method_set("device=cpu"), ["--set device=... is not a config key: set it with --device"]),
+    "method-in-file-contradicts-option": (lambda tmp: _config_file(tmp, "method: dafl\n"), ["sets method: 'dafl' but the command line gives 'dfsbir'"]),
+    "dataset-in-file-contradicts-option": (lambda tmp: [*_config_file(tmp, "dataset: qd-cifar10\n"), "--dataset", "shapes"], ["sets dataset: 'qd-cifar10' but the command line gives 'shapes'"]),
+    "stale-option-of-a-switched-strategy": (lambda tmp: _method_set("params.inversion.strategy=pixels", "params.inversion.z_dim=8"), [
+        "Unknown config key 'params.inversion.z_dim'", "Valid keys here: batch_size, bn_first_layer_scale, bn_momentum",
+    ]),
+    "option-of-another-loss": (lambda tmp: _method_set("params.alignment.loss=infonce", "params.alignment.margin=0.2"), [
+        "Unknown config key 'params.alignment.margin'", "Valid keys here: queue_size, temperature",
+    ]),
+    "weight-of-an-unknown-term": (lambda tmp: _method_set("params.weights.entropi=1"), ["Unknown name 'entropi' in params.weights. Did you mean 'entropy'?"]),
+    "choice-misspelt": (lambda tmp: _method_set("params.student_bn=frozn"), ["must be one of 'train', 'frozen', got 'frozn'", "Did you mean 'frozen'?"]),
 }
+
+
+def _method_set(*items) -> list[str]:
+    return ["--method", "dfsbir", *[a for item in items for a in ("--set", item)]]
+
+
+def _config_file(tmp, text: str) -> list[str]:
+    (tmp / "c.yaml").write_text(text)
+    return ["--method", "dfsbir", "--config", str(tmp / "c.yaml")]
 
 
 def assert_clean_failure(res, results: Path, fragments) -> None:

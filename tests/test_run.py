@@ -85,7 +85,7 @@ def test_independent_variant_and_ablation(tmp_path):
         (["--method", "dfsbir", "--dataset", "shape"], "Did you mean 'shapes'"),
         (["--method", "dfsbir", "--profile", "fast"], "Unknown profile 'fast'"),
         (["--method", "dfsbir", "--set", "params.round=3"], "Unknown config key 'params.round'"),
-        (["--method", "dfsbir", "--set", "params.weights.onehot=1"], "Unknown config key 'params.weights.onehot'"),
+        (["--method", "dfsbir", "--set", "params.weights.onehot=1"], "Unknown name 'onehot' in params.weights. Did you mean 'one_hot'?"),
         (["--method", "dfsbir", "--dataset", "folder"], "--data-root"),
         (["--method", "dfsbir", "--dataset", "folder", "--data-root", "/nonexistent/dfbench"], "/nonexistent/dfbench"),
     ],

@@ -427,6 +427,23 @@ def check_plugin(name, device, seed, cache_dir, as_json, quiet):
         sys.exit(1)
 
 
+@cli.command(name="new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder to create dfbench-NAME in.")
+def new_plugin(name, parent):
+    """Create dfbench-NAME: an installable plugin package with a minimal method and a passing test.
+
+    The method (NAME-pixels) is the smallest plain Method: no teachers, no training; replace its
+    fit() with yours (docs/plugins.md).
+    """
+    from dfbench.scaffold import create, package_name
+
+    root = create(name, parent)
+    click.echo(f"created {root} (package {package_name(name)}, method {name}-pixels). Next:")
+    for line in (f"pip install -e {root}", f"cd {root} && python -m pytest -q", f"dfbench check-plugin {name}"):
+        click.echo(f"  {line}")
+
+
 def _register_plugin_commands():
     try:
         from dfbench.plugins import get_plugins

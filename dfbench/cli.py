@@ -203,23 +203,26 @@ def _interrupted(checkpoint, several_seeds: bool):
     sys.exit(130)
 
 
-def _summary(outcomes):
-    from rich.console import Console
+def _results_table(title: str, rows: list):
+    """A rich table of run records: ``rows`` holds (record, skipped, label or None)."""
     from rich.table import Table
 
-    table = Table(title="results")
+    table = Table(title=title)
     for col in ("method", "dataset", "seed", "status", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)"):
         table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
-    for o in outcomes:
-        r = o.record
-        m = r.get("metrics", {})
+    for r, skipped, label in rows:
+        m = r.get("metrics") or {}
         table.add_row(
-            r["method"], r["dataset"], str(r["seed"]), "skipped" if o.skipped else r.get("status", ""),
+            label or r["method"], r["dataset"], str(r["seed"]), "skipped" if skipped else r.get("status", ""),
             *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
-            f"{r.get('timing', {}).get('total', 0):.1f}",
+            f"{(r.get('timing') or {}).get('total', 0):.1f}",
         )
+    return table
+
+
+def _summary(outcomes):
     console = _console()
-    console.print(table)
+    console.print(_results_table("results", [(o.record, o.skipped, None) for o in outcomes]))
     from dfbench import summary
     from dfbench.locations import committed_records
 
@@ -254,29 +257,51 @@ def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
 
 
 @cli.command()
-@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True, help="Where the markdown goes.")
+@click.option("--results", type=click.Path(path_type=Path), help="Folder of run records [default: the committed records, leaderboards/records].")
+@click.option("--out", type=click.Path(path_type=Path), help="Where the markdown goes [default: the folder above the committed records, else ./leaderboards].")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the records produce.")
-@click.option("--suites", "suites_dir", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True,
-              help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers.")
-def leaderboard(results, out, check, suites_dir):
-    """Build markdown leaderboards from run records only."""
-    from dfbench import leaderboard as lb
+@click.option("--suites", "suites_dir", type=click.Path(path_type=Path),
+              help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers [default: ./benchmarks, else the checkout's].")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True,
+              help="md: write the markdown files; csv or json: print the per-dataset rows on stdout (writes nothing).")
+def leaderboard(results, out, check, suites_dir, fmt):
+    """Build leaderboards from run records only.
 
+    Rows are ranked by mAP@all only with two or more seeds and a profile other than smoke; the
+    others are shown unranked and marked (n=1, smoke).
+    """
+    from dfbench import leaderboard as lb
+    from dfbench.locations import committed_records, suites_dir as default_suites
+
+    if results is None:
+        results = committed_records()
+        if results is None:
+            raise DfbenchError(
+                "No run records to build leaderboards from: the committed records (leaderboards/records in the "
+                "checkout) are not here, and no --results was given. Pass --results DIR (where 'dfbench run' or "
+                "'dfbench bench' wrote its records, 'results' by default)."
+            )
+        out = out or results.parent
+    out = out or Path("leaderboards")
     if not results.is_dir():
         raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
+    suites_dir = suites_dir or default_suites()
     import os
 
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
     tables, dataset_keys = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
+    records = lb.load_records(results)
+    if fmt != "md":
+        click.echo(lb.export(lb.dataset_summary(records, tables, dataset_keys), fmt), nl=False)
+        return
     reported = lb.load_reported(suites_dir / "reported")
-    files = lb.render(lb.load_records(results), link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
+    files = lb.render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
     if check:
         stale = lb.check(files, out)
         if stale:
             click.echo(f"Leaderboards out of date: {', '.join(stale)}. Run 'dfbench leaderboard --results {results} --out {out}'.", err=True)
             sys.exit(1)
-        click.echo(f"{len(files)} leaderboard files match the records in {results}.")
+        click.echo(f"{len(files)} leaderboard files in {out} match the records in {results}.")
         return
     lb.write(files, out)
     for name in sorted(files):
@@ -313,7 +338,8 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
 
 
 @cli.command()
-@click.argument("suite")
+@click.argument("suite", required=False)
+@click.option("--suite", "suite_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Your own suite file (instead of SUITE).")
 @click.option("--shard", help="Run only shard i of n (i/n, 1-based): n machines together run the grid once.")
 @click.option("--seed", "only_seeds", type=int, multiple=True, help="Run only these of the suite's seeds (repeatable); the leaderboard still expects them all.")
 @click.option("--method", "only_methods", multiple=True, help="Run only the rows of these methods (a method name or a row's label; repeatable).")
@@ -324,10 +350,12 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
-    """Run a suite (benchmarks/SUITE.yaml): a grid of methods x datasets x seeds.
+def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
+    """Run a suite: a grid of methods x datasets x seeds, and print its results table.
 
-    Completed runs are skipped, a failed run is recorded (status failed) and the grid goes on.
+    SUITE is a suite's name (found in ./benchmarks, else among the suites shipped with dfbench:
+    smoke, shapes, qd-cifar10, ...) or a file; --suite FILE runs your own. Completed runs are
+    skipped, a failed run is recorded (status failed) and the grid goes on.
     """
     from dfbench import suites
     from dfbench.progress import Reporter
@@ -337,7 +365,9 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
-    spec = suites.load_suite(suites.find_suite(suite), system.registry("methods").names())
+    if bool(suite) == bool(suite_file):
+        raise DfbenchError("Give one suite: a name (e.g. 'dfbench bench smoke') or your own file with --suite FILE.")
+    spec = suites.load_suite(suite_file if suite_file else suites.find_suite(suite), system.registry("methods").names())
     items = spec.items
     if only_seeds:
         missing = sorted(set(only_seeds) - set(spec.seeds))
@@ -355,8 +385,9 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
             )
         items = [item for item in items if item.method in only_methods or item.label in only_methods]
     items = suites.shard_items(items, suites.parse_shard(shard))
-    reporter = Reporter(enabled=False) if quiet else Reporter()
+    reporter = Reporter(enabled=False) if quiet or dry_run else Reporter()  # a dry run reports no "done"
     counts = {"completed": 0, "skipped": 0, "failed": 0}
+    rows = []  # (label, record path, skipped) of every item, for the results table
     warned_code_change = False
     root = data_root or spec.data_root
     with reporter.task(f"suite {spec.name}", total=len(items)) as task:
@@ -375,6 +406,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 task.advance(1)
                 continue
             path = record_path(results, cfg["dataset"], cfg["method"], cfgmod.run_id(cfg))
+            rows.append((item.label, path, False))
             existing = read_record(path)
             done = existing is not None and existing.get("status") == "completed"
             if dry_run:
@@ -383,6 +415,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 continue
             if done and not force:
                 counts["skipped"] += 1
+                rows[-1] = (item.label, path, True)
                 task.advance(1)
                 continue
             if not warned_code_change and (changed := code_changed()) is not None:
@@ -404,10 +437,27 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                     write_early_failure(cfg, req, exc)
                 reporter.log(f"FAILED {name}: {type(exc).__name__}: {exc}")
             task.advance(1)
-    if not dry_run:
-        click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
-        if counts["failed"]:
-            sys.exit(1)
+    if dry_run:
+        todo = sum(1 for _, path, _ in rows if (read_record(path) or {}).get("status") != "completed")
+        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(items)} runs listed, {todo} to do.")
+        return
+    _bench_table(spec.name, rows)
+    click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def _bench_table(name: str, rows: list) -> None:
+    """The results of a bench's runs, one row per run that has a record (read back from it)."""
+    from dfbench.records import read_record
+
+    outcomes = []
+    for label, path, skipped in rows:
+        record = read_record(path)
+        if record is not None:
+            outcomes.append((label, record, skipped))
+    if outcomes:
+        _console().print(_results_table(f"suite {name}", [(r, s, label) for label, r, s in outcomes]))
 
 
 @cli.command(name="check-plugin")

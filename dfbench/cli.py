@@ -460,6 +460,95 @@ def _bench_table(name: str, rows: list) -> None:
         _console().print(_results_table(f"suite {name}", [(r, s, label) for label, r, s in outcomes]))
 
 
+@cli.command()
+@click.argument("records", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records (when no RECORDS are given).")
+@click.option("--method", "methods", multiple=True, help="Only records of this method (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, help="Only records of this dataset (repeatable).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["completed", "failed", "running"]), help="Only records with this status (repeatable).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Only records of this seed (repeatable).")
+@click.option("--compare", is_flag=True, help="Put the selected records side by side: metrics, teachers, times and the config keys that differ.")
+@click.option("--queries", "queries_of", type=click.Path(path_type=Path, dir_okay=False), help="Show the per-query outputs of this record: AP per class, worst and best queries.")
+@click.option("--show", type=int, default=5, show_default=True, help="With --queries: how many worst and best queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the records, the comparison, or the per-query rows).")
+def results(records, results, methods, datasets, statuses, seeds, compare, queries_of, show, as_json):
+    """List run records (filtered by method, dataset, status, seed), compare them, or read a run's
+    per-query outputs.
+
+    RECORDS are record files or folders of records; without them, every record under --results.
+    """
+    from dfbench import results as res
+
+    if queries_of is not None:
+        _show_queries(queries_of, show, as_json)
+        return
+    chosen = res.select(res.load(list(records), results), methods, datasets, statuses, seeds)
+    if not chosen:
+        raise DfbenchError("No run record matches: check the filters, or give --results DIR (where 'dfbench run' wrote its records).")
+    if compare:
+        if len(chosen) < 2:
+            raise DfbenchError(f"--compare needs two or more records; the filters select {len(chosen)}: widen them or name the record files.")
+        rows = res.compare_rows(chosen)
+        if as_json:
+            click.echo(json.dumps([{"field": f, "values": v} for f, v in rows], indent=2))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{len(chosen)} records side by side")
+        table.add_column("field")
+        for i in range(len(chosen)):
+            table.add_column(f"#{i + 1}", justify="right")
+        for field, values in rows:
+            table.add_row(field, *values)
+        console = _console()
+        console.print(table)
+        for i, r in enumerate(chosen, start=1):
+            console.print(f"#{i}: {r['_path']}", soft_wrap=True, markup=False, highlight=False)
+        return
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2))
+        return
+    console = _console()
+    console.print(_results_table(f"{len(chosen)} records", [(r, False, None) for r in chosen]))
+    for r in chosen:
+        console.print(r["_path"], soft_wrap=True, markup=False, highlight=False)
+
+
+def _show_queries(record_path: Path, show: int, as_json: bool) -> None:
+    from dfbench import queries, results as res
+
+    [record] = res.load_records_file(record_path)
+    path = res.per_query_path(record)
+    if not path.is_file():
+        raise DfbenchError(f"{record_path} has no per-query outputs ({path} is missing): records written before dfbench saved them have none; run it again with --force.")
+    rows = queries.load(path)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    classes = (record.get("data") or {}).get("classes") or []
+    name = lambda label: classes[label] if label < len(classes) else str(label)  # noqa: E731
+    console = _console()
+    mean = sum(r["AP"] for r in rows) / len(rows)
+    console.print(f"{record['method']} on {record['dataset']}, seed {record['seed']}: {len(rows)} queries, mean AP {mean:.4f} (= mAP@all)", markup=False)
+    table = Table(title="AP per class")
+    for col in ("class", "queries", "mean AP"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for label, (n, ap) in sorted(res.per_class(rows).items(), key=lambda kv: kv[1][1]):
+        table.add_row(name(label), str(n), f"{ap:.4f}")
+    console.print(table)
+    ranked = sorted(rows, key=lambda r: (r["AP"], r["query"]))
+    for title, picked in (("worst queries", ranked[:show]), ("best queries", ranked[::-1][:show])):
+        table = Table(title=title)
+        for col in ("query", "class", "AP", "top gallery ids (test photos, best first)"):
+            table.add_column(col)
+        for r in picked:
+            table.add_row(str(r["query"]), name(r["label"]), f"{r['AP']:.4f}", " ".join(map(str, r["top"])))
+        console.print(table)
+    console.print(f"all rows: {path} (gzipped CSV: query, label, AP, top)", soft_wrap=True, markup=False, highlight=False)
+
+
 @cli.command(name="check-plugin")
 @click.argument("name")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")

@@ -66,18 +66,21 @@ def load_reported(folder: Path) -> list[Reported]:
     return out
 
 
+def read_run_record(path: Path) -> dict | None:
+    """The run record in ``path`` with its ``_path``, or None when it is partial or foreign JSON."""
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
+        rec["_path"] = str(path)
+        return rec
+    return None
+
+
 def load_records(results: Path) -> list[dict]:
     """Every readable run record under ``results`` (partial or foreign JSON files are ignored)."""
-    records = []
-    for path in sorted(Path(results).rglob("*.json")):
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            continue
-        if isinstance(rec, dict) and rec.get("schema") == SCHEMA:
-            rec["_path"] = str(path)
-            records.append(rec)
-    return records
+    return [rec for path in sorted(Path(results).rglob("*.json")) if (rec := read_run_record(path)) is not None]
 
 
 def records_frame(records: list[dict]):

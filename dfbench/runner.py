@@ -15,6 +15,7 @@ from pathlib import Path
 
 from dfbench import config as cfgmod
 from dfbench import distributed as dist
+from dfbench import queries as queries_file
 from dfbench.errors import ConfigError, DfbenchError
 from dfbench.progress import Reporter
 from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
@@ -187,6 +188,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         if dist.is_main():  # only rank 0 writes files
             _write_artifacts(art, benchmark, ctx)
             record["pictures"] = _write_pictures(art, benchmark, ctx, embeddings)
+            record["per_query"] = queries_file.save(art, embeddings)  # each query's AP and top gallery ids
     except DfbenchError as exc:
         # a run that diverged (or failed while training or evaluating) is a result: record it;
         # bad input (data, teachers, config) is the user's to fix: no record, nothing written

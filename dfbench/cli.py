@@ -127,10 +127,11 @@ def plugins(as_json):
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
 @click.option("--force", is_flag=True, help="Run again even when a completed record exists.")
 @click.option("--skip-bad-images", is_flag=True, help="Skip unreadable image files with a warning instead of failing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images per class of every split and modality (any dataset; part of the run's identity).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, print_config, as_json, quiet):
+def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, limit, print_config, as_json, quiet):
     """Run one method on one dataset and write a run record per seed.
 
     Started by torchrun, one run trains data-parallel on all its processes (docs/scaling.md).
@@ -159,6 +160,7 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
             cache_dir=cache_dir,
             force=force,
             skip_bad_images=skip_bad_images,
+            limit=limit,
         )
         cfg, method_obj = resolve_request(req)
         if print_config:

@@ -16,6 +16,7 @@ from pathlib import Path
 from dfbench import config as cfgmod
 from dfbench import distributed as dist
 from dfbench import queries as queries_file
+from dfbench import subset
 from dfbench.errors import ConfigError, DfbenchError
 from dfbench.progress import Reporter
 from dfbench.records import SCHEMA, artifacts_dir, environment, now, read_record, record_path, write_record
@@ -36,6 +37,7 @@ class RunRequest:
     force: bool = False
     skip_bad_images: bool = False
     suite: dict | None = None  # {name, label, seeds} when run by 'dfbench bench'
+    limit: int | None = None  # --limit: first N images per class of every split (dfbench.subset)
 
 
 @dataclass
@@ -73,7 +75,7 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
         overrides=overrides,
     )
     registry("teachers").get(cfg["teachers"]["loader"])
-    return cfg, method_cls()
+    return subset.with_limit(cfg, req.limit), method_cls()
 
 
 def load_benchmark(cfg: dict, cache_dir: Path):
@@ -89,7 +91,7 @@ def load_benchmark(cfg: dict, cache_dir: Path):
         skip_bad_images=bool(cfg["data"]["skip_bad_images"]),
         extra=dict(cfg["data"]["options"]),
     )
-    return plugin.load(opts)
+    return subset.apply(plugin.load(opts), cfg["data"].get("limit"))
 
 
 def execute(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:

@@ -294,7 +294,7 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
     try:
         batch = ctx.extra.get("last_batch")
         if batch is not None:
-            pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes)
+            pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes, title=pictures.run_title(ctx))
             made.append("pairs.png")
         if emb:
             picks, top_idx = pictures.retrieval_examples(emb["queries"], emb["query_labels"], emb["gallery"], emb["gallery_labels"])
@@ -302,7 +302,8 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
             needed = sorted(set(top_idx.flatten().tolist()))
             gallery_imgs = dict(zip(needed, gset.batch(needed)))
             pictures.save_retrieval(
-                qset.batch(picks.tolist()), qset.labels[picks], gallery_imgs, gset.labels, top_idx, art / "retrieval.png"
+                qset.batch(picks.tolist()), qset.labels[picks], gallery_imgs, gset.labels, top_idx, art / "retrieval.png",
+                aps=emb["AP"][picks] if "AP" in emb else None, title=pictures.run_title(ctx),
             )
             made.append("retrieval.png")
         if ctx.curves and pictures.save_curves(ctx.curves, art / "curves.png"):

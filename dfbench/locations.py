@@ -46,3 +46,16 @@ def suites_dir() -> Path:
 def committed_records() -> Path | None:
     """The committed run records the leaderboards are built from (``leaderboards/records``)."""
     return find_dir("leaderboards/records")
+
+
+def default_data_label(name: str) -> str:
+    """How the default root of dataset ``name`` is named in messages: by the variable it comes from
+    (``$DFBENCH_DATA/name`` only when DFBENCH_DATA is set, else ``$DFBENCH_CACHE/data/name``, else
+    the cache's default folder)."""
+    import os
+
+    if os.environ.get("DFBENCH_DATA"):
+        return f"$DFBENCH_DATA/{name}"
+    if os.environ.get("DFBENCH_CACHE"):
+        return f"$DFBENCH_CACHE/data/{name}, as DFBENCH_DATA is not set"
+    return f"data/{name} in the cache folder, as neither DFBENCH_DATA nor DFBENCH_CACHE is set"

@@ -142,3 +142,19 @@ def test_smoke_and_single_seed_rows_are_not_ranked(tmp_path):
     rows = json.loads(res.stdout)
     assert rows[0]["method"] == "better" and rows[0]["n"] == 2 and rows[3]["unranked"] == "smoke"
     assert not (tmp_path / "leaderboards").exists()  # csv and json write no file
+
+
+@pytest.mark.parametrize("data, cache, label", [
+    ("DATA", "CACHE", "$DFBENCH_DATA/quickdraw"),
+    (None, "CACHE", "$DFBENCH_CACHE/data/quickdraw, as DFBENCH_DATA is not set"),
+])
+def test_missing_data_error_names_the_variable_the_root_came_from(data, cache, label, tmp_path, monkeypatch):
+    for var, value in (("DFBENCH_DATA", data), ("DFBENCH_CACHE", cache)):
+        if value is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, str(tmp_path / value))
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--dataset", "quickdraw", "--profile", "smoke"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    root = tmp_path / (data or f"{cache}/data") / "quickdraw"
+    assert f"{root} (the default: {label}) does not exist" in " ".join(res.output.split())

@@ -80,3 +80,16 @@ def test_new_plugin_never_overwrites(tmp_path):
     res = CliRunner().invoke(cli, ["new-plugin", "mine", "--dir", str(tmp_path)])
     assert res.exit_code == 2 and "already exists" in res.output
     assert [p.name for p in (tmp_path / "dfbench-mine").iterdir()] == ["keep.txt"]
+
+
+def test_docs_open_with_the_generated_plain_method():
+    """docs/plugins.md shows exactly the code 'dfbench new-plugin mine' writes, before anything else."""
+    from dfbench import scaffold
+
+    docs = (REPO / "docs" / "plugins.md").read_text()
+    generated = scaffold.files("mine")
+    first_section = docs[docs.index("\n## "):]
+    assert first_section.startswith("\n## Start here: the smallest plain method")
+    for rel in ("src/dfbench_mine/method.py", "src/dfbench_mine/plugin.py"):
+        assert f"```python\n{generated[rel].rstrip()}\n```" in docs, rel
+    assert "class PixelsMethod(Method):" in generated["src/dfbench_mine/method.py"]  # plain, not data-free

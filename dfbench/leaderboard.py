@@ -417,7 +417,11 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
     if sources:
         lines += [""] + sources
     tables = [f"[{d}]({d}.md)" for d in sorted(summary["dataset"].unique())] + [f"[{f.removesuffix('.md')}]({f})" for f in suite_files]
-    lines += ["", "Per-dataset and per-suite tables: " + ", ".join(tables), ""]
+    lines += ["", "Per-dataset and per-suite tables: " + ", ".join(tables), "",
+              "Where things live: the run records these tables are computed from are in `records/<dataset>/<method>/` "
+              "beside this file (one JSON per run, its pictures in the folder of the same name); "
+              "the suites that produced them are `benchmarks/*.yaml` in the checkout. `dfbench leaderboard` rebuilds "
+              "these files from the records, `dfbench leaderboard --check` verifies them, from any folder.", ""]
     return "\n".join(lines)
 
 

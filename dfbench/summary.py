@@ -12,6 +12,11 @@ from pathlib import Path
 
 PHASES = (("data", "data"), ("teachers", "teachers"), ("train", "training"), ("eval", "evaluation"), ("total", "total"))
 
+MAP_MEANING = (
+    "mAP@all: each test sketch ranks every test photo by similarity; the precision at each photo of its "
+    "class, averaged, is its AP; the mean over sketches is mAP@all: 1.0 puts every same-class photo first"
+)
+
 NEXT_STEPS = (
     ("dfbench run --method dfsbir-plus", "the strongest data-free method on shapes (a few minutes)"),
     ("dfbench list --kind methods", "every method you can run"),
@@ -97,6 +102,7 @@ def lines(record: dict, path: Path, results: Path | None = None, records_dir: Pa
     if record.get("status") == "completed" and "mAP@all" in metrics:
         ref = reference(record, records_dir)
         out.append(f"mAP@all {verdict(metrics['mAP@all'], chance, ref)}")
+        out.append(f"  ({MAP_MEANING})")
         if ref is None:
             where = records_dir if records_dir is not None else "leaderboards/records (not found)"
             out.append(

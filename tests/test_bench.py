@@ -61,6 +61,7 @@ def test_suite_variants_and_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match="Did you mean 'seeds'"):
         suites.load_suite(tmp_path / "bad.yaml", ["dfsbir"])
 
+@pytest.mark.slow
 
 def test_smoke_suite_end_to_end_and_leaderboard(tmp_path):
     results, out = tmp_path / "results", tmp_path / "lb"
@@ -186,6 +187,7 @@ def test_code_state_names_commit_and_uncommitted_diff(monkeypatch):
     answers["rev-parse"] = None  # not a git checkout (an installed package)
     assert records.code_state() is None
 
+@pytest.mark.slow
 
 def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, monkeypatch):
     """A long bench imports plugin modules lazily: a checkout changed midway mixes two code states.

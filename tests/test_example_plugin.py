@@ -108,6 +108,7 @@ def test_dfbench_list_finds_the_example_method(example_dist):
     )
     assert "triplet-pairs" not in {r["name"] for r in json.loads(builtins.stdout)}
 
+@pytest.mark.slow
 
 def test_the_example_method_runs_with_the_smoke_profile(example_dist, tmp_path):
     res = CliRunner().invoke(
@@ -120,6 +121,7 @@ def test_the_example_method_runs_with_the_smoke_profile(example_dist, tmp_path):
     assert record["config"]["params"]["alignment"] == {"loss": "triplet", "margin": 0.2, "mining": "hard", "symmetric": True}
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in record["metrics"].values())
 
+@pytest.mark.slow
 
 def test_check_plugin_passes_on_the_example(example_dist):
     res = CliRunner().invoke(cli, ["check-plugin", "example", "--json", "--quiet"], catch_exceptions=False)
@@ -133,6 +135,7 @@ def test_check_plugin_passes_on_the_example(example_dist):
     assert ("method triplet-pairs", "same seed, same metrics") in contracts
     assert ("alignment loss triplet", "gradients reach both embeddings") in contracts
 
+@pytest.mark.slow
 
 def test_the_example_plugins_own_tests_pass(example_dist):
     out = subprocess.run(

@@ -46,7 +46,7 @@ def cli():
     """dfbench: benchmarks for data-free cross-modal learning (data-free SBIR).
 
     \b
-    First run (embedded dataset, no download; about 2 minutes on 2 cores):
+    First run (embedded dataset, no download; about a minute on 2 cores):
       dfbench run --method classifier-only
     """
 

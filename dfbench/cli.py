@@ -50,8 +50,8 @@ def cli():
     """dfbench: benchmarks for data-free cross-modal learning (data-free SBIR).
 
     \b
-    First run (embedded dataset, no download):
-      dfbench run --method dfsbir --profile smoke
+    First run (embedded dataset, no download; about a minute on 2 cores):
+      dfbench run --method classifier-only
     """
 
 
@@ -136,10 +136,11 @@ def plugins(as_json):
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
 @click.option("--force", is_flag=True, help="Run again even when a completed record exists.")
 @click.option("--skip-bad-images", is_flag=True, help="Skip unreadable image files with a warning instead of failing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images per class of every split and modality (any dataset; part of the run's identity).")
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, print_config, as_json, quiet):
+def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, limit, print_config, as_json, quiet):
     """Run one method on one dataset and write a run record per seed.
 
     Started by torchrun, one run trains data-parallel on all its processes (docs/scaling.md).
@@ -168,6 +169,7 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
             cache_dir=cache_dir,
             force=force,
             skip_bad_images=skip_bad_images,
+            limit=limit,
         )
         cfg, method_obj = resolve_request(req)
         if print_config:
@@ -216,25 +218,37 @@ def _interrupted(checkpoint, several_seeds: bool, exc: BaseException):
     sys.exit(interrupts.exit_status(exc))
 
 
-def _summary(outcomes):
-    from rich.console import Console
+def _results_table(title: str, rows: list):
+    """A rich table of run records: ``rows`` holds (record, skipped, label or None)."""
     from rich.table import Table
 
-    table = Table(title="results")
+    table = Table(title=title)
     for col in ("method", "dataset", "seed", "status", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)"):
         table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
-    for o in outcomes:
-        r = o.record
-        m = r.get("metrics", {})
+    for r, skipped, label in rows:
+        m = r.get("metrics") or {}
         table.add_row(
-            r["method"], r["dataset"], str(r["seed"]), "skipped" if o.skipped else r.get("status", ""),
+            label or r["method"], r["dataset"], str(r["seed"]), "skipped" if skipped else r.get("status", ""),
             *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
-            f"{r.get('timing', {}).get('total', 0):.1f}",
+            f"{(r.get('timing') or {}).get('total', 0):.1f}",
         )
+    return table
+
+
+def _summary(outcomes):
     console = _console()
-    console.print(table)
+    console.print(_results_table("results", [(o.record, o.skipped, None) for o in outcomes]))
+    from dfbench import summary
+    from dfbench.locations import committed_records
+
+    records_dir = committed_records()
     for o in outcomes:
-        console.print(f"record: {o.path}" + (" (existed; --force runs again)" if o.skipped else ""), soft_wrap=True)
+        if o.skipped:
+            console.print("(this record existed: nothing ran; --force runs again)", soft_wrap=True, markup=False)
+        for line in summary.lines(o.record, o.path, records_dir=records_dir):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+    for line in summary.next_steps({o.record["method"] for o in outcomes}):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 @cli.command()
@@ -258,33 +272,55 @@ def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
 
 
 @cli.command()
-@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True, help="Where the markdown goes.")
+@click.option("--results", type=click.Path(path_type=Path), help="Folder of run records [default: the committed records, leaderboards/records].")
+@click.option("--out", type=click.Path(path_type=Path), help="Where the markdown goes [default: the folder above the committed records, else ./leaderboards].")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the records produce.")
-@click.option("--suites", "suites_dir", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True,
-              help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers.")
-def leaderboard(results, out, check, suites_dir):
-    """Build markdown leaderboards from run records only."""
-    from dfbench import leaderboard as lb
+@click.option("--suites", "suites_dir", type=click.Path(path_type=Path),
+              help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers [default: ./benchmarks, else the checkout's].")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True,
+              help="md: write the markdown files; csv or json: print the per-dataset rows on stdout (writes nothing).")
+def leaderboard(results, out, check, suites_dir, fmt):
+    """Build leaderboards from run records only.
 
+    Rows are ranked by mAP@all only with two or more seeds and a profile other than smoke; the
+    others are shown unranked and marked (n=1, smoke).
+    """
+    from dfbench import leaderboard as lb
+    from dfbench.locations import committed_records, suites_dir as default_suites
+
+    if results is None:
+        results = committed_records()
+        if results is None:
+            raise DfbenchError(
+                "No run records to build leaderboards from: the committed records (leaderboards/records in the "
+                "checkout) are not here, and no --results was given. Pass --results DIR (where 'dfbench run' or "
+                "'dfbench bench' wrote its records, 'results' by default)."
+            )
+        out = out or results.parent
+    out = out or Path("leaderboards")
     if not results.is_dir():
         raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
+    suites_dir = suites_dir or default_suites()
     import os
 
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
     tables, dataset_keys = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
+    records = lb.load_records(results)
+    if fmt != "md":
+        click.echo(lb.export(lb.dataset_summary(records, tables, dataset_keys), fmt), nl=False)
+        return
     reported = lb.load_reported(suites_dir / "reported")
     if not check:  # before any work: an --out that is a file or read-only is an error up front
         from dfbench.fileio import check_writable_dir
 
         check_writable_dir(out, "leaderboard folder", "--out")
-    files = lb.render(lb.load_records(results), link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
+    files = lb.render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
     if check:
         stale = lb.check(files, out)
         if stale:
             click.echo(f"Leaderboards out of date: {', '.join(stale)}. Run 'dfbench leaderboard --results {results} --out {out}'.", err=True)
             sys.exit(1)
-        click.echo(f"{len(files)} leaderboard files match the records in {results}.")
+        click.echo(f"{len(files)} leaderboard files in {out} match the records in {results}.")
         return
     lb.write(files, out)
     for name in sorted(files):
@@ -321,7 +357,8 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
 
 
 @cli.command()
-@click.argument("suite")
+@click.argument("suite", required=False)
+@click.option("--suite", "suite_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Your own suite file (instead of SUITE).")
 @click.option("--shard", help="Run only shard i of n (i/n, 1-based): n machines together run the grid once.")
 @click.option("--seed", "only_seeds", type=int, multiple=True, help="Run only these of the suite's seeds (repeatable); the leaderboard still expects them all.")
 @click.option("--method", "only_methods", multiple=True, help="Run only the rows of these methods (a method name or a row's label; repeatable).")
@@ -332,10 +369,12 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
-    """Run a suite (benchmarks/SUITE.yaml): a grid of methods x datasets x seeds.
+def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
+    """Run a suite: a grid of methods x datasets x seeds, and print its results table.
 
-    Completed runs are skipped, a failed run is recorded (status failed) and the grid goes on.
+    SUITE is a suite's name (found in ./benchmarks, else among the suites shipped with dfbench:
+    smoke, shapes, qd-cifar10, ...) or a file; --suite FILE runs your own. Completed runs are
+    skipped, a failed run is recorded (status failed) and the grid goes on.
     """
     from dfbench import suites
     from dfbench.progress import Reporter
@@ -344,7 +383,9 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
-    spec = suites.load_suite(suites.find_suite(suite), system.registry("methods").names())
+    if bool(suite) == bool(suite_file):
+        raise DfbenchError("Give one suite: a name (e.g. 'dfbench bench smoke') or your own file with --suite FILE.")
+    spec = suites.load_suite(suite_file if suite_file else suites.find_suite(suite), system.registry("methods").names())
     items = spec.items
     if only_seeds:
         missing = sorted(set(only_seeds) - set(spec.seeds))
@@ -362,8 +403,9 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
             )
         items = [item for item in items if item.method in only_methods or item.label in only_methods]
     items = suites.shard_items(items, suites.parse_shard(shard))
-    reporter = Reporter(enabled=False) if quiet else Reporter()
+    reporter = Reporter(enabled=False) if quiet or dry_run else Reporter()  # a dry run reports no "done"
     counts = {"completed": 0, "skipped": 0, "failed": 0}
+    rows = []  # (label, record path, skipped) of every item, for the results table
     warned_code_change = False
     root = data_root or spec.data_root
     with reporter.task(f"suite {spec.name}", total=len(items)) as task:
@@ -382,6 +424,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 task.advance(1)
                 continue
             path = record_path(results, cfg["dataset"], cfg["method"], planned_run_id(cfg))
+            rows.append((item.label, path, False))
             existing = read_record(path)
             done = is_completed(existing)
             if dry_run:
@@ -390,6 +433,7 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                 continue
             if done and not force:
                 counts["skipped"] += 1
+                rows[-1] = (item.label, path, True)
                 task.advance(1)
                 continue
             if not warned_code_change and (changed := code_changed()) is not None:
@@ -416,10 +460,116 @@ def bench(suite, shard, only_seeds, only_methods, dry_run, force, results, data_
                     write_early_failure(cfg, req, exc)
                 reporter.log(f"FAILED {name}: {type(exc).__name__}: {exc}")
             task.advance(1)
-    if not dry_run:
-        click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
-        if counts["failed"]:
-            sys.exit(1)
+    if dry_run:
+        todo = sum(1 for _, path, _ in rows if (read_record(path) or {}).get("status") != "completed")
+        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(items)} runs listed, {todo} to do.")
+        return
+    _bench_table(spec.name, rows)
+    click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def _bench_table(name: str, rows: list) -> None:
+    """The results of a bench's runs, one row per run that has a record (read back from it)."""
+    from dfbench.records import read_record
+
+    outcomes = []
+    for label, path, skipped in rows:
+        record = read_record(path)
+        if record is not None:
+            outcomes.append((label, record, skipped))
+    if outcomes:
+        _console().print(_results_table(f"suite {name}", [(r, s, label) for label, r, s in outcomes]))
+
+
+@cli.command()
+@click.argument("records", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records (when no RECORDS are given).")
+@click.option("--method", "methods", multiple=True, help="Only records of this method (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, help="Only records of this dataset (repeatable).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["completed", "failed", "running"]), help="Only records with this status (repeatable).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Only records of this seed (repeatable).")
+@click.option("--compare", is_flag=True, help="Put the selected records side by side: metrics, teachers, times and the config keys that differ.")
+@click.option("--queries", "queries_of", type=click.Path(path_type=Path, dir_okay=False), help="Show the per-query outputs of this record: AP per class, worst and best queries.")
+@click.option("--show", type=int, default=5, show_default=True, help="With --queries: how many worst and best queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the records, the comparison, or the per-query rows).")
+def results(records, results, methods, datasets, statuses, seeds, compare, queries_of, show, as_json):
+    """List run records (filtered by method, dataset, status, seed), compare them, or read a run's
+    per-query outputs.
+
+    RECORDS are record files or folders of records; without them, every record under --results.
+    """
+    from dfbench import results as res
+
+    if queries_of is not None:
+        _show_queries(queries_of, show, as_json)
+        return
+    chosen = res.select(res.load(list(records), results), methods, datasets, statuses, seeds)
+    if not chosen:
+        raise DfbenchError("No run record matches: check the filters, or give --results DIR (where 'dfbench run' wrote its records).")
+    if compare:
+        if len(chosen) < 2:
+            raise DfbenchError(f"--compare needs two or more records; the filters select {len(chosen)}: widen them or name the record files.")
+        rows = res.compare_rows(chosen)
+        if as_json:
+            click.echo(json.dumps([{"field": f, "values": v} for f, v in rows], indent=2))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{len(chosen)} records side by side")
+        table.add_column("field")
+        for i in range(len(chosen)):
+            table.add_column(f"#{i + 1}", justify="right")
+        for field, values in rows:
+            table.add_row(field, *values)
+        console = _console()
+        console.print(table)
+        for i, r in enumerate(chosen, start=1):
+            console.print(f"#{i}: {r['_path']}", soft_wrap=True, markup=False, highlight=False)
+        return
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2))
+        return
+    console = _console()
+    console.print(_results_table(f"{len(chosen)} records", [(r, False, None) for r in chosen]))
+    for r in chosen:
+        console.print(r["_path"], soft_wrap=True, markup=False, highlight=False)
+
+
+def _show_queries(record_path: Path, show: int, as_json: bool) -> None:
+    from dfbench import queries, results as res
+
+    [record] = res.load_records_file(record_path)
+    path = res.per_query_path(record)
+    if not path.is_file():
+        raise DfbenchError(f"{record_path} has no per-query outputs ({path} is missing): records written before dfbench saved them have none; run it again with --force.")
+    rows = queries.load(path)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    classes = (record.get("data") or {}).get("classes") or []
+    name = lambda label: classes[label] if label < len(classes) else str(label)  # noqa: E731
+    console = _console()
+    mean = sum(r["AP"] for r in rows) / len(rows)
+    console.print(f"{record['method']} on {record['dataset']}, seed {record['seed']}: {len(rows)} queries, mean AP {mean:.4f} (= mAP@all)", markup=False)
+    table = Table(title="AP per class")
+    for col in ("class", "queries", "mean AP"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for label, (n, ap) in sorted(res.per_class(rows).items(), key=lambda kv: kv[1][1]):
+        table.add_row(name(label), str(n), f"{ap:.4f}")
+    console.print(table)
+    ranked = sorted(rows, key=lambda r: (r["AP"], r["query"]))
+    for title, picked in (("worst queries", ranked[:show]), ("best queries", ranked[::-1][:show])):
+        table = Table(title=title)
+        for col in ("query", "class", "AP", "top gallery ids (test photos, best first)"):
+            table.add_column(col)
+        for r in picked:
+            table.add_row(str(r["query"]), name(r["label"]), f"{r['AP']:.4f}", " ".join(map(str, r["top"])))
+        console.print(table)
+    console.print(f"all rows: {path} (gzipped CSV: query, label, AP, top)", soft_wrap=True, markup=False, highlight=False)
 
 
 @cli.command(name="check-plugin")
@@ -446,6 +596,23 @@ def check_plugin(name, device, seed, cache_dir, as_json, quiet):
         conformance.print_table(name, results, _console())
     if conformance.summary(results)[conformance.FAIL]:
         sys.exit(1)
+
+
+@cli.command(name="new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder to create dfbench-NAME in.")
+def new_plugin(name, parent):
+    """Create dfbench-NAME: an installable plugin package with a minimal method and a passing test.
+
+    The method (NAME-pixels) is the smallest plain Method: no teachers, no training; replace its
+    fit() with yours (docs/plugins.md).
+    """
+    from dfbench.scaffold import create, package_name
+
+    root = create(name, parent)
+    click.echo(f"created {root} (package {package_name(name)}, method {name}-pixels). Next:")
+    for line in (f"pip install -e {root}", f"cd {root} && python -m pytest -q", f"dfbench check-plugin {name}"):
+        click.echo(f"  {line}")
 
 
 def _register_plugin_commands():

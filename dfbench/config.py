@@ -56,6 +56,9 @@ class DataOptions(Options):
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of generated data and dataset splits (the same for every run seed)")
     skip_bad_images: bool = option(False, help="skip unreadable image files with a warning instead of failing")
     options: dict = option({}, help="the dataset's own options (checked by the dataset)")
+    limit: int | None = option(
+        None, min=1, optional=True, help="only the first N images per class of every split and modality (dfbench.subset)"
+    )
 
 
 @dataclass

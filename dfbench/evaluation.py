@@ -37,7 +37,8 @@ def embed_shard(embedder, imageset, modality: str, device, batch_size: int, task
 
 
 def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None) -> dict:
-    """The four metrics; with ``keep`` (a dict), the embeddings and labels are stored in it."""
+    """The four metrics; with ``keep`` (a dict), the embeddings, labels and each query's AP (``"AP"``)
+    are stored in it."""
     from dfbench.metrics import retrieval_metrics
     from dfbench.progress import Reporter
 
@@ -51,7 +52,7 @@ def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=Non
         with reporter.task("evaluation", total=total) as task:
             q, ql = embed_shard(embedder, queries_set, "sketch", device, batch_size, task)
             g, gl = embed_shard(embedder, gallery_set, "photo", device, batch_size, task)
-            metrics = dist.broadcast_object({k: float(v) for k, v in retrieval_metrics(q, ql, g, gl).items()} if dist.is_main() else None)
+            metrics = dist.broadcast_object({k: float(v) for k, v in retrieval_metrics(q, ql, g, gl, per_query=keep).items()} if dist.is_main() else None)
             if keep is not None:
                 keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)
             task.note(f"mAP@all {metrics['mAP@all']:.4f}")
@@ -59,7 +60,7 @@ def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=Non
     with reporter.task("evaluation", total=len(queries_set) + len(gallery_set)) as task:
         q, ql = embed_set(embedder, queries_set, "sketch", device, batch_size, task)
         g, gl = embed_set(embedder, gallery_set, "photo", device, batch_size, task)
-        metrics = retrieval_metrics(q, ql, g, gl)
+        metrics = retrieval_metrics(q, ql, g, gl, per_query=keep)
         if keep is not None:
             keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)
         task.note(f"mAP@all {metrics['mAP@all']:.4f}")

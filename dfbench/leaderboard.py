@@ -154,10 +154,44 @@ def _known(v) -> bool:
     return v is not None and v == v
 
 
-def _fmt(mean, std, with_std=True):
+def _fmt(mean, std, with_std=True, n: int | None = None):
     if mean is None or mean != mean:
         return "incomplete"
+    if with_std and n == 1:
+        return f"{mean:.4f} (n=1)"  # one seed has no spread: never shown as "± 0.0000"
     return f"{mean:.4f} ± {std:.4f}" if with_std else f"{mean:.4f}"
+
+
+def unranked_reason(row) -> str | None:
+    """Why a complete row gets no rank (None: it is ranked). Incomplete rows are never ranked.
+
+    A smoke-profile row only checks that a method runs (its teachers sit near chance), and one seed
+    gives no spread to tell two methods apart: ranking either would rank noise."""
+    if not row["complete"]:
+        return "incomplete"
+    if row["profile"] == "smoke":
+        return "smoke"
+    if int(row["n_done"]) < 2:
+        return "n=1"
+    return None
+
+
+def ranks(summary) -> dict:
+    """{index of ``summary``: rank} of the rows that are ranked, best mAP@all first."""
+    s = summary.assign(_key=summary["mAP@all_mean"].astype(float).fillna(-1.0))
+    out, rank = {}, 0
+    for i, r in s.sort_values(["_key", "method"], ascending=[False, True]).iterrows():
+        if unranked_reason(r) is None:
+            rank += 1
+            out[i] = rank
+    return out
+
+
+UNRANKED_NOTE = (
+    "Unranked (`-`): rows short of seeds, rows of the `smoke` profile (it only checks that a method runs; "
+    "its teachers are near chance, so its numbers rank noise) and single-seed rows (`n=1`: no spread to "
+    "tell methods apart)."
+)
 
 
 def dataset_table(summary, dataset: str | None, link_base: str | None = None, keep_order: bool = False) -> str:
@@ -170,20 +204,16 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
     s = (summary if dataset is None else summary[summary["dataset"] == dataset]).copy()
     s["_key"] = s["mAP@all_mean"].astype(float).fillna(-1.0)
     ranked = s.sort_values(["_key", "method"], ascending=[False, True])
-    ranks, rank = {}, 0
-    for i, r in ranked.iterrows():
-        if r["complete"]:
-            rank += 1
-            ranks[i] = str(rank)
+    rank_of = ranks(s)
     if not keep_order:
         s = ranked
     rows = []
     for i, r in s.iterrows():
         rows.append(
             {
-                "rank": ranks.get(i, "-"),
+                "rank": str(rank_of[i]) if i in rank_of else "-",
                 "method": r["method"],
-                "mAP@all": _fmt(r["mAP@all_mean"], r["mAP@all_std"]) if not _known(r.get("partial")) else f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})",
+                "mAP@all": _fmt(r["mAP@all_mean"], r["mAP@all_std"], n=int(r["n_done"])) if not _known(r.get("partial")) else f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})",
                 "mAP@200": _fmt(r["mAP@200_mean"], r["mAP@200_std"], False),
                 "P@100": _fmt(r["P@100_mean"], r["P@100_std"], False),
                 "P@200": _fmt(r["P@200_mean"], r["P@200_std"], False),
@@ -205,8 +235,10 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
     if not rows:
         return "_no records_"
     note = ""
+    if any(unranked_reason(r) in ("smoke", "n=1") for _, r in s.iterrows()):
+        note += "\n\n" + UNRANKED_NOTE
     if any(r.get("mixed_code") for _, r in s.iterrows()):
-        note = (
+        note += (
             "\n\n`(k mixed code)`: k of the row's seeds ran in a process whose checkout changed under it "
             "(the record's `env.code_changed_since_start`), so their code mixes two states; run them again "
             "with `--force` to replace them."
@@ -228,26 +260,16 @@ def render(
     of any other suite (``dataset_keys``, {key: seeds that suite asks for}): a method's former
     default config that an ablation now keeps as one of its rows. A row of the dataset tables expects
     as many seeds as the most any suite asks for it (also when its records came from plain runs)."""
-    dataset_keys = dataset_keys or {}
     own = {t.name for t in suite_tables}
-    own_keys = {(row[1], row[2], row[3]) for t in suite_tables for row in t.rows}
     files = {}
     for table in suite_tables:
         text = suite_table(records, table, link_base)
         if text is not None:
             files[f"{table.name}.md"] = text
-    records = [
-        r for r in records
-        if (r.get("suite") or {}).get("name") not in own
-        and ((r["dataset"], r["method"], r["config_hash"]) not in own_keys or (r["dataset"], r["method"], r["config_hash"]) in dataset_keys)
-    ]
-    if not records:
+    summary = dataset_summary(records, suite_tables, dataset_keys)
+    if summary is None:
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
-    df = records_frame(records)
-    asked = [dataset_keys.get(k) for k in zip(df["dataset"], df["method"], df["config_hash"])]
-    df["expected_seeds"] = [max((x for x in (e, a) if _known(x)), default=None) for e, a in zip(df["expected_seeds"], asked)]
-    summary = summarise(df)
     for dataset in sorted(summary["dataset"].unique()):
         body = dataset_table(summary, dataset, link_base)
         files[f"{dataset}.md"] = (
@@ -257,6 +279,67 @@ def render(
         )
     files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
     return files
+
+
+def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), dataset_keys: dict | None = None):
+    """The rows of the per-dataset tables (:func:`summarise`), or None without records: the records
+    of own-table suites left out, each row expecting the seeds its suites ask for (see :func:`render`)."""
+    dataset_keys = dataset_keys or {}
+    own = {t.name for t in suite_tables}
+    own_keys = {(row[1], row[2], row[3]) for t in suite_tables for row in t.rows}
+    records = [
+        r for r in records
+        if (r.get("suite") or {}).get("name") not in own
+        and ((r["dataset"], r["method"], r["config_hash"]) not in own_keys or (r["dataset"], r["method"], r["config_hash"]) in dataset_keys)
+    ]
+    if not records:
+        return None
+    df = records_frame(records)
+    asked = [dataset_keys.get(k) for k in zip(df["dataset"], df["method"], df["config_hash"])]
+    df["expected_seeds"] = [max((x for x in (e, a) if _known(x)), default=None) for e, a in zip(df["expected_seeds"], asked)]
+    return summarise(df)
+
+
+EXPORT_COLUMNS = ("dataset", "rank", "unranked", "method", "config_hash", "profile", "n", "expected_seeds", "failed", *(
+    f"{k}_{stat}" for k in METRIC_KEYS for stat in ("mean", "std")), "wall_s")
+
+
+def export_rows(summary) -> list[dict]:
+    """The per-dataset rows as plain values (for CSV and JSON): ranked rows first, per dataset."""
+    out = []
+    for dataset in sorted(summary["dataset"].unique()):
+        s = summary[summary["dataset"] == dataset]
+        rank_of = ranks(s)
+        for i, r in s.iterrows():
+            row = {
+                "dataset": dataset, "rank": rank_of.get(i), "unranked": unranked_reason(r), "method": r["method"],
+                "config_hash": r["config_hash"], "profile": r["profile"], "n": int(r["n_done"]),
+                "expected_seeds": int(r["seeds"].split("/")[1]), "failed": int(r["failed"]),
+                "wall_s": float(r["wall_s"]) if _known(r["wall_s"]) else None,
+            }
+            for k in METRIC_KEYS:
+                for stat in ("mean", "std"):
+                    v = r[f"{k}_{stat}"]
+                    # a single seed has no spread: no std rather than 0.0
+                    row[f"{k}_{stat}"] = float(v) if _known(v) and not (stat == "std" and row["n"] < 2) else None
+            out.append(row)
+        out[-len(s):] = sorted(out[-len(s):], key=lambda x: (x["rank"] is None, x["rank"] or 0, x["method"]))
+    return [{k: row[k] for k in EXPORT_COLUMNS} for row in out]
+
+
+def export(summary, fmt: str) -> str:
+    """The per-dataset rows as CSV or JSON text."""
+    rows = export_rows(summary) if summary is not None else []
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+    return buf.getvalue()
 
 
 def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -> str | None:
@@ -301,9 +384,10 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
 
 
 def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()) -> str:
-    best = summary.sort_values("mAP@all_mean", ascending=False, na_position="last").drop_duplicates(["dataset", "method"])
-    table = best.pivot(index="method", columns="dataset", values="mAP@all_mean")
-    table = table.map(lambda v: "incomplete" if v != v or v is None else f"{v:.4f}")
+    best = summary.sort_values("mAP@all_mean", ascending=False, na_position="last").drop_duplicates(["dataset", "method"]).copy()
+    best["_cell"] = [_overview_cell(r) for _, r in best.iterrows()]
+    table = best.pivot(index="method", columns="dataset", values="_cell")
+    table = table.fillna("-")
     rows = [{"method": m, **table.loc[m].to_dict()} for m in table.index]
     columns = ["method", *table.columns]
     sources = []
@@ -323,8 +407,21 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
     if sources:
         lines += [""] + sources
     tables = [f"[{d}]({d}.md)" for d in sorted(summary["dataset"].unique())] + [f"[{f.removesuffix('.md')}]({f})" for f in suite_files]
-    lines += ["", "Per-dataset and per-suite tables: " + ", ".join(tables), ""]
+    lines += ["", "Per-dataset and per-suite tables: " + ", ".join(tables), "",
+              "Where things live: the run records these tables are computed from are in `records/<dataset>/<method>/` "
+              "beside this file (one JSON per run, its pictures in the folder of the same name); "
+              "the suites that produced them are `benchmarks/*.yaml` in the checkout. `dfbench leaderboard` rebuilds "
+              "these files from the records, `dfbench leaderboard --check` verifies them, from any folder.", ""]
     return "\n".join(lines)
+
+
+def _overview_cell(row) -> str:
+    """A method's mAP@all in the overview, marked when its row is not ranked (smoke, one seed)."""
+    mean = row["mAP@all_mean"]
+    if mean is None or mean != mean:
+        return "incomplete"
+    reason = unranked_reason(row)
+    return f"{mean:.4f}" + (f" ({reason})" if reason else "")
 
 
 def write(files: dict[str, str], out: Path) -> None:

@@ -466,8 +466,12 @@ def retrieval_metrics(
     max_memory_bytes: int = _DEFAULT_MEMORY,
     device=None,
     dtype: torch.dtype = torch.float32,
+    per_query: dict | None = None,
 ) -> dict[str, float]:
     """Exact SBIR metrics: ``mAP@all``, ``mAP@K`` for ``K`` in ``map_ks``, ``P@K`` for ``K`` in ``ks``.
+
+    With ``per_query`` (a dict), each query's average precision (the terms of mAP@all, float64, on
+    the CPU) is stored in it under ``"AP"``.
 
     ``queries`` (Nq x D) and ``gallery`` (N x D) are float tensors or numpy arrays, the labels
     integer vectors. Everything runs on ``device`` (default: the device of ``queries``; CPU for numpy
@@ -544,6 +548,8 @@ def retrieval_metrics(
         out[f"mAP@{k}"] = float(ap_k[k].mean())
     for k in ks:
         out[f"P@{k}"] = float((hits_k[k] / caps[k]).mean())
+    if per_query is not None:
+        per_query["AP"] = ap_all.cpu()
     return out
 
 

@@ -2,8 +2,11 @@
 
 - ``pairs.png``: synthesised photo/sketch pairs, one column per noise vector (top row photos,
   bottom row sketches), with each image's teacher label;
-- ``retrieval.png``: one query sketch per class and its top 8 photos, relevant ones framed green,
-  others red;
+- ``retrieval.png``: one query sketch per class with its AP, and its top 8 photos, relevant ones
+  framed green, others red;
+
+Both carry a title (method, dataset, seed, round) and a legend that says what the labels and
+frames mean, so a picture shared on its own still says what it shows.
 - ``curves.png``: every loss term and the alignment loss over rounds, then the test mAP@all measured
   every ``curve_eval_every`` rounds from round 0 (the untrained students) on (from ``curves.csv``).
 """
@@ -11,6 +14,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -32,7 +36,46 @@ def _save_png(image, path: Path) -> None:
         image.save(fh, format="PNG")
 
 
-def save_pairs(photos: torch.Tensor, sketches: torch.Tensor, path: Path, labels=None, classes=None, n: int = 10) -> None:
+LINE_H = 12  # height of a line of PIL's default font, with spacing
+
+PAIRS_LEGEND = (
+    "top row: synthesised photos; bottom row: the sketches synthesised from the same noise",
+    "label under an image: its teacher label, the class the encoder loss treats it as",
+)
+RETRIEVAL_LEGEND = (
+    "left: one query sketch per class, with its AP (average precision over the whole gallery)",
+    "right: its top photos by cosine, best first; green frame: same class (relevant), red: another class",
+)
+
+
+def run_title(ctx) -> str:
+    """'method on dataset, seed S, round R' of a run (the round of the final students)."""
+    cfg = ctx.config
+    rounds = (cfg.get("params") or {}).get("rounds")
+    done = f", round {rounds}" if rounds else ", no training rounds"
+    return f"{cfg['method']} on {cfg['dataset']}, seed {cfg['seed']}{done}"
+
+
+def _titled(body, title: str | None, legend: Sequence[str] = ()):
+    """``body`` with ``title`` above it and the ``legend`` lines below (as it is without either)."""
+    from PIL import Image, ImageDraw
+
+    if not title and not legend:
+        return body
+    top = (LINE_H + PAD) if title else 0
+    bottom = len(legend) * LINE_H + (PAD if legend else 0)
+    width = max(body.width, *(6 * len(line) + 2 * PAD for line in [title or "", *legend]))
+    canvas = Image.new("RGB", (width, body.height + top + bottom), "white")
+    canvas.paste(body, (0, top))
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((PAD, PAD // 2), title, fill="black")
+    for i, line in enumerate(legend):
+        draw.text((PAD, top + body.height + i * LINE_H), line, fill=(60, 60, 60))
+    return canvas
+
+
+def save_pairs(photos: torch.Tensor, sketches: torch.Tensor, path: Path, labels=None, classes=None, n: int = 10, title: str | None = None) -> None:
     from PIL import Image, ImageDraw
 
     n = min(n, len(photos))
@@ -49,27 +92,32 @@ def save_pairs(photos: torch.Tensor, sketches: torch.Tensor, path: Path, labels=
             if lab is not None:
                 name = classes[int(lab[i])] if classes else str(int(lab[i]))
                 draw.text((x, y + CELL), name[:10], fill="black")
-    _save_png(canvas, path)
+    _save_png(_titled(canvas, title, PAIRS_LEGEND if title else ()), path)
 
 
-def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path: Path, top: int = 8) -> None:
+def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path: Path, top: int = 8, aps=None, title: str | None = None) -> None:
+    """``aps``: each query's average precision, written under it; ``title``: the run's title (a
+    legend is added with it)."""
     from PIL import Image, ImageDraw
 
     rows = len(queries)
+    ap_h = LINE_H if aps is not None else 0
     width = PAD + (CELL + PAD) * (top + 1) + PAD
-    height = PAD + rows * (CELL + PAD)
+    height = PAD + rows * (CELL + PAD + ap_h)
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     for r in range(rows):
-        y = PAD + r * (CELL + PAD)
+        y = PAD + r * (CELL + PAD + ap_h)
         canvas.paste(_to_pil(queries[r]), (PAD, y))
+        if aps is not None:
+            draw.text((PAD, y + CELL), f"AP {float(aps[r]):.3f}", fill="black")
         for k in range(min(top, top_idx.shape[1])):
             j = int(top_idx[r, k])
             x = PAD + (CELL + PAD) * (k + 1) + PAD
             canvas.paste(_to_pil(gallery[j]), (x, y))
             good = int(gallery_labels[j]) == int(query_labels[r])
             draw.rectangle([x - 2, y - 2, x + CELL + 1, y + CELL + 1], outline=(0, 170, 0) if good else (210, 0, 0), width=2)
-    _save_png(canvas, path)
+    _save_png(_titled(canvas, title, RETRIEVAL_LEGEND if title else ()), path)
 
 
 def curve_columns(rows: list[dict]) -> list[str]:

@@ -98,23 +98,30 @@ def load_records(results: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
     ``split.json``, foreign files) are not records and are passed over in silence."""
     records, problems = [], []
     for path in sorted(Path(results).rglob("*.json")):
-        named = bool(RECORD_NAME.match(path.name))
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"), parse_constant=_keep_constant)
-        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            if named:
-                problems.append((path, f"it is not readable JSON ({type(exc).__name__}: {exc})"))
-            continue
-        declared = isinstance(rec, dict) and str(rec.get("schema", "")).startswith("dfbench.run")
-        if not (named or declared):
-            continue
-        problem = record_problem(rec)
-        if problem is None:
-            rec["_path"] = str(path)
+        rec, problem = read_run_record(path)
+        if rec is not None:
             records.append(rec)
-        else:
+        elif problem is not None:
             problems.append((path, problem))
     return records, problems
+
+
+def read_run_record(path: Path) -> tuple[dict | None, str | None]:
+    """(the valid record at ``path`` with its ``_path``, None), or (None, why it cannot be used),
+    or (None, None) for a JSON file that is not a record at all."""
+    named = bool(RECORD_NAME.match(Path(path).name))
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_keep_constant)
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        return None, (f"it is not readable JSON ({type(exc).__name__}: {exc})" if named else None)
+    declared = isinstance(rec, dict) and str(rec.get("schema", "")).startswith("dfbench.run")
+    if not (named or declared):
+        return None, None
+    problem = record_problem(rec)
+    if problem is not None:
+        return None, problem
+    rec["_path"] = str(path)
+    return rec, None
 
 
 def _keep_constant(name: str) -> float:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from dfbench import config as cfgmod
 from dfbench import distributed as dist
+from dfbench import queries as queries_file
+from dfbench import subset
 from dfbench.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.progress import Reporter
 from dfbench.records import SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
@@ -38,6 +40,7 @@ class RunRequest:
     force: bool = False
     skip_bad_images: bool = False
     suite: dict | None = None  # {name, label, seeds} when run by 'dfbench bench'
+    limit: int | None = None  # --limit: first N images per class of every split (dfbench.subset)
 
 
 @dataclass
@@ -74,6 +77,8 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
         overrides = cfgmod.deep_merge(overrides, {"data": {"root": str(req.data_root)}})
     if req.skip_bad_images:
         overrides = cfgmod.deep_merge(overrides, {"data": {"skip_bad_images": True}})
+    if req.limit is not None:
+        overrides = cfgmod.deep_merge(overrides, {"data": {"limit": req.limit}})
     cfg = cfgmod.resolve(
         **head,
         method_profiles=getattr(method_cls, "profiles", {}),
@@ -112,7 +117,7 @@ def load_benchmark(cfg: dict, cache_dir: Path):
     from dfbench.plugins import registry
 
     plugin = registry("datasets").load(cfg["dataset"])()
-    return plugin.load(dataset_options(cfg, cache_dir))
+    return subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
 
 
 def data_identity(cfg: dict) -> dict | None:
@@ -304,6 +309,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         if dist.is_main():  # only rank 0 writes files
             _write_artifacts(art, benchmark, ctx)
             record["pictures"] = _write_pictures(art, benchmark, ctx, embeddings)
+            record["per_query"] = queries_file.save(art, embeddings)  # each query's AP and top gallery ids
     except DfbenchError as exc:
         # a run that diverged (or failed while training or evaluating) is a result: record it;
         # bad input (data, teachers, config) is the user's to fix: no record, nothing written
@@ -408,7 +414,7 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
     try:
         batch = ctx.last_batch
         if batch is not None:
-            pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes)
+            pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes, title=pictures.run_title(ctx))
             made.append("pairs.png")
         if emb:
             picks, top_idx = pictures.retrieval_examples(emb["queries"], emb["query_labels"], emb["gallery"], emb["gallery_labels"])
@@ -416,7 +422,8 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
             needed = sorted(set(top_idx.flatten().tolist()))
             gallery_imgs = dict(zip(needed, gset.batch(needed)))
             pictures.save_retrieval(
-                qset.batch(picks.tolist()), qset.labels[picks], gallery_imgs, gset.labels, top_idx, art / "retrieval.png"
+                qset.batch(picks.tolist()), qset.labels[picks], gallery_imgs, gset.labels, top_idx, art / "retrieval.png",
+                aps=emb["AP"][picks] if "AP" in emb else None, title=pictures.run_title(ctx),
             )
             made.append("retrieval.png")
         if ctx.curves and pictures.save_curves(ctx.curves, art / "curves.png"):

@@ -71,10 +71,16 @@ def _flatten_set(mapping: dict | None, where: str) -> list[str]:
 
 
 def find_suite(name_or_path: str, benchmarks_dir: Path | None = None) -> Path:
+    """A suite file: ``name_or_path`` itself, or a suite of that name in ``benchmarks_dir`` (by
+    default ./benchmarks when it holds suites, else the ones shipped beside the dfbench package)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    base = benchmarks_dir or Path("benchmarks")
+    if benchmarks_dir is None:
+        from dfbench.locations import suites_dir
+
+        benchmarks_dir = suites_dir()
+    base = benchmarks_dir
     for candidate in (base / name_or_path, base / f"{name_or_path}.yaml"):
         if candidate.is_file():
             return candidate

@@ -51,6 +51,7 @@ def _registered(kind: str, name: str) -> bool:
 
 # -- every baseline runs end to end ---------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BASELINES)
 def test_smoke_run(name, tmp_path):
     from dfbench.plugins import registry

@@ -40,6 +40,7 @@ def _one_thread():
 
 # -- end to end ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_method_smoke_run(tmp_path, name):
     argv = [

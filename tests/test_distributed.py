@@ -53,6 +53,7 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("ddp-cache")
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_torchrun_matches_one_process(tmp_path, cache):
     """``dfbench run`` on 2 processes (global batch 32 = 2 x 16) against 1 process (batch 32).
@@ -145,6 +146,7 @@ SYNC_CHECK = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_ranks_hold_identical_models(tmp_path, cache):
     """After training, both ranks hold the same students and estimators (parameters and BatchNorm
@@ -169,6 +171,7 @@ def test_ranks_hold_identical_models(tmp_path, cache):
     assert rows[0]["seed"] != rows[1]["seed"], "ranks must draw different noise"
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_generator_strategy_runs_distributed(tmp_path, cache):
     """The ``generators`` strategy (dafl here) averages its gradients over the ranks: it runs under

@@ -1,14 +1,15 @@
-"""The example plugin (plugins/dfbench-example) as a real installed distribution, and
-``dfbench check-plugin``.
+"""The example plugin (plugins/dfbench-example) seen through a real distribution's entry point,
+and ``dfbench check-plugin``.
 
-The distribution is installed into the test environment when it is missing (CI installs it up
-front in .ci/run): ``pip install --no-deps --no-build-isolation -e plugins/dfbench-example``.
+Nothing is installed into the environment: the fixture writes a ``dfbench_example-<version>.dist-info``
+record (METADATA, entry_points.txt) into a temporary folder and puts that folder and the example's
+``src`` first on the import path, in this process and (through PYTHONPATH) in the subprocesses, so
+``importlib.metadata`` finds the plugin exactly as it finds a pip-installed one.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import write_dist_info
 
 from dfbench import hookimpl
 from dfbench.alignment import AlignmentLoss
@@ -36,36 +38,37 @@ def _checkout_version() -> str:
     return re.search(r'^version\s*=\s*"([^"]+)"', (EXAMPLE / "pyproject.toml").read_text(), re.M).group(1)
 
 
-def _installed():
-    importlib.invalidate_caches()
-    try:
-        return metadata.distribution("dfbench-example")
-    except metadata.PackageNotFoundError:
-        return None
-
-
 @pytest.fixture(scope="module")
-def example_dist():
-    """The installed dfbench-example distribution (installed from the checkout when missing or
-    of another version), with a fresh plugin system that sees it."""
+def example_dist(tmp_path_factory):
+    """The checkout's dfbench-example as a distribution on the import path (first, so it wins over
+    any installed copy), with a fresh plugin system that sees it; ``example_dist.pythonpath`` is the
+    PYTHONPATH that shows it to a subprocess."""
     from dfbench import plugins
 
-    dist = _installed()
-    if dist is None or dist.version != _checkout_version():
-        out = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--progress-bar", "off", "-e", str(EXAMPLE)],
-            capture_output=True, text=True, timeout=600,
-        )
-        assert out.returncode == 0, f"could not install {EXAMPLE}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
-        dist = _installed()
-        assert dist is not None, "pip installed dfbench-example but importlib.metadata does not find it"
-    if importlib.util.find_spec("dfbench_example") is None:
-        # an editable install's path entry (.pth) is read at interpreter start-up: add it here
-        sys.path.insert(0, str(EXAMPLE / "src"))
-        importlib.invalidate_caches()
+    site = write_dist_info(tmp_path_factory.mktemp("site"), "dfbench-example", _checkout_version(), {"example": "dfbench_example.plugin"})
+    entries = [str(site), str(EXAMPLE / "src")]
+    saved_path, saved_modules = list(sys.path), {k: v for k, v in sys.modules.items() if k.startswith("dfbench_example")}
+    for k in saved_modules:
+        del sys.modules[k]  # an installed copy imported earlier must not stand in for the checkout's
+    sys.path[:0] = entries
+    importlib.invalidate_caches()
+    dist = metadata.distribution("dfbench-example")
+    assert Path(dist.locate_file("")) == site, f"found {dist.locate_file('')}, not the checkout's record"
+    saved_env = os.environ.get("PYTHONPATH")
+    dist.pythonpath = os.pathsep.join([*entries, *filter(None, [saved_env])])
+    os.environ["PYTHONPATH"] = dist.pythonpath  # check-plugin's own subprocesses see it too
     plugins.reset_plugins()
     yield dist
     plugins.reset_plugins()
+    if saved_env is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = saved_env
+    sys.path[:] = saved_path
+    for k in [k for k in sys.modules if k.startswith("dfbench_example")]:
+        del sys.modules[k]
+    sys.modules.update(saved_modules)
+    importlib.invalidate_caches()
 
 
 def test_the_example_registers_through_its_entry_point(example_dist):
@@ -90,6 +93,7 @@ def test_the_example_registers_through_its_entry_point(example_dist):
 
 def test_dfbench_list_finds_the_example_method(example_dist):
     env = {k: v for k, v in os.environ.items() if k != "DFBENCH_LOAD_PLUGINS"}
+    env["PYTHONPATH"] = example_dist.pythonpath
     out = subprocess.run([sys.executable, "-m", "dfbench", "list", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     rows = {(r["kind"], r["name"]): r for r in json.loads(out.stdout)}
@@ -104,6 +108,7 @@ def test_dfbench_list_finds_the_example_method(example_dist):
     )
     assert "triplet-pairs" not in {r["name"] for r in json.loads(builtins.stdout)}
 
+@pytest.mark.slow
 
 def test_the_example_method_runs_with_the_smoke_profile(example_dist, tmp_path):
     res = CliRunner().invoke(
@@ -116,6 +121,7 @@ def test_the_example_method_runs_with_the_smoke_profile(example_dist, tmp_path):
     assert record["config"]["params"]["alignment"] == {"loss": "triplet", "margin": 0.2, "mining": "hard", "symmetric": True}
     assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in record["metrics"].values())
 
+@pytest.mark.slow
 
 def test_check_plugin_passes_on_the_example(example_dist):
     res = CliRunner().invoke(cli, ["check-plugin", "example", "--json", "--quiet"], catch_exceptions=False)
@@ -129,11 +135,12 @@ def test_check_plugin_passes_on_the_example(example_dist):
     assert ("method triplet-pairs", "same seed, same metrics") in contracts
     assert ("alignment loss triplet", "gradients reach both embeddings") in contracts
 
+@pytest.mark.slow
 
 def test_the_example_plugins_own_tests_pass(example_dist):
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"],
-        cwd=EXAMPLE, capture_output=True, text=True, timeout=600,
+        cwd=EXAMPLE, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": example_dist.pythonpath},
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import test_data_root
 from click.testing import CliRunner
 from PIL import Image
 
@@ -20,7 +21,7 @@ from dfbench_datasets import fetch as fetch_module
 from dfbench_datasets.commands import data
 from dfbench_datasets.qd_cifar10 import CLASSES, CLASS_NAMES, QDCifar10Dataset
 
-SHARED_DATA = Path(os.environ.get("DFBENCH_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = test_data_root()  # $DFBENCH_TEST_DATA, else $DFBENCH_DATA, else ../shared/data
 BITMAPS = SHARED_DATA / "quickdraw-bitmap"
 
 

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import test_data_root
 import torch
 from PIL import Image
 
@@ -18,7 +19,7 @@ from dfbench_datasets.extended import QuickDrawExtended, SketchyExtended, TUBerl
 from dfbench_datasets.folder import FolderDataset, UnpairedClassWarning
 from dfbench_datasets.qd_cifar10 import CLASS_NAMES, QDCifar10Dataset
 
-SHARED_DATA = Path(os.environ.get("DFBENCH_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = test_data_root()  # $DFBENCH_TEST_DATA, else $DFBENCH_DATA, else ../shared/data
 
 
 # -- helpers ------------------------------------------------------------------------------------

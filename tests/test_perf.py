@@ -52,6 +52,7 @@ def _fit(tmp_path, **perf):
     out = execute_resolved(cfg, method, req, Reporter(enabled=False))
     return out.record
 
+@pytest.mark.slow
 
 def test_foreach_and_channels_last_runs_match_the_default(tmp_path):
     """foreach optimisers and channels-last change kernels, not the method: same metrics (to float

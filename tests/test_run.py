@@ -56,6 +56,7 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert again.exit_code == 0 and "existed" in again.output
     assert json.loads(path.read_text())["finished_at"] == rec["finished_at"]
 
+@pytest.mark.slow
 
 def test_same_seed_same_metrics_on_cpu(tmp_path):
     a = run_cli("--method", "dfsbir", "--profile", "smoke", "--device", "cpu", *_sets(), results=tmp_path / "a")
@@ -65,6 +66,7 @@ def test_same_seed_same_metrics_on_cpu(tmp_path):
     rb = json.loads(_run_records(tmp_path / "b")[0].read_text())
     assert ra["metrics"] == rb["metrics"]
 
+@pytest.mark.slow
 
 def test_independent_variant_and_ablation(tmp_path):
     res = run_cli(
@@ -104,6 +106,7 @@ def test_invalid_yaml_config(tmp_path):
     res = CliRunner().invoke(cli, ["run", "--method", "dfsbir", "--config", str(bad), "--results", str(tmp_path / "r")])
     assert res.exit_code == 2 and "not valid YAML" in res.output and "Traceback" not in res.output
 
+@pytest.mark.slow
 
 def test_checkpoint_teachers_roundtrip_and_mismatch(tmp_path):
     # train teachers once through the trained loader, then feed its cached files to the checkpoint loader
@@ -130,6 +133,7 @@ def test_checkpoint_teachers_roundtrip_and_mismatch(tmp_path):
     ])
     assert missing.exit_code == 2 and "teachers.checkpoints." in missing.output
 
+@pytest.mark.slow
 
 def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
     """curve_eval_every puts test mAP@all in the curves (and curves.png) without changing training:

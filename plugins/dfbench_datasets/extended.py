@@ -205,7 +205,9 @@ class ExtendedDataset(DatasetPlugin):
         explicit_root = options.data_root is not None
         root = Path(options.data_root).expanduser() if explicit_root else self.default_root()
         if not root.is_dir():
-            how = "given with --data-root" if explicit_root else f"(the default: $DFBENCH_DATA/{self.name})"
+            from dfbench.locations import default_data_label
+
+            how = "given with --data-root" if explicit_root else f"(the default: {default_data_label(self.name)})"
             state = "is not a folder" if root.exists() else "does not exist"
             raise DataError(
                 f"{self.title} was not found: {root} {how} {state}. "

@@ -214,7 +214,7 @@ class DataFreeLoop:
     def encoder_step(self, b: SynthBatch) -> torch.Tensor:
         with self.ctx.perf.autocast():
             e_p, e_s = self.encode(b.photo, "photo"), self.encode(b.sketch, "sketch")
-            extra = _teacher_logits(self.ctx, b, self.p.variant) if getattr(self.align, "uses_teacher_logits", False) else {}
+            extra = teacher_logits(self.ctx, b, self.p.variant) if getattr(self.align, "uses_teacher_logits", False) else {}
             loss = self.align(e_p, e_s, b.photo_labels, b.sketch_labels, **extra)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -351,7 +351,7 @@ def _monitor(ctx, students, readout: str) -> float:
 
 
 @torch.no_grad()
-def _teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
+def teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
     """The judging teachers' logits of a batch (for losses with ``uses_teacher_logits``):
     the batch's own when its strategy filled them, else one frozen-teacher pass."""
     out = {}

@@ -278,17 +278,17 @@ def test_kd_is_zero_when_student_equals_teacher():
 
 
 def test_engine_supplies_missing_teacher_logits(tmp_path):
-    from dfbench.engine import DataFreeMethod
+    from dfbench.engine import teacher_logits
 
     ctx = _ctx(tmp_path, _bench())
     x = torch.rand(4, 3, 16, 16) * 2 - 1
     b = SynthBatch(x, x.flip(0), torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
-    out = DataFreeMethod._teacher_logits(ctx, b, "independent")
+    out = teacher_logits(ctx, b, "independent")
     assert torch.allclose(out["photo_logits"], ctx.teachers["photo"](x))
     assert torch.allclose(out["sketch_logits"], ctx.teachers["sketch"](x.flip(0)))
     given = torch.randn(4, 4)
     b.photo_logits = given
-    assert DataFreeMethod._teacher_logits(ctx, b, "unified")["photo_logits"] is given
+    assert teacher_logits(ctx, b, "unified")["photo_logits"] is given
 
 
 def test_optional_logits_travel_through_batches_and_pool():

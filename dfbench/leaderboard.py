@@ -16,6 +16,7 @@ overview as separate rows marked "reported"; they never enter a mean or a rank.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dataclasses import dataclass, field

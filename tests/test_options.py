@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -136,8 +137,6 @@ def test_top_level_keys_of_a_config_file(tmp_path):
 def test_a_third_party_components_options_are_checked():
     """A plugin's component declares its options like a built-in: they are checked, shown and
     delivered typed."""
-    from typing import Literal
-
     from dfbench import hookimpl
     from dfbench.alignment import AlignmentLoss
 

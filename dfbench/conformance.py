@@ -216,6 +216,7 @@ class Checker:
                 ("teachers", self.check_teacher_loader),
                 ("inversions", self.check_inversion),
                 ("losses", self.check_loss),
+                ("terms", self.check_term),
                 ("methods", self.check_method),
             ):
                 for entry in entries[kind]:
@@ -503,6 +504,59 @@ class Checker:
         students = Students(ctx, params.get("variant", "unified"), scale=float(params.get("proxy_scale", 32.0)))
         strategy = cls(ctx, component_options(cls, params["inversion"], "strategy", "params.inversion"), check_weights(params.get("weights", {})), params.get("variant", "unified"))
         return strategy, students
+
+    # -- synthesis loss terms -----------------------------------------------------------------
+    TERM_CONTRACTS = [
+        "declared with dfbench.terms.term (what it needs)",
+        "a finite scalar with a gradient path to the images",
+    ]
+
+    def check_term(self, entry) -> None:
+        """A term is evaluated on a pair of random images judged by the check's teachers (both
+        teacher variants' roles, the modality teacher and students built from the seed), so every
+        need it may declare is met."""
+        comp = f"synthesis loss term {entry.name}"
+        state: dict = {}
+
+        def declared():
+            from dfbench.terms import NEEDS
+
+            fn = entry.load()
+            needs = getattr(fn, "needs", None)
+            expect(callable(fn), f"'{entry.target}' is not callable")
+            expect(isinstance(needs, frozenset) and needs <= set(NEEDS), "not declared with @dfbench.terms.term(...) (its needs are unknown)")
+            state["fn"] = fn
+            return f"needs: {', '.join(sorted(needs)) or 'nothing beyond the class teachers'}"
+
+        if self.record(comp, self.TERM_CONTRACTS[0], declared) != PASS:
+            self.skip_rest(comp, self.TERM_CONTRACTS[1:], "not a declared term")
+            return
+
+        def value():
+            import torch
+
+            from dfbench.reproducibility import seed_everything
+            from dfbench.students import Students
+            from dfbench.terms import BatchNormStatsHooks, SynthesisState
+
+            params = {"variant": "independent", "weights": {}}
+            ctx = self.context(params=params)
+            seed_everything(self.seed)
+            students = Students(ctx, "independent")
+            size = ctx.image_size
+            images = {m: (torch.rand(4, 3, size, size, device=self.device) * 2 - 1).requires_grad_(True) for m in ("photo", "sketch")}
+            views = {m: x.flip(3) for m, x in images.items()}
+            with BatchNormStatsHooks([ctx.teachers[m] for m in ("photo", "sketch")]) as hooks:
+                out = state["fn"](SynthesisState(images, ctx.teachers, "independent", students=students, bn_hooks=hooks, views=views))
+            expect(isinstance(out, torch.Tensor) and out.dim() == 0, f"returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not a scalar tensor")
+            expect(bool(torch.isfinite(out)), f"returned {out.item()}")
+            expect(out.requires_grad, "does not depend on the images (a synthesiser could not lower it)")
+            grads = torch.autograd.grad(out, list(images.values()), allow_unused=True)
+            # a masked term may be flat on random images (nothing selected), but autograd must reach them
+            expect(any(g is not None for g in grads), "has no gradient path to the images (a synthesiser could not lower it)")
+            return f"{out.item():.4g}"
+
+        self.record(comp, self.TERM_CONTRACTS[1], value)
 
     def check_inversion(self, entry) -> None:
         from dfbench.inversion import BATCH_FIELDS, OPTIONAL_BATCH_FIELDS, SynthBatch

@@ -29,7 +29,7 @@ from dfbench.options import Options, component, component_options, option, secti
 from dfbench.perf import modules_of as perf_modules
 from dfbench.students import StudentEmbedder, Students
 from dfbench.teachers import roles_for_variant
-from dfbench.terms import NEEDS_MODALITY_TEACHER, check_weights
+from dfbench.terms import check_weights, needs_of
 
 @dataclass
 class OptimizerOptions(Options):
@@ -107,7 +107,7 @@ class DataFreeMethod(Method):
 
     def teacher_roles(self, params: dict) -> set[str]:
         weights = check_weights(params.get("weights", {}))
-        return roles_for_variant(params["variant"], modality=bool(NEEDS_MODALITY_TEACHER & set(weights)))
+        return roles_for_variant(params["variant"], modality="modality_teacher" in needs_of(weights))
 
     def fit(self, ctx):
         loop = DataFreeLoop(ctx, DataFreeOptions.from_data(ctx.params, "params"))

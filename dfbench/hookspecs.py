@@ -48,5 +48,13 @@ def dfbench_register_losses(register):
 
 
 @hookspec
+def dfbench_register_terms(register):
+    """Register synthesis loss terms: functions of a :class:`dfbench.terms.SynthesisState` returning
+    a scalar tensor (lower is better for the synthesiser), declared with :func:`dfbench.terms.term`
+    (which says what they need: the pair, the modality teacher, the students). A method weighs them
+    in ``params.weights``."""
+
+
+@hookspec
 def dfbench_register_commands(register, cli):
     """Register extra CLI commands: ``register(click_command)`` adds it to ``cli``."""

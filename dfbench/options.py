@@ -366,11 +366,7 @@ def _check_weights(spec: Spec, value, where: str, registry) -> dict:
 
 
 def known_names(kind: str, registry=None) -> list[str] | None:
-    """Registered names of ``kind`` (synthesis terms are declared by :mod:`dfbench.terms`)."""
-    if kind == "terms":
-        from dfbench.terms import TERMS
-
-        return sorted(TERMS)
+    """Registered names of ``kind`` (None when no registry is at hand)."""
     return registry(kind).names() if registry is not None else None
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 from dfbench.errors import DfbenchError, UnknownNameError, did_you_mean
 
-KINDS = ("methods", "datasets", "teachers", "inversions", "losses")
+KINDS = ("methods", "datasets", "teachers", "inversions", "losses", "terms")
 
 # Singular words for messages.
 KIND_NOUN = {
@@ -22,6 +22,7 @@ KIND_NOUN = {
     "teachers": "teacher loader",
     "inversions": "inversion strategy",
     "losses": "alignment loss",
+    "terms": "synthesis loss term",
 }
 
 

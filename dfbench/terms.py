@@ -1,7 +1,8 @@
 """Loss terms for synthesis, shared by every inversion strategy.
 
-A method's synthesis loss is a weighted sum of named terms (``params.weights``): a term with weight
-0 is not computed at all, which is how ablations switch terms off. Each term is a function of a
+A method's synthesis loss is a weighted sum of named terms (``params.weights``), each a registered
+component (``dfbench_register_terms``; the built-in ones below are registered by the
+``inversions`` plugin, a plugin can add its own): a term with weight 0 is not computed at all, which is how ablations switch terms off. Each term is a function of a
 :class:`SynthesisState`, which computes (once, lazily) what the terms need: teacher features and
 logits per modality, the modality classifier's logits, the students' class logits, and the
 BatchNorm-statistics penalty collected by :class:`BatchNormStatsHooks`.
@@ -13,13 +14,31 @@ students' disagreement) enters with a minus sign.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 MODALITIES = ("photo", "sketch")
+
+#: what a term may need besides the class teachers' outputs of a batch: both modalities of a pair
+#: (``pair``), the photo-vs-sketch classifier (``modality_teacher``), the students (``students``)
+NEEDS = ("pair", "modality_teacher", "students")
+
+
+def term(*needs: str):
+    """Declare a synthesis loss term: a function of a :class:`SynthesisState` returning a scalar
+    tensor, lower being better for the synthesiser, and what it needs (:data:`NEEDS`). Terms are
+    registered like every other component (``dfbench_register_terms``)."""
+    unknown = set(needs) - set(NEEDS)
+    if unknown:
+        raise ValueError(f"unknown needs {sorted(unknown)}; a term may need {', '.join(NEEDS)}")
+
+    def declare(fn):
+        fn.needs = frozenset(needs)
+        return fn
+
+    return declare
 
 
 class BatchNormStatsHooks:
@@ -194,11 +213,13 @@ class SynthesisState:
 
 # -- the terms ----------------------------------------------------------------------------------
 
+@term()
 def one_hot(s: SynthesisState):
     """Cross-entropy of the teacher's logits against their argmax (or the target class)."""
     return sum(F.cross_entropy(s.teacher_logits(m), s.labels(m)) for m in s.modalities)
 
 
+@term()
 def entropy(s: SynthesisState):
     """Information entropy (DAFL): sum of p log p of the batch-mean softmax; lowest for a batch
     spread evenly over the classes."""
@@ -209,6 +230,7 @@ def entropy(s: SynthesisState):
     return total
 
 
+@term()
 def balance(s: SynthesisState):
     """Class balance (DFQ): KL of the batch-mean softmax from the uniform distribution (>= 0)."""
     total = 0
@@ -218,11 +240,13 @@ def balance(s: SynthesisState):
     return total
 
 
+@term()
 def activation(s: SynthesisState):
     """Minus the mean absolute penultimate teacher feature (DAFL)."""
     return -sum(s.teacher_features(m).abs().mean() for m in s.modalities)
 
 
+@term("modality_teacher")
 def modality(s: SynthesisState):
     """Modality guidance: BCE(d(photo), 0) + BCE(d(sketch), 1)."""
     total = 0
@@ -233,6 +257,7 @@ def modality(s: SynthesisState):
     return total
 
 
+@term("pair")
 def class_alignment(s: SynthesisState):
     """KL(p_sketch || p_photo) of the teachers' class distributions for the same noise, the
     sketch side detached: the pair shows one class."""
@@ -241,12 +266,14 @@ def class_alignment(s: SynthesisState):
     return F.kl_div(log_p_photo, p_sketch, reduction="batchmean")
 
 
+@term("students")
 def adversarial(s: SynthesisState):
     """Minus the cross-entropy of the students' class predictions against the teacher labels
     (the paper's L_adv): the synthesiser seeks samples the students still get wrong."""
     return -sum(F.cross_entropy(s.student_logits(m), s.labels(m)) for m in s.modalities)
 
 
+@term("students")
 def adversarial_l1(s: SynthesisState):
     """Minus the mean L1 distance between student and teacher class probabilities (DFAD's
     disagreement, on probabilities because student logits are scaled cosines)."""
@@ -255,6 +282,7 @@ def adversarial_l1(s: SynthesisState):
     )
 
 
+@term("students")
 def adversarial_kl(s: SynthesisState):
     """Minus KL(teacher || student) (ZSKT)."""
     return -sum(
@@ -263,6 +291,7 @@ def adversarial_kl(s: SynthesisState):
     )
 
 
+@term("students")
 def adversarial_kl_masked(s: SynthesisState):
     """Minus KL(teacher || student), counted only on the samples whose student argmax equals the
     teacher's, averaged over the whole batch (the "decision adversarial" term of CMI and Fast):
@@ -278,6 +307,7 @@ def adversarial_kl_masked(s: SynthesisState):
     return total
 
 
+@term("students")
 def adversarial_js(s: SynthesisState):
     """Minus the Jensen-Shannon divergence between teacher and student (ADI's competition)."""
     total = 0
@@ -289,6 +319,7 @@ def adversarial_js(s: SynthesisState):
     return total
 
 
+@term()
 def contrastive(s: SynthesisState):
     """InfoNCE instance discrimination over the teacher's features of two views of each sample
     (CMI, Fang et al. 2021): the second view of sample i must be closer to the first view of
@@ -308,11 +339,13 @@ def contrastive(s: SynthesisState):
     return total
 
 
+@term()
 def bn(s: SynthesisState):
     """BatchNorm-statistics matching of the teachers (DeepInversion, Fast, DFQ, CMI)."""
     return s.bn_penalty()
 
 
+@term()
 def tv(s: SynthesisState):
     """Total variation (mean absolute difference of neighbouring pixels)."""
     total = 0
@@ -322,55 +355,44 @@ def tv(s: SynthesisState):
     return total
 
 
+@term()
 def l2(s: SynthesisState):
     """Mean squared pixel value (image prior of DeepInversion)."""
     return sum(s.images[m].pow(2).mean() for m in s.modalities)
 
 
-TERMS: dict[str, Callable[[SynthesisState], torch.Tensor]] = {
-    "one_hot": one_hot,
-    "entropy": entropy,
-    "balance": balance,
-    "activation": activation,
-    "modality": modality,
-    "class_alignment": class_alignment,
-    "adversarial": adversarial,
-    "adversarial_l1": adversarial_l1,
-    "adversarial_kl": adversarial_kl,
-    "adversarial_kl_masked": adversarial_kl_masked,
-    "adversarial_js": adversarial_js,
-    "contrastive": contrastive,
-    "bn": bn,
-    "tv": tv,
-    "l2": l2,
-}
-
-# Terms that need the pair (both modalities) or a teacher beyond the class teachers.
-NEEDS_PAIR = {"class_alignment"}
-NEEDS_MODALITY_TEACHER = {"modality"}
-NEEDS_STUDENTS = {"adversarial", "adversarial_l1", "adversarial_kl", "adversarial_kl_masked", "adversarial_js"}
-
-
 def check_weights(weights: dict) -> dict:
+    """The non-zero weights of ``params.weights``, as floats; an unregistered term is an error."""
     from dfbench.errors import ConfigError, did_you_mean
+    from dfbench.plugins import registry
 
+    known = registry("terms").names()
     for name, w in weights.items():
-        if name not in TERMS:
+        if name not in known:
             raise ConfigError(
-                f"Unknown loss term '{name}' in params.weights.{did_you_mean(name, TERMS)} "
-                f"Terms: {', '.join(sorted(TERMS))}."
+                f"Unknown loss term '{name}' in params.weights.{did_you_mean(name, known)} "
+                f"Terms: {', '.join(known)}."
             )
         if not isinstance(w, (int, float)) or isinstance(w, bool):
             raise ConfigError(f"params.weights.{name} must be a number, got {w!r}.")
     return {k: float(v) for k, v in weights.items() if float(v) != 0.0}
 
 
+def needs_of(weights: dict) -> frozenset:
+    """What the terms of ``weights`` need together (a subset of :data:`NEEDS`)."""
+    from dfbench.plugins import registry
+
+    return frozenset().union(*(getattr(registry("terms").load(name), "needs", frozenset()) for name in weights))
+
+
 def weighted_sum(state: SynthesisState, weights: dict) -> tuple[torch.Tensor, dict]:
     """The weighted loss and each term's (detached) value."""
+    from dfbench.plugins import registry
+
     total = 0
     parts = {}
     for name, w in weights.items():
-        value = TERMS[name](state)
+        value = registry("terms").load(name)(state)
         parts[name] = value.detach()
         total = total + w * value
     return total, parts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -134,13 +135,36 @@ def test_top_level_keys_of_a_config_file(tmp_path):
 
 
 def test_a_third_party_components_options_are_checked():
-    """The example plugin's triplet loss declares its options like a built-in."""
-    if "triplet" not in registry("losses"):
-        pytest.skip("the example plugin is not installed")
-    with pytest.raises(ConfigError, match="must be one of 'hard', 'all'"):
-        _resolve(overrides=["params.alignment.loss=triplet", "params.alignment.mining=some"])
-    cfg = _resolve(overrides=["params.alignment.loss=triplet", "params.alignment.margin=0.3"])
-    assert cfg["params"]["alignment"] == {"loss": "triplet", "margin": 0.3}
+    """A plugin's component declares its options like a built-in: they are checked, shown and
+    delivered typed."""
+    from dfbench import hookimpl
+    from dfbench.alignment import AlignmentLoss
+
+    @dataclass
+    class MarginOptions(Options):
+        margin: float = option(0.2, min=0.0, help="the margin")
+        mining: Literal["hard", "all"] = option("hard", help="which triplets")
+
+    class MarginLoss(AlignmentLoss):
+        Options = MarginOptions
+
+    class ThirdParty:
+        @hookimpl
+        def dfbench_register_losses(self, register):
+            register("margin-test", MarginLoss, description="a third party's loss")
+
+    system = get_plugins()
+    system.register_plugin(ThirdParty(), name="third-party-test")
+    try:
+        with pytest.raises(ConfigError, match="must be one of 'hard', 'all'"):
+            _resolve(overrides=["params.alignment.loss=margin-test", "params.alignment.mining=some"])
+        cfg = _resolve(overrides=["params.alignment.loss=margin-test", "params.alignment.margin=0.3"])
+        assert cfg["params"]["alignment"] == {"loss": "margin-test", "margin": 0.3}
+        opts = component_options(MarginLoss, cfg["params"]["alignment"], "loss", "params.alignment")
+        assert (opts.margin, opts.mining) == (0.3, "hard")
+        assert [row["name"] for row in cfgmod.component_options_rows(registry("losses").get("margin-test"))] == ["margin", "mining"]
+    finally:
+        system.unregister_plugin("third-party-test")
 
 
 def test_checking_keeps_the_config_as_written():

@@ -152,3 +152,51 @@ def test_proxy_anchor_hand_case():
     # a better-aligned batch has a lower loss than a misaligned one
     bad = proxy_anchor_loss(torch.tensor([[0.0, 1.0]]), labels, proxies, m, a)
     assert bad.item() > expected
+
+
+def test_terms_are_registered_components_that_declare_what_they_need():
+    from dfbench.plugins import get_plugins, registry
+
+    get_plugins()
+    terms = registry("terms")
+    assert {"one_hot", "class_alignment", "adversarial", "modality", "bn"} <= set(terms.names())
+    for entry in terms:
+        fn = entry.load()
+        assert callable(fn) and entry.description, entry.name
+        assert fn.needs <= set(T.NEEDS), entry.name
+    assert T.needs_of({"class_alignment": 1.0, "adversarial": 1.0}) == {"pair", "students"}
+    assert T.needs_of({"one_hot": 1.0}) == frozenset()
+
+
+def test_a_plugin_adds_a_synthesis_term():
+    """A third party's term is weighed like a built-in: checked by the config schema, computed by
+    the strategies, and its needs decide the teachers a method loads."""
+    import torch
+
+    from dfbench import hookimpl
+    from dfbench.config import resolve
+    from dfbench.engine import DataFreeMethod
+    from dfbench.plugins import get_plugins, registry
+
+    @T.term("modality_teacher")
+    def brightness(s):
+        return -sum(s.images[m].mean() for m in s.modalities)
+
+    class Extra:
+        @hookimpl
+        def dfbench_register_terms(self, register):
+            register("brightness", brightness, description="Brighter images (a test term).")
+
+    system = get_plugins()
+    system.register_plugin(Extra(), name="extra-term")
+    try:
+        assert registry("terms").load("brightness") is brightness
+        cfg = resolve(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu",
+                      method_profiles={}, overrides={"params": {"weights": {"brightness": 2}}})
+        assert cfg["params"]["weights"]["brightness"] == 2
+        assert "modality" in DataFreeMethod().teacher_roles({"variant": "independent", "weights": {"brightness": 1}})
+        state = T.SynthesisState({"photo": torch.zeros(2, 3, 4, 4)}, teachers=None, variant="independent")
+        total, parts = T.weighted_sum(state, {"brightness": 2.0})
+        assert total.item() == 0.0 and set(parts) == {"brightness"}
+    finally:
+        system.unregister_plugin("extra-term")

@@ -137,6 +137,7 @@ class DatasetPlugin:
     fix it (where to get the data, which layout is expected).
     """
 
+    #: given by the register() call when the registry loads the class (dfbench.registry.Entry)
     name: str = ""
     description: str = ""
     #: whether the dataset needs files on disk (a data root)

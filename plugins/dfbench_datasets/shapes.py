@@ -164,10 +164,6 @@ class ShapesDataset(DatasetPlugin):
     """Procedurally generated photos and sketches of 12 shape classes (see the module docstring)."""
 
     name = "shapes"
-    description = (
-        "Embedded default: procedurally generated photos (filled, textured objects on clutter) and "
-        "hand-drawn-looking sketches of 12 shape classes; no download."
-    )
     needs_data_root = False
 
     def load(self, options: DatasetOptions) -> Benchmark:

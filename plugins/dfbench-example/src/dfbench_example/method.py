@@ -29,8 +29,6 @@ SYNTHESIS_WEIGHTS = {
 
 
 class TripletPairs(DataFreeMethod):
-    name = "triplet-pairs"
-    description = "Paired estimators; encoders trained with a cross-modal batch-hard triplet loss."
     profiles = {
         "base": {
             "params": {

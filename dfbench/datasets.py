@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 SPLITS = ("train", "test")
+#: The modalities of a benchmark, declared here once (the default pair; every other module imports it).
 MODALITIES = ("photo", "sketch")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 

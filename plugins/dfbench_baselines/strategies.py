@@ -21,11 +21,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from dfbench.datasets import MODALITIES
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.options import Options, option
 
-MODALITIES = ("photo", "sketch")
 
 
 @torch.no_grad()

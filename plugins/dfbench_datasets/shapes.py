@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfbench.datasets import Benchmark, DatasetOptions, DatasetPlugin
+from dfbench.datasets import MODALITIES, Benchmark, DatasetOptions, DatasetPlugin
 from dfbench.errors import ConfigError
 from dfbench_datasets.drawing import CLASS_NAMES, SHAPES, render_photo, render_sketch
 
@@ -96,7 +96,7 @@ def generate_arrays(seed: int, size: int, train_per_class: int, test_per_class: 
     return {
         f"{split}_{modality}": generate_images(seed, split, modality, per_class[split], size)
         for split in ("train", "test")
-        for modality in ("photo", "sketch")
+        for modality in MODALITIES
     }
 
 

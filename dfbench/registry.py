@@ -53,10 +53,10 @@ class Entry:
                         f"({type(exc).__name__}: {exc}). Reinstall or fix that plugin, or unload it "
                         f"with DFBENCH_LOAD_PLUGINS."
                     ) from exc
-                self._loaded = obj
             else:
-                self._loaded = target
-            self._declare_on(self._loaded)
+                obj = target
+            self._declare_on(obj)  # before caching: a class that contradicts its entry fails every load
+            self._loaded = obj
         return self._loaded
 
     def _declare_on(self, obj: Any) -> None:

@@ -165,6 +165,8 @@ def test_a_class_declaring_another_name_fails_to_load():
     message = str(exc.value)
     assert "'registered-name' from plugin 'test-plugin'" in message and "name = 'declared-name'" in message
     assert "remove the class's 'name' attribute" in message
+    with pytest.raises(DfbenchError, match="declares name = 'declared-name'"):
+        registry.load("registered-name")  # a failed load is not cached as a success
     assert _Named.name == "declared-name"  # nothing was changed
 
 

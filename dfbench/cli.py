@@ -222,14 +222,16 @@ def _results_table(title: str, rows: list):
     """A rich table of run records: ``rows`` holds (record, skipped, label or None)."""
     from rich.table import Table
 
+    from dfbench.records import METRIC_KEYS
+
     table = Table(title=title)
-    for col in ("method", "dataset", "seed", "status", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)"):
+    for col in ("method", "dataset", "seed", "status", *METRIC_KEYS, "time (s)"):
         table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
     for r, skipped, label in rows:
         m = r.get("metrics") or {}
         table.add_row(
             label or r["method"], r["dataset"], str(r["seed"]), "skipped" if skipped else r.get("status", ""),
-            *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
+            *(f"{m[k]:.4f}" if k in m else "-" for k in METRIC_KEYS),
             f"{(r.get('timing') or {}).get('total', 0):.1f}",
         )
     return table

@@ -155,6 +155,17 @@ def _known(v) -> bool:
     return v is not None and v == v
 
 
+def _metric_cells(r) -> dict:
+    """A row's cell per metric (mean ± std over its seeds): the first metric, which ranks, with its
+    seed count, or the mean so far of an incomplete row."""
+    head, *rest = METRIC_KEYS
+    if _known(r.get("partial")):
+        cells = {head: f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})"}
+    else:
+        cells = {head: _fmt(r[f"{head}_mean"], r[f"{head}_std"], n=int(r["n_done"]))}
+    return {**cells, **{k: _fmt(r[f"{k}_mean"], r[f"{k}_std"], False) for k in rest}}
+
+
 def _fmt(mean, std, with_std=True, n: int | None = None):
     if mean is None or mean != mean:
         return "incomplete"
@@ -214,10 +225,7 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             {
                 "rank": str(rank_of[i]) if i in rank_of else "-",
                 "method": r["method"],
-                "mAP@all": _fmt(r["mAP@all_mean"], r["mAP@all_std"], n=int(r["n_done"])) if not _known(r.get("partial")) else f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})",
-                "mAP@200": _fmt(r["mAP@200_mean"], r["mAP@200_std"], False),
-                "P@100": _fmt(r["P@100_mean"], r["P@100_std"], False),
-                "P@200": _fmt(r["P@200_mean"], r["P@200_std"], False),
+                **_metric_cells(r),
                 "seeds": r["seeds"] + (f" ({r['failed']} failed)" if r["failed"] else "")
                 + (f" ({r['mixed_code']} mixed code)" if r.get("mixed_code") else ""),
                 "wall time (s)": f"{r['wall_s']:.0f}" if r["wall_s"] == r["wall_s"] and r["wall_s"] is not None else "-",

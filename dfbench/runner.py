@@ -21,7 +21,7 @@ from dfbench import queries as queries_file
 from dfbench import subset
 from dfbench.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.progress import Reporter
-from dfbench.records import SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
+from dfbench.records import METRIC_KEYS, SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
 
 
 @dataclass
@@ -300,7 +300,7 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> 
         embeddings: dict = {}
         metrics = evaluate_embedder(embedder, benchmark, device, int(cfg["eval"]["batch_size"]), reporter, keep=embeddings)
         timing["eval"] = round(time.perf_counter() - t, 3)
-        scores = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+        scores = {k: float(metrics[k]) for k in METRIC_KEYS}
         check_finite_metrics(scores)  # a NaN is a failed run (its record holds no metric), never a result
         record["metrics"] = scores
         record["status"] = "completed"

@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dfbench.cli import cli
+from dfbench.datasets import MODALITIES
 from dfbench.imageio import BadImageWarning
 from dfbench.records import METRIC_KEYS
 from dfbench.safeload import load_torch_file
@@ -67,7 +68,7 @@ def write_image(path: Path, modality: str, seed: int = 0) -> None:
 
 def make_tree(root: Path, classes=("cat", "dog"), per=3, splits=("train", "test")) -> Path:
     for split in splits:
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             for c, name in enumerate(classes):
                 for i in range(per):
                     suffix = ".jpg" if modality == "photo" else ".png"
@@ -112,7 +113,7 @@ def _no_sketch_folder(tmp):
 
 def _no_class_folders(tmp):
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             (tmp / "d" / split / modality).mkdir(parents=True)
     return _folder(tmp / "d")
 
@@ -120,7 +121,7 @@ def _no_class_folders(tmp):
 def _empty_class(tmp):
     root = make_tree(tmp / "d")
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             (root / split / modality / "emu").mkdir()
     return _folder(root)
 
@@ -147,7 +148,7 @@ def _text_named_as_image(tmp):
 def _class_of_non_images(tmp):
     root = make_tree(tmp / "d")
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             (root / split / modality / "emu").mkdir()
             (root / split / modality / "emu" / "notes.txt").write_text("todo")
     return _folder(root)
@@ -764,7 +765,7 @@ def _swap_classes(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             base = dst / split / modality
             (base / "cat").rename(base / "tmp")
             (base / "dog").rename(base / "cat")

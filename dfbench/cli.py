@@ -180,7 +180,7 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         try:
             outcome = execute_resolved(cfg, method_obj, req, reporter)
         except KeyboardInterrupt as exc:
-            _interrupted(getattr(exc, "dfbench_checkpoint", None), len(seeds) > 1, exc)
+            _interrupted(exc, len(seeds) > 1)
         if outcome.skipped:
             reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
         else:
@@ -194,13 +194,16 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         _summary(outcomes)
 
 
-def _interrupted(checkpoint, several_seeds: bool, exc: BaseException):
+def _interrupted(exc: BaseException, several_seeds: bool):
     """Ctrl-C (exit 130) or SIGTERM (exit 143) in 'dfbench run': say what is kept and how to resume
-    (no traceback). A checkpoint is named only when a rerun can resume from it."""
+    (no traceback). A checkpoint is named only when a rerun can resume from it
+    (:class:`dfbench.interrupts.RunInterrupted` says which)."""
     from dfbench import interrupts
 
     done = " Seeds already finished are skipped." if several_seeds else ""
     stopped = interrupts.what(exc)
+    run = exc if isinstance(exc, interrupts.RunInterrupted) else None
+    checkpoint = (run.checkpoint, run.last_round, run.every) if run is not None else None
     if checkpoint is not None and checkpoint[0] is not None and Path(checkpoint[0]).is_file():
         path, last_round, _ = checkpoint
         at = f" (round {last_round})" if last_round else ""
@@ -381,7 +384,7 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     from dfbench import suites
     from dfbench.progress import Reporter
     from dfbench.records import code_changed, is_completed, pin_code_state, read_record, record_path
-    from dfbench.runner import RunRequest, execute_resolved, planned_run_id, resolve_request, write_early_failure
+    from dfbench.runner import RunPlan, RunRequest, execute_resolved, resolve_request, write_early_failure
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
@@ -425,7 +428,8 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
                 reporter.log(f"FAILED {name}: {exc}")
                 task.advance(1)
                 continue
-            path = record_path(results, cfg["dataset"], cfg["method"], planned_run_id(cfg))
+            plan = RunPlan.of(cfg, results, strict=False)  # unreadable data: recorded as this run's failure
+            path = plan.path
             rows.append((item.label, path, False))
             existing = read_record(path)
             done = is_completed(existing)
@@ -447,7 +451,7 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
                     "it again to run one code state: finished runs are skipped."
                 )
             try:
-                execute_resolved(cfg, method, req, reporter)
+                execute_resolved(cfg, method, req, reporter, plan)
                 counts["completed"] += 1
             except OutputPathError:  # no record can be written either: stop the grid, exit 2
                 raise

@@ -732,7 +732,9 @@ def test_ctrl_c_never_promises_a_resume_from_a_refused_checkpoint(tmp_path, caps
         assert ckpt.load() is None
     assert not ckpt.resumable and path.is_file()
     with pytest.raises(SystemExit) as exc:
-        _interrupted((path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False, KeyboardInterrupt())
+        from dfbench.interrupts import RunInterrupted
+
+        _interrupted(RunInterrupted(KeyboardInterrupt(), path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False)
     assert exc.value.code == 130
     err = capsys.readouterr().err
     assert err.startswith("Interrupted before the first training checkpoint (one is saved every 4 rounds")

@@ -11,6 +11,7 @@ from dfbench.options import DefaultsOf, Options
 
 
 class AlignmentLoss:
+    #: given by the register() call when the registry loads the class (dfbench.registry.Entry)
     name: str = ""
     description: str = ""
     #: its options (``params.alignment`` besides ``loss``), a :class:`dfbench.options.Options`

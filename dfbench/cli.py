@@ -180,7 +180,7 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         try:
             outcome = execute_resolved(cfg, method_obj, req, reporter)
         except KeyboardInterrupt as exc:
-            _interrupted(getattr(exc, "dfbench_checkpoint", None), len(seeds) > 1, exc)
+            _interrupted(exc, len(seeds) > 1)
         if outcome.skipped:
             reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
         else:
@@ -194,13 +194,16 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
         _summary(outcomes)
 
 
-def _interrupted(checkpoint, several_seeds: bool, exc: BaseException):
+def _interrupted(exc: BaseException, several_seeds: bool):
     """Ctrl-C (exit 130) or SIGTERM (exit 143) in 'dfbench run': say what is kept and how to resume
-    (no traceback). A checkpoint is named only when a rerun can resume from it."""
+    (no traceback). A checkpoint is named only when a rerun can resume from it
+    (:class:`dfbench.interrupts.RunInterrupted` says which)."""
     from dfbench import interrupts
 
     done = " Seeds already finished are skipped." if several_seeds else ""
     stopped = interrupts.what(exc)
+    run = exc if isinstance(exc, interrupts.RunInterrupted) else None
+    checkpoint = (run.checkpoint, run.last_round, run.every) if run is not None else None
     if checkpoint is not None and checkpoint[0] is not None and Path(checkpoint[0]).is_file():
         path, last_round, _ = checkpoint
         at = f" (round {last_round})" if last_round else ""
@@ -222,14 +225,16 @@ def _results_table(title: str, rows: list):
     """A rich table of run records: ``rows`` holds (record, skipped, label or None)."""
     from rich.table import Table
 
+    from dfbench.records import METRIC_KEYS
+
     table = Table(title=title)
-    for col in ("method", "dataset", "seed", "status", "mAP@all", "mAP@200", "P@100", "P@200", "time (s)"):
+    for col in ("method", "dataset", "seed", "status", *METRIC_KEYS, "time (s)"):
         table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
     for r, skipped, label in rows:
         m = r.get("metrics") or {}
         table.add_row(
             label or r["method"], r["dataset"], str(r["seed"]), "skipped" if skipped else r.get("status", ""),
-            *(f"{m[k]:.4f}" if k in m else "-" for k in ("mAP@all", "mAP@200", "P@100", "P@200")),
+            *(f"{m[k]:.4f}" if k in m else "-" for k in METRIC_KEYS),
             f"{(r.get('timing') or {}).get('total', 0):.1f}",
         )
     return table
@@ -379,7 +384,7 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     from dfbench import suites
     from dfbench.progress import Reporter
     from dfbench.records import code_changed, is_completed, pin_code_state, read_record, record_path
-    from dfbench.runner import RunRequest, execute_resolved, planned_run_id, resolve_request, write_early_failure
+    from dfbench.runner import RunPlan, RunRequest, execute_resolved, resolve_request, write_early_failure
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
@@ -423,7 +428,8 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
                 reporter.log(f"FAILED {name}: {exc}")
                 task.advance(1)
                 continue
-            path = record_path(results, cfg["dataset"], cfg["method"], planned_run_id(cfg))
+            plan = RunPlan.of(cfg, results, strict=False)  # unreadable data: recorded as this run's failure
+            path = plan.path
             rows.append((item.label, path, False))
             existing = read_record(path)
             done = is_completed(existing)
@@ -445,7 +451,7 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
                     "it again to run one code state: finished runs are skipped."
                 )
             try:
-                execute_resolved(cfg, method, req, reporter)
+                execute_resolved(cfg, method, req, reporter, plan)
                 counts["completed"] += 1
             except OutputPathError:  # no record can be written either: stop the grid, exit 2
                 raise

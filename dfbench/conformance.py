@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dfbench.datasets import MODALITIES
 from dfbench.errors import ConfigError, DataError, DfbenchError, UnknownNameError, did_you_mean
 from dfbench.registry import KIND_NOUN, KINDS
 
@@ -261,7 +262,7 @@ class Checker:
         return entry.load()().load(opts)
 
     def check_dataset(self, entry) -> None:
-        from dfbench.datasets import MODALITIES, SPLITS, Benchmark, ImageSet
+        from dfbench.datasets import SPLITS, Benchmark, ImageSet
 
         comp = f"dataset {entry.name}"
         state: dict = {}
@@ -389,7 +390,7 @@ class Checker:
         ts = state["ts"]
         bench = self.benchmark()
         c = bench.num_classes
-        x = {m: bench.get("test", m).batch(list(range(4)), self.device) for m in ("photo", "sketch")}
+        x = {m: bench.get("test", m).batch(list(range(4)), self.device) for m in MODALITIES}
 
         def frozen():
             for role, model in ts.models.items():
@@ -584,7 +585,7 @@ class Checker:
             for b in state["batches"]:
                 n = len(b)
                 expect(n > 0, "empty batch")
-                for m in ("photo", "sketch"):
+                for m in MODALITIES:
                     t = getattr(b, m)
                     expect(t.is_floating_point(), f"{m}: dtype {t.dtype}, not floating point")
                     expect(tuple(t.shape) == (n, 3, size, size), f"{m}: shape {tuple(t.shape)}, not ({n}, 3, {size}, {size})")
@@ -608,7 +609,7 @@ class Checker:
                     expect(not t.requires_grad, f"{name} requires grad: detach it")
                     if t.is_floating_point():
                         expect(bool(torch.isfinite(t).all()), f"{name}: non-finite values")
-                for m in ("photo", "sketch"):
+                for m in MODALITIES:
                     t = getattr(b, m)
                     lo, hi = float(t.min()), float(t.max())
                     expect(lo >= -1.0 - 1e-6 and hi <= 1.0 + 1e-6, f"{m}: values in [{lo:.3f}, {hi:.3f}], outside [-1, 1]")

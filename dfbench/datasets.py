@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 SPLITS = ("train", "test")
+#: The modalities of a benchmark, declared here once (the default pair; every other module imports it).
 MODALITIES = ("photo", "sketch")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -137,6 +138,7 @@ class DatasetPlugin:
     fix it (where to get the data, which layout is expected).
     """
 
+    #: given by the register() call when the registry loads the class (dfbench.registry.Entry)
     name: str = ""
     description: str = ""
     #: whether the dataset needs files on disk (a data root)

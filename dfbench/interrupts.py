@@ -16,13 +16,27 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or SIGTERM (``cause``), with what a rerun can resume from: the
+    checkpoint file (None when there is none a rerun would accept), the last round it holds and how
+    often one is saved. Raised by the runner; the CLI turns it into its message."""
+
+    def __init__(self, cause: BaseException, checkpoint=None, last_round: int = 0, every: int = 0):
+        super().__init__(str(cause))
+        self.cause, self.checkpoint, self.last_round, self.every = cause, checkpoint, last_round, every
+
+
+def _signal_of(exc: BaseException) -> BaseException:
+    return exc.cause if isinstance(exc, RunInterrupted) else exc
+
+
 def exit_status(exc: BaseException) -> int:
-    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    return 128 + (signal.SIGTERM if isinstance(_signal_of(exc), Terminated) else signal.SIGINT)
 
 
 def what(exc: BaseException) -> str:
     """'Terminated (SIGTERM)' or 'Interrupted': the first word of the CLI's message."""
-    return "Terminated (SIGTERM)" if isinstance(exc, Terminated) else "Interrupted"
+    return "Terminated (SIGTERM)" if isinstance(_signal_of(exc), Terminated) else "Interrupted"
 
 
 def _raise_terminated(signum, frame):

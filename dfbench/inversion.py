@@ -64,6 +64,7 @@ class InversionStrategy:
     teacher variant.
     """
 
+    #: given by the register() call when the registry loads the class (dfbench.registry.Entry)
     name: str = ""
     description: str = ""
     Options = Options

@@ -84,6 +84,8 @@ def records_frame(records: list[dict]):
             "dataset": r["dataset"],
             "method": r["method"],
             "config_hash": r["config_hash"],
+            # runs of one config on other data roots (or content) are other rows (dfbench.runner.RunPlan)
+            "data": _data_digest(r),
             "profile": r.get("profile"),
             "seed": r["seed"],
             "status": r.get("status"),
@@ -99,22 +101,30 @@ def records_frame(records: list[dict]):
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", *METRIC_KEYS]
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
 
 def summarise(df):
-    """One row per (dataset, method label, config hash)."""
+    """One row per (dataset, method label, config hash, data root): the same config run on two data
+    roots never shares a row."""
     import pandas as pd
 
     out = []
-    for (dataset, label, chash), g in df.groupby(["dataset", "label", "config_hash"], sort=True, dropna=False):
+    for (dataset, label, chash, data), g in df.groupby(["dataset", "label", "config_hash", "data"], sort=True, dropna=False):
         done = g[g["status"] == "completed"].drop_duplicates("seed")
         failed = int((g["status"] == "failed").sum())
         expected = g["expected_seeds"].dropna()
         expected = int(expected.max()) if len(expected) else len(done)
-        out.append(summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected))
+        out.append({**summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected), "data": data})
     return pd.DataFrame(out)
+
+
+def _data_digest(record: dict) -> str:
+    """The data part of a record's run id (``d1a2b3c4d`` of ``<hash>-d1a2b3c4d-s0``), or ''
+    for a dataset's default data."""
+    parts = str(record.get("run_id") or "").split("-")
+    return next((p for p in parts[1:-1] if p.startswith("d")), "")
 
 
 def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed: int, expected: int) -> dict:
@@ -153,6 +163,17 @@ def _markdown(frame) -> str:
 
 def _known(v) -> bool:
     return v is not None and v == v
+
+
+def _metric_cells(r) -> dict:
+    """A row's cell per metric (mean ± std over its seeds): the first metric, which ranks, with its
+    seed count, or the mean so far of an incomplete row."""
+    head, *rest = METRIC_KEYS
+    if _known(r.get("partial")):
+        cells = {head: f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})"}
+    else:
+        cells = {head: _fmt(r[f"{head}_mean"], r[f"{head}_std"], n=int(r["n_done"]))}
+    return {**cells, **{k: _fmt(r[f"{k}_mean"], r[f"{k}_std"], False) for k in rest}}
 
 
 def _fmt(mean, std, with_std=True, n: int | None = None):
@@ -214,15 +235,12 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             {
                 "rank": str(rank_of[i]) if i in rank_of else "-",
                 "method": r["method"],
-                "mAP@all": _fmt(r["mAP@all_mean"], r["mAP@all_std"], n=int(r["n_done"])) if not _known(r.get("partial")) else f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})",
-                "mAP@200": _fmt(r["mAP@200_mean"], r["mAP@200_std"], False),
-                "P@100": _fmt(r["P@100_mean"], r["P@100_std"], False),
-                "P@200": _fmt(r["P@200_mean"], r["P@200_std"], False),
+                **_metric_cells(r),
                 "seeds": r["seeds"] + (f" ({r['failed']} failed)" if r["failed"] else "")
                 + (f" ({r['mixed_code']} mixed code)" if r.get("mixed_code") else ""),
                 "wall time (s)": f"{r['wall_s']:.0f}" if r["wall_s"] == r["wall_s"] and r["wall_s"] is not None else "-",
                 "profile": r["profile"],
-                "config": f"`{r['config_hash']}`",
+                "config": f"`{r['config_hash']}`" + (f" (data `{r['data']}`)" if isinstance(r.get("data"), str) and r.get("data") else ""),
             }
         )
         if "_delta" in s.columns:

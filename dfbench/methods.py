@@ -20,6 +20,7 @@ class Embedder(Protocol):
 
 
 class Method:
+    #: given by the register() call when the registry loads the class (dfbench.registry.Entry)
     name: str = ""
     description: str = ""
     #: {"base": {...}, "smoke": {...}, "cpu": {...}, "paper": {...}}: each may hold ``params``

@@ -54,10 +54,29 @@ class Entry:
                         f"({type(exc).__name__}: {exc}). Reinstall or fix that plugin, or unload it "
                         f"with DFBENCH_LOAD_PLUGINS."
                     ) from exc
-                self._loaded = obj
             else:
-                self._loaded = target
+                obj = target
+            self._declare_on(obj)  # before caching: a class that contradicts its entry fails every load
+            self._loaded = obj
         return self._loaded
+
+    def _declare_on(self, obj: Any) -> None:
+        """Give a class target this entry's name and description: the register() call is the one
+        declaration of both, so a class need not repeat them (and cannot contradict them)."""
+        if not isinstance(obj, type) or obj.__module__ == "builtins":
+            return  # a function, a module or an instance keeps what it has
+        declared = obj.__dict__.get("name")
+        if declared and declared != self.name and not obj.__dict__.get("_named_by_registry"):
+            raise DfbenchError(
+                f"The {KIND_NOUN.get(self.kind, self.kind)} '{self.name}' from plugin '{self.plugin}' is the "
+                f"class {obj.__module__}.{obj.__qualname__}, which declares name = {declared!r}. The register() "
+                f"call names the component: remove the class's 'name' attribute, or make it '{self.name}'."
+            )
+        if not declared:
+            obj._named_by_registry = True  # a class registered under two names takes the last one loaded
+        obj.name = self.name
+        if self.description:
+            obj.description = self.description
 
     def as_dict(self) -> dict:
         return {

@@ -12,6 +12,7 @@ import io
 import math
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from dfbench import queries as queries_file
 from dfbench import subset
 from dfbench.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.progress import Reporter
-from dfbench.records import SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
+from dfbench.records import METRIC_KEYS, SCHEMA, artifacts_dir, environment, is_completed, now, read_record, record_path, write_record
 
 
 @dataclass
@@ -149,13 +150,44 @@ def run_identity(cfg: dict, data: dict | None) -> str:
     return f"{cfgmod.config_hash(cfg)}-d{digest}-s{cfg['seed']}"
 
 
-def planned_run_id(cfg: dict) -> str:
-    """The run id under which a grid lists, skips and records a run: for data that cannot be read
-    (its error is recorded as the run's failure), the id of its root without a revision."""
-    try:
-        return run_identity(cfg, data_identity(cfg))
-    except DfbenchError:
-        return run_identity(cfg, {"root": str(Path(cfg["data"]["root"]).expanduser().resolve()), "revision": None})
+@dataclass
+class RunPlan:
+    """Where one run's record and files go: the one place that decides a run's path (``dfbench
+    run`` and ``dfbench bench`` alike) and whether it is done."""
+
+    cfg: dict
+    results: Path
+    data: dict | None  # data_identity(cfg): root and content revision, None for default data
+    run_id: str
+    readable: bool = True  # False: the data could not be read (a grid's plan, see ``of``)
+
+    @classmethod
+    def of(cls, cfg: dict, results: Path, *, strict: bool = True) -> "RunPlan":
+        """The plan of ``cfg``. ``strict``: data that cannot be read is an error here (a run); else
+        the run id of its root without a revision (a grid lists, skips and records it as failed)."""
+        try:
+            data = data_identity(cfg)
+        except DfbenchError:
+            if strict:
+                raise
+            data = {"root": str(Path(cfg["data"]["root"]).expanduser().resolve()), "revision": None}
+            return cls(cfg, Path(results), data, run_identity(cfg, data), readable=False)
+        return cls(cfg, Path(results), data, run_identity(cfg, data))
+
+    @property
+    def path(self) -> Path:
+        return record_path(self.results, self.cfg["dataset"], self.cfg["method"], self.run_id)
+
+    @property
+    def artifacts(self) -> Path:
+        return artifacts_dir(self.results, self.cfg["dataset"], self.cfg["method"], self.run_id)
+
+    def existing(self) -> dict | None:
+        return read_record(self.path)
+
+    def done(self) -> bool:
+        """Whether a valid completed record exists (a failed or invalid one is run again)."""
+        return is_completed(self.existing())
 
 
 def preflight(req: RunRequest, record: Path, art: Path) -> Path:
@@ -214,141 +246,177 @@ def execute(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
     return execute_resolved(cfg, method, req, reporter)
 
 
-def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter) -> RunOutcome:
-    chash = cfgmod.config_hash(cfg)
-    data_id = data_identity(cfg)
-    rid = run_identity(cfg, data_id)
-    path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
-    existing = read_record(path)
+def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter, plan: RunPlan | None = None) -> RunOutcome:
+    """Run ``method`` under ``cfg`` and write its record, unless a valid completed record exists
+    (``req.force`` runs it again). Bad input fails before anything is written; a run that fails
+    while training or evaluating is recorded as failed; Ctrl-C or SIGTERM raises
+    :class:`dfbench.interrupts.RunInterrupted` with the checkpoint a rerun resumes from."""
+    if plan is None or not plan.readable:  # unreadable data fails here, before anything is written
+        plan = RunPlan.of(cfg, req.results)
+    existing = plan.existing()
     if dist.requested():  # under torchrun: start the process group; every rank follows rank 0's results
         from dfbench.reproducibility import choose_device
 
         dist.init(choose_device(cfg["device"]))
         existing = dist.broadcast_object(existing)
     if is_completed(existing) and not req.force:
-        return RunOutcome(existing, path, skipped=True)
-    art = artifacts_dir(req.results, cfg["dataset"], cfg["method"], rid)
-    cache_dir = preflight(req, path, art)
-    components = components_used(cfg)
+        return RunOutcome(existing, plan.path, skipped=True)
+    cache_dir = preflight(req, plan.path, plan.artifacts)
+    return _Run(plan, method, req, reporter, cache_dir).execute()
 
-    import torch
 
-    from dfbench.checkpoint import Checkpointer
-    from dfbench.context import RunContext
-    from dfbench.evaluation import evaluate_embedder
-    from dfbench.plugins import registry
-    from dfbench.reproducibility import choose_device, make_deterministic, seed_everything
+class _Run:
+    """One run's phases (data, teachers, training, evaluation), each timed into its record."""
 
-    device = dist.init(choose_device(cfg["device"]))  # under torchrun: this rank's device
-    record = {
-        **_record_head(cfg, rid, "running"),
-        "config": cfg,
-        "config_hash": chash,
-        "components": components,
-        "teachers": {},
-        "timing": {},
-        "env": environment(device),
-        "world_size": dist.world(),
-        "started_at": now(),
-        "finished_at": None,
-        "artifacts": str(art.relative_to(req.results)) if art.is_relative_to(req.results) else str(art),
-    }
-    if data_id is not None:
-        record["data_identity"] = data_id
-    if dist.active():
-        record["env"]["backend"] = dist.backend()
-    from dfbench.perf import Perf
+    def __init__(self, plan: RunPlan, method, req: RunRequest, reporter: Reporter, cache_dir: Path):
+        from dfbench.reproducibility import choose_device
 
-    record["env"]["perf"] = Perf.from_config(cfg.get("perf"), device).describe()  # what was applied
-    if req.suite:
-        record["suite"] = req.suite
-    timing = record["timing"]
-    t_start = time.perf_counter()
-    seed_everything(cfg["seed"])
-    make_deterministic(device)
-    ctx = None
-    training = False  # errors before training (data, teachers) are input errors, not results
-    try:
-        t = time.perf_counter()
-        with dist.main_first():  # data generated and cached once, by rank 0
-            benchmark = load_benchmark(cfg, cache_dir)
-        timing["data"] = round(time.perf_counter() - t, 3)
-        record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
-        ctx = RunContext(config=cfg, device=device, benchmark=benchmark, cache_dir=cache_dir, reporter=reporter, artifacts_dir=art)
-        ctx.checkpointer = Checkpointer(art / "checkpoint.pt", int(cfg["checkpoint_every"]), chash)
+        self.plan, self.method, self.req, self.reporter, self.cache_dir = plan, method, req, reporter, cache_dir
+        self.cfg = plan.cfg
+        self.device = dist.init(choose_device(self.cfg["device"]))  # under torchrun: this rank's device
+        self.record = self._new_record()
+        self.ctx = None
+        self.t_start = time.perf_counter()
 
-        t = time.perf_counter()
-        roles = method.teacher_roles(cfg["params"])
-        loader = registry("teachers").load(cfg["teachers"]["loader"])()
-        with dist.main_first():  # teachers trained and cached once, by rank 0; the others load them
-            ctx.teachers = loader.load(ctx, roles)
+    def _new_record(self) -> dict:
+        from dfbench.perf import Perf
+
+        cfg, plan, art, results = self.cfg, self.plan, self.plan.artifacts, self.req.results
+        record = {
+            **_record_head(cfg, plan.run_id, "running"),
+            "config": cfg,
+            "config_hash": cfgmod.config_hash(cfg),
+            "components": components_used(cfg),
+            "teachers": {},
+            "timing": {},
+            "env": environment(self.device),
+            "world_size": dist.world(),
+            "started_at": now(),
+            "finished_at": None,
+            "artifacts": str(art.relative_to(results)) if art.is_relative_to(results) else str(art),
+        }
+        if plan.data is not None:
+            record["data_identity"] = plan.data
         if dist.active():
-            for model in ctx.teachers.models.values():
-                dist.sync_module(model)  # rank 0's teachers everywhere, even without a shared cache
-        timing["teachers"] = round(time.perf_counter() - t, 3)
-        record["teachers"] = {
+            record["env"]["backend"] = dist.backend()
+        record["env"]["perf"] = Perf.from_config(cfg.get("perf"), self.device).describe()  # what was applied
+        if self.req.suite:
+            record["suite"] = self.req.suite
+        return record
+
+    @contextmanager
+    def phase(self, name: str):
+        t = time.perf_counter()
+        yield
+        self.record["timing"][name] = round(time.perf_counter() - t, 3)
+
+    def execute(self) -> RunOutcome:
+        from dfbench.reproducibility import make_deterministic, seed_everything
+
+        seed_everything(self.cfg["seed"])
+        make_deterministic(self.device)
+        training = False  # errors before training (data, teachers) are input errors, not results
+        try:
+            self.load_data()
+            self.load_teachers()
+            seed_everything(self.cfg["seed"])  # training starts from the same state whether teachers were cached or not
+            training = True
+            with self.phase("train"):
+                embedder = self.method.fit(self.ctx)
+            self.evaluate(embedder)
+        except DfbenchError as exc:
+            # a run that diverged (or failed while training or evaluating) is a result: record it;
+            # bad input (data, teachers, config) is the user's to fix: no record, nothing written
+            if training and not isinstance(exc, ConfigError):
+                self.fail(exc)
+            raise
+        except KeyboardInterrupt as exc:  # the checkpoint (if any) stays; no record: the run is not over
+            raise self.interrupted(exc) from None
+        except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
+            self.fail(exc, tb=traceback.format_exc())
+            raise
+        return self.finish()
+
+    def load_data(self) -> None:
+        from dfbench.checkpoint import Checkpointer
+        from dfbench.context import RunContext
+
+        with self.phase("data"), dist.main_first():  # data generated and cached once, by rank 0
+            benchmark = load_benchmark(self.cfg, self.cache_dir)
+        self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
+        self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,
+                              reporter=self.reporter, artifacts_dir=self.plan.artifacts)
+        self.ctx.checkpointer = Checkpointer(self.plan.artifacts / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"])
+
+    def load_teachers(self) -> None:
+        from dfbench.plugins import registry
+
+        ctx = self.ctx
+        with self.phase("teachers"):
+            roles = self.method.teacher_roles(self.cfg["params"])
+            loader = registry("teachers").load(self.cfg["teachers"]["loader"])()
+            with dist.main_first():  # teachers trained and cached once, by rank 0; the others load them
+                ctx.teachers = loader.load(ctx, roles)
+            if dist.active():
+                for model in ctx.teachers.models.values():
+                    dist.sync_module(model)  # rank 0's teachers everywhere, even without a shared cache
+        self.record["teachers"] = {
             role: {"accuracy": ctx.teachers.accuracy.get(role), **ctx.teachers.info.get(role, {})} for role in sorted(ctx.teachers.models)
         }
 
-        seed_everything(cfg["seed"])  # training starts from the same state whether teachers were cached or not
-        t = time.perf_counter()
-        training = True
-        embedder = method.fit(ctx)
-        timing["train"] = round(time.perf_counter() - t, 3)
+    def evaluate(self, embedder) -> None:
+        from dfbench.evaluation import evaluate_embedder
 
-        t = time.perf_counter()
+        ctx, record, art = self.ctx, self.record, self.plan.artifacts
         embeddings: dict = {}
-        metrics = evaluate_embedder(embedder, benchmark, device, int(cfg["eval"]["batch_size"]), reporter, keep=embeddings)
-        timing["eval"] = round(time.perf_counter() - t, 3)
-        scores = {k: float(metrics[k]) for k in ("mAP@all", "mAP@200", "P@100", "P@200")}
+        with self.phase("eval"):
+            metrics = evaluate_embedder(embedder, ctx.benchmark, self.device, int(self.cfg["eval"]["batch_size"]), self.reporter, keep=embeddings)
+        scores = {k: float(metrics[k]) for k in METRIC_KEYS}
         check_finite_metrics(scores)  # a NaN is a failed run (its record holds no metric), never a result
         record["metrics"] = scores
         record["status"] = "completed"
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
         if dist.is_main():  # only rank 0 writes files
-            _write_artifacts(art, benchmark, ctx)
-            record["pictures"] = _write_pictures(art, benchmark, ctx, embeddings)
+            _write_artifacts(art, ctx.benchmark, ctx)
+            record["pictures"] = _write_pictures(art, ctx.benchmark, ctx, embeddings)
             record["per_query"] = queries_file.save(art, embeddings)  # each query's AP and top gallery ids
-    except DfbenchError as exc:
-        # a run that diverged (or failed while training or evaluating) is a result: record it;
-        # bad input (data, teachers, config) is the user's to fix: no record, nothing written
-        if training and not isinstance(exc, ConfigError):
-            _finish_failed(record, path, timing, t_start, exc, ctx, art)
-        raise
-    except KeyboardInterrupt as exc:
-        # the checkpoint (if any) stays; no record: the run is not over
-        ckpt = ctx.checkpointer if ctx is not None else None
-        # name the checkpoint only when a rerun can resume from it (never a foreign or refused file)
-        exc.dfbench_checkpoint = (ckpt.path if ckpt.resumable else None, ckpt.last_round, ckpt.every) if ckpt is not None else None
-        raise
-    except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
-        _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=traceback.format_exc())
-        raise
-    timing["total"] = round(time.perf_counter() - t_start, 3)
-    record["finished_at"] = now()
-    if dist.is_main():
-        write_record(path, record)
-    ctx.checkpointer.remove()  # the record is the result now (rank 0 only)
-    dist.barrier()  # every rank returns once the record exists
-    return RunOutcome(record, path)
 
+    def finish(self) -> RunOutcome:
+        self.record["timing"]["total"] = round(time.perf_counter() - self.t_start, 3)
+        self.record["finished_at"] = now()
+        if dist.is_main():
+            write_record(self.plan.path, self.record)
+        self.ctx.checkpointer.remove()  # the record is the result now (rank 0 only)
+        dist.barrier()  # every rank returns once the record exists
+        return RunOutcome(self.record, self.plan.path)
 
-def _finish_failed(record, path, timing, t_start, exc, ctx, art, tb=None):
-    # only failures that happen after the data loaded are results worth recording (by rank 0)
-    if ctx is None or not dist.is_main():
-        return
-    record["status"] = "failed"
-    record["error"] = f"{type(exc).__name__}: {exc}"
-    if tb:
-        record["traceback"] = tb
-    timing["total"] = round(time.perf_counter() - t_start, 3)
-    record["finished_at"] = now()
-    try:
-        _write_artifacts(art, ctx.benchmark, ctx)
-    except Exception:
-        pass
-    write_record(path, record)
+    def interrupted(self, exc: KeyboardInterrupt):
+        """The interrupt to raise: it names the checkpoint only when a rerun can resume from it
+        (never a foreign or refused file)."""
+        from dfbench.interrupts import RunInterrupted
+
+        ckpt = self.ctx.checkpointer if self.ctx is not None else None
+        if ckpt is None:
+            return RunInterrupted(exc)
+        return RunInterrupted(exc, ckpt.path if ckpt.resumable else None, ckpt.last_round, ckpt.every)
+
+    def fail(self, exc: BaseException, tb: str | None = None) -> None:
+        """Record a run that failed after its data loaded (rank 0); earlier failures leave nothing."""
+        if self.ctx is None or not dist.is_main():
+            return
+        record = self.record
+        record["status"] = "failed"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+        if tb:
+            record["traceback"] = tb
+        record["timing"]["total"] = round(time.perf_counter() - self.t_start, 3)
+        record["finished_at"] = now()
+        try:
+            _write_artifacts(self.plan.artifacts, self.ctx.benchmark, self.ctx)
+        except Exception:
+            pass
+        write_record(self.plan.path, record)
 
 
 def _write_artifacts(art: Path, benchmark, ctx) -> None:
@@ -385,10 +453,10 @@ def _record_head(cfg: dict, rid: str, status: str) -> dict:
 
 def write_early_failure(cfg: dict, req: RunRequest, exc: BaseException) -> Path:
     """Record a run that failed before training started (bench mode: the grid goes on)."""
-    rid = planned_run_id(cfg)
-    path = record_path(req.results, cfg["dataset"], cfg["method"], rid)
+    plan = RunPlan.of(cfg, req.results, strict=False)
+    path = plan.path
     record = {
-        **_record_head(cfg, rid, "failed"),
+        **_record_head(cfg, plan.run_id, "failed"),
         "error": f"{type(exc).__name__}: {exc}",
         "config": cfg,
         "config_hash": cfgmod.config_hash(cfg),

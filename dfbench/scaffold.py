@@ -77,7 +77,6 @@ from dfbench.methods import Method
 class PixelsMethod(Method):
     """Each image embedded by its grey pixels, average-pooled to a grid x grid map."""
 
-    name = "{name}-pixels"
     profiles = {{
         "base": {{"params": {{"grid": 8}}}},  # the method's own options, read from ctx.params
         "smoke": {{"params": {{}}}},

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dfbench.datasets import MODALITIES
 from dfbench.errors import ConfigError
 from dfbench.models import Encoder
 
@@ -29,15 +30,15 @@ class Students(nn.Module):
         teachers = ctx.teachers
         self.variant = variant
         self.scale = float(scale)
-        embed_dim = {m: teachers.for_modality(m, variant).feature_dim for m in ("photo", "sketch")}
+        embed_dim = {m: teachers.for_modality(m, variant).feature_dim for m in MODALITIES}
         self.encoders = nn.ModuleDict(
             {
                 m: Encoder(scfg["arch"], embed_dim[m], image_size=ctx.image_size, width=scfg["width"], feature_dim=scfg["feature_dim"])
-                for m in ("photo", "sketch")
+                for m in MODALITIES
             }
         )
         if init_from_teachers:
-            for m in ("photo", "sketch"):
+            for m in MODALITIES:
                 teacher = teachers.for_modality(m, variant)
                 enc = self.encoders[m]
                 try:
@@ -50,7 +51,7 @@ class Students(nn.Module):
                 with torch.no_grad():
                     enc.embed.weight.copy_(torch.eye(enc.embed.out_features, enc.embed.in_features))
                     enc.embed.bias.zero_()
-        for m in ("photo", "sketch"):
+        for m in MODALITIES:
             w = teachers.for_modality(m, variant).head.weight.detach().clone()
             self.register_buffer(f"proxies_{m}", w)
         self.to(ctx.device)

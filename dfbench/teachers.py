@@ -54,6 +54,7 @@ class TeacherLoader:
     cache directory); ``roles`` the subset of :data:`ROLES` the method needs.
     """
 
+    #: given by the register() call when the registry loads the class (dfbench.registry.Entry)
     name: str = ""
     description: str = ""
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from dfbench.cli import cli
 from dfbench.context import RunContext
-from dfbench.datasets import Benchmark, ImageSet, TensorImageSet
+from dfbench.datasets import MODALITIES, Benchmark, ImageSet, TensorImageSet
 from dfbench.errors import ConfigError
 from dfbench.inversion import ReplayPool, SynthBatch, concat_batches
 from dfbench.models import build_classifier, freeze
@@ -128,8 +128,8 @@ def _ctx(tmp_path, benchmark, method="gaussian-prior", dataset="shapes", data_op
 
 
 def _bench(name="shapes", num_classes=4, size=16, train=None):
-    test = {m: _tensor_set(torch.arange(num_classes).repeat(2), size) for m in ("photo", "sketch")}
-    train = train or {m: _Forbidden(8) for m in ("photo", "sketch")}
+    test = {m: _tensor_set(torch.arange(num_classes).repeat(2), size) for m in MODALITIES}
+    train = train or {m: _Forbidden(8) for m in MODALITIES}
     sets = {("train", m): train[m] for m in train} | {("test", m): test[m] for m in test}
     return Benchmark(name=name, classes=[f"c{i}" for i in range(num_classes)], image_size=size, sets=sets)
 

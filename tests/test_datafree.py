@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 import dfbench.cli
 from dfbench import terms as T
+from dfbench.datasets import MODALITIES
 from dfbench.options import component_options
 from dfbench.models import build_classifier, freeze
 from dfbench.perf import Perf
@@ -80,7 +81,7 @@ C, SIZE = 4, 16
 def _ctx(seed=0):
     torch.manual_seed(seed)
     models = {}
-    for m in ("photo", "sketch"):
+    for m in MODALITIES:
         clf = build_classifier("cnn", C, image_size=SIZE, width=4, feature_dim=8)
         # BatchNorm statistics of "data" that noise does not match: smooth, bright images
         for layer in clf.modules():

@@ -160,3 +160,16 @@ def test_missing_data_error_names_the_variable_the_root_came_from(data, cache, l
     assert res.exit_code == 2 and "Traceback" not in res.output
     root = tmp_path / (data or f"{cache}/data") / "quickdraw"
     assert f"{root} (the default: {label}) does not exist" in " ".join(res.output.split())
+
+
+def test_one_config_on_two_data_roots_is_two_leaderboard_rows(tmp_path):
+    """Records of one config made on two data roots (their run ids carry the data digest) are two
+    rows, each naming its data; records of the default data stay one row."""
+    a = {**_record("m", 0, 0.5), "run_id": "abc123abc123-d1111aaaa-s0"}
+    b = {**_record("m", 0, 0.9), "run_id": "abc123abc123-d2222bbbb-s0"}
+    for i, r in enumerate((a, b)):
+        _write(tmp_path / f"r{i}", r)
+    records = lb.load_records(tmp_path / "r0") + lb.load_records(tmp_path / "r1")
+    text = lb.render(records)["shapes.md"]
+    assert "(data `d1111aaaa`)" in text and "(data `d2222bbbb`)" in text
+    assert "0.5000 (n=1)" in text and "0.9000 (n=1)" in text

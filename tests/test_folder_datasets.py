@@ -426,10 +426,11 @@ def test_extended_bad_input(tmp_path):
         TUBerlinExtended().load(options(root, tmp_path, extra={"sketch_dir": "drawings", "photo_dir": "pics"}))
 
 
-def test_registered_targets_import():
+def test_registered_targets_import(plugin_system):
     from dfbench_datasets import commands, extended, folder, qd_cifar10  # noqa: F401
 
+    datasets = plugin_system.registry("datasets")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for target in (FolderDataset, QDCifar10Dataset, SketchyExtended, TUBerlinExtended, QuickDrawExtended):
-            assert target.name and target.description
+            assert datasets.load(target.name) is target and target.description == datasets.get(target.name).description

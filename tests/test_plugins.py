@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from dfbench import hookimpl
 from dfbench.cli import cli
-from dfbench.errors import UnknownNameError
-from dfbench.registry import DuplicateNameError
+from dfbench.errors import DfbenchError, UnknownNameError
+from dfbench.registry import DuplicateNameError, Registry
 
 BUILTIN_DATASETS = {"shapes", "folder", "qd-cifar10", "quickdraw", "sketchy", "tuberlin"}
 
@@ -121,3 +121,65 @@ def test_plugins_json():
     by_name = {r["name"]: r for r in rows}
     assert "dfbench_register_methods" in by_name["dfsbir"]["hooks"]
     assert by_name["dfsbir"]["version"]
+
+
+class _Unnamed:
+    """A component class that leaves its name and description to its register() call."""
+
+
+class _Named:
+    name = "declared-name"
+
+
+class _Base:
+    pass
+
+
+class _Child(_Base):
+    pass
+
+
+def test_register_call_names_and_describes_the_class():
+    """The register() call is the one declaration: the loaded class gets its name and description."""
+    registry = Registry("losses")
+    entry = registry.add("given-name", _Unnamed, plugin="test", description="from register()")
+    assert registry.load("given-name") is _Unnamed
+    assert (_Unnamed.name, _Unnamed.description) == ("given-name", "from register()")
+    assert entry.load() is _Unnamed  # loading twice changes nothing
+
+
+def test_subclass_gets_its_own_name_not_its_parents():
+    registry = Registry("methods")
+    registry.add("parent", _Base, plugin="test", description="the parent")
+    registry.add("child", _Child, plugin="test", description="the child")
+    registry.load("parent")
+    registry.load("child")
+    assert (_Base.name, _Child.name, _Child.description) == ("parent", "child", "the child")
+
+
+def test_a_class_declaring_another_name_fails_to_load():
+    registry = Registry("losses")
+    registry.add("registered-name", f"{__name__}:_Named", plugin="test-plugin", description="x")
+    with pytest.raises(DfbenchError) as exc:
+        registry.load("registered-name")
+    message = str(exc.value)
+    assert "'registered-name' from plugin 'test-plugin'" in message and "name = 'declared-name'" in message
+    assert "remove the class's 'name' attribute" in message
+    with pytest.raises(DfbenchError, match="declares name = 'declared-name'"):
+        registry.load("registered-name")  # a failed load is not cached as a success
+    assert _Named.name == "declared-name"  # nothing was changed
+
+
+def test_a_class_declaring_its_registered_name_loads():
+    registry = Registry("losses")
+    registry.add("declared-name", _Named, plugin="test", description="described by register()")
+    assert registry.load("declared-name").description == "described by register()"
+
+
+def test_builtin_components_take_the_register_descriptions(plugin_system):
+    """Every built-in class loaded through the registry carries its entry's name and description,
+    which is what 'dfbench list' shows."""
+    for kind in ("methods", "datasets", "teachers", "inversions", "losses"):
+        for entry in plugin_system.registry(kind):
+            cls = entry.load()
+            assert (cls.name, cls.description) == (entry.name, entry.description), (kind, entry.name)

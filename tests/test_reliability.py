@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dfbench.cli import cli
+from dfbench.datasets import MODALITIES
 from dfbench.imageio import BadImageWarning
 from dfbench.records import METRIC_KEYS
 from dfbench.safeload import load_torch_file
@@ -67,7 +68,7 @@ def write_image(path: Path, modality: str, seed: int = 0) -> None:
 
 def make_tree(root: Path, classes=("cat", "dog"), per=3, splits=("train", "test")) -> Path:
     for split in splits:
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             for c, name in enumerate(classes):
                 for i in range(per):
                     suffix = ".jpg" if modality == "photo" else ".png"
@@ -112,7 +113,7 @@ def _no_sketch_folder(tmp):
 
 def _no_class_folders(tmp):
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             (tmp / "d" / split / modality).mkdir(parents=True)
     return _folder(tmp / "d")
 
@@ -120,7 +121,7 @@ def _no_class_folders(tmp):
 def _empty_class(tmp):
     root = make_tree(tmp / "d")
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             (root / split / modality / "emu").mkdir()
     return _folder(root)
 
@@ -147,7 +148,7 @@ def _text_named_as_image(tmp):
 def _class_of_non_images(tmp):
     root = make_tree(tmp / "d")
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             (root / split / modality / "emu").mkdir()
             (root / split / modality / "emu" / "notes.txt").write_text("todo")
     return _folder(root)
@@ -731,7 +732,9 @@ def test_ctrl_c_never_promises_a_resume_from_a_refused_checkpoint(tmp_path, caps
         assert ckpt.load() is None
     assert not ckpt.resumable and path.is_file()
     with pytest.raises(SystemExit) as exc:
-        _interrupted((path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False, KeyboardInterrupt())
+        from dfbench.interrupts import RunInterrupted
+
+        _interrupted(RunInterrupted(KeyboardInterrupt(), path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False)
     assert exc.value.code == 130
     err = capsys.readouterr().err
     assert err.startswith("Interrupted before the first training checkpoint (one is saved every 4 rounds")
@@ -764,7 +767,7 @@ def _swap_classes(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     for split in ("train", "test"):
-        for modality in ("photo", "sketch"):
+        for modality in MODALITIES:
             base = dst / split / modality
             (base / "cat").rename(base / "tmp")
             (base / "dog").rename(base / "cat")

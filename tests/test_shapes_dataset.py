@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dfbench.datasets import Benchmark, DatasetOptions, TensorImageSet
+from dfbench.datasets import MODALITIES, Benchmark, DatasetOptions, TensorImageSet
 from dfbench.errors import ConfigError
 from dfbench_datasets import shapes
 from dfbench_datasets.shapes import ShapesDataset
@@ -88,7 +88,7 @@ def test_different_seed_gives_different_images(tmp_path):
 
 def test_train_and_test_never_coincide(tmp_path):
     x = images(load(tmp_path, extra={"train_per_class": 2, "test_per_class": 2}))
-    for modality in ("photo", "sketch"):
+    for modality in MODALITIES:
         assert not torch.equal(x[("train", modality)], x[("test", modality)])
         assert bool((x[("train", modality)] != x[("test", modality)]).flatten(1).any(1).all())
 

@@ -25,7 +25,6 @@ class InfoNCEOptions(Options):
 
 
 class PairedInfoNCE(AlignmentLoss):
-    name = "infonce"
     Options = InfoNCEOptions
 
     def __init__(self, ctx, options, students):

@@ -41,7 +41,6 @@ class ProxyAnchorOptions(Options):
 
 
 class ProxyAnchor(AlignmentLoss):
-    name = "proxy-anchor"
     Options = ProxyAnchorOptions
 
     def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):

@@ -37,7 +37,6 @@ class KDOptions(Options):
 
 
 class KnowledgeDistillation(AlignmentLoss):
-    name = "kd"
     Options = KDOptions
     uses_teacher_logits = True
 

@@ -91,7 +91,6 @@ class ClassifierOnlyOptions(Options):
 class ClassifierOnly(Method):
     """No training: each modality is embedded by its own teacher's class probabilities (or logits)."""
 
-    name = "classifier-only"
     Options = ClassifierOnlyOptions
     profiles = {
         "base": {"params": {"variant": "independent", "readout": "probs"}},
@@ -121,7 +120,6 @@ class UnimodalKD(DataFreeMethod):
     The generators and schedule are those of the ``dafl`` method (plugin ``datafree``): the two
     rows differ only in the encoder loss (per-modality KD here, cross-modal Proxy-Anchor there)."""
 
-    name = "unimodal-kd"
     profiles = _with_base(DAFL.profiles, alignment={"loss": "kd", "temperature": 1.0}, readout="proxy")
 
 
@@ -129,7 +127,6 @@ class UnimodalKD(DataFreeMethod):
 class GaussianPriorBaseline(DataFreeMethod):
     """No estimator: Gaussian noise images labelled by the teachers, encoders trained with L_metric."""
 
-    name = "gaussian-prior"
     profiles = _trained(
         {"weights": {}, "inversion": {"strategy": "prior", "batch_size": 64, "std": 1.0, "squash": "tanh", "resolution": None}},
         smoke={"inversion": {"batch_size": 32}},
@@ -148,7 +145,6 @@ class AveragedWeightsOptions(Options):
 class AveragedWeights(Method):
     """No training: one network, the element-wise average of the photo and sketch teachers."""
 
-    name = "avg-weights"
     Options = AveragedWeightsOptions
     profiles = {
         "base": {"params": {"readout": "probs"}},
@@ -181,7 +177,6 @@ class MetaData(DataFreeMethod):
     the encoders trained on them with L_metric. Schedules are those of ``deepinversion`` (plugin
     ``datafree``), which adds the class term this baseline leaves out."""
 
-    name = "meta-data"
     # DeepInversion's schedule and image priors without its class term: images come from the
     # BatchNorm statistics alone, labelled by the teachers' argmax and paired by label
     profiles = _with_base(deepinversion_profiles(META_WEIGHTS, cpu_rounds=24), inversion={"targets": "none"})
@@ -191,7 +186,6 @@ class MetaData(DataFreeMethod):
 class AlternativeDataBaseline(DataFreeMethod):
     """Real images of an unrelated source instead of estimators, labelled by the teachers."""
 
-    name = "alt-data"
     profiles = _trained(
         {"weights": {}, "inversion": {"strategy": "alt-data", "source": "shapes", "batch_size": 64, "max_images": 4096}},
         smoke={"inversion": {"batch_size": 32, "max_images": 512}},
@@ -203,7 +197,6 @@ class AlternativeDataBaseline(DataFreeMethod):
 class Supervised(DataFreeMethod):
     """The data-dependent upper bound: the same encoders and L_metric on the real train split."""
 
-    name = "supervised"
     uses_train_data = True
     profiles = _trained(
         {"variant": "unified", "weights": {}, "replay_size": 0, "inversion": {"strategy": "real", "batch_size": 64, "augment": True}},

@@ -21,11 +21,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from dfbench.datasets import MODALITIES
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.options import Options, option
 
-MODALITIES = ("photo", "sketch")
 
 
 @torch.no_grad()
@@ -100,7 +100,6 @@ class GaussianPrior(InversionStrategy):
     where the labels allow (``pair_by_label``).
     """
 
-    name = "prior"
     Options = PriorOptions
 
     def __init__(self, ctx, options, weights, variant):
@@ -183,7 +182,6 @@ class AlternativeData(InversionStrategy):
     source has one, else a random sketch.
     """
 
-    name = "alt-data"
     Options = AltDataOptions
     SAME_SOURCE_SEED_OFFSET = 1000
 
@@ -334,7 +332,6 @@ class RealPairs(InversionStrategy):
     ``augment`` applies a random shift (up to 3 px) and horizontal flip, as the teachers' training
     does. Refuses to run for a method that does not declare ``uses_train_data``."""
 
-    name = "real"
     Options = RealPairsOptions
 
     def __init__(self, ctx, options, weights, variant):

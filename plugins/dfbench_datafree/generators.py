@@ -41,6 +41,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from dfbench.datasets import MODALITIES
 from dfbench.engine import OptimizerOptions, build_optimizer
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
@@ -59,7 +60,6 @@ from dfbench_datafree.common import (
     sample_targets,
 )
 
-MODALITIES = ("photo", "sketch")
 META_MODES = ("none", "reptile", "fomaml")
 
 

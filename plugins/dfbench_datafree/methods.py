@@ -72,8 +72,6 @@ SMALL_TEACHER_BN = {"bn": 1.0}
 
 
 class DAFL(DataFreeMethod):
-    name = "dafl"
-    description = "DAFL (Chen et al., ICCV 2019), cross-modal"
     profiles = {
         "base": _base(
             ModalityGenerators,
@@ -87,8 +85,6 @@ class DAFL(DataFreeMethod):
 
 
 class DFAD(DataFreeMethod):
-    name = "dfad"
-    description = "DFAD (Fang et al., 2019), cross-modal"
     profiles = {
         "base": _base(
             ModalityGenerators,
@@ -103,8 +99,6 @@ class DFAD(DataFreeMethod):
 
 
 class ZSKT(DataFreeMethod):
-    name = "zskt"
-    description = "ZSKT (Micaelli & Storkey, NeurIPS 2019), cross-modal"
     profiles = {
         "base": _base(
             ModalityGenerators,
@@ -119,8 +113,6 @@ class ZSKT(DataFreeMethod):
 
 
 class DFQ(DataFreeMethod):
-    name = "dfq"
-    description = "DFQ (Choi et al., CVPRW 2020), cross-modal"
     profiles = {
         "base": _base(
             ModalityGenerators,
@@ -142,8 +134,6 @@ class DFQ(DataFreeMethod):
 
 
 class CMI(DataFreeMethod):
-    name = "cmi"
-    description = "CMI (Fang et al., IJCAI 2021), cross-modal"
     profiles = {
         "base": _base(
             ModalityGenerators,
@@ -194,8 +184,6 @@ class CMI(DataFreeMethod):
 
 
 class Fast(DataFreeMethod):
-    name = "fast"
-    description = "Fast-Datafree (Fang et al., AAAI 2022), cross-modal"
     profiles = {
         "base": _base(
             ModalityGenerators,
@@ -297,13 +285,9 @@ def deepinversion_profiles(weights: dict, cpu_rounds: int) -> dict:
 
 
 class DeepInversion(DataFreeMethod):
-    name = "deepinversion"
-    description = "DeepInversion (Yin et al., CVPR 2020), cross-modal"
     profiles = deepinversion_profiles(DEEPINV_WEIGHTS, cpu_rounds=24)
 
 
 class ADI(DataFreeMethod):
-    name = "adi"
-    description = "Adaptive DeepInversion (Yin et al., CVPR 2020), cross-modal"
     # each inversion step also runs the students: fewer rounds for the same CPU time
     profiles = deepinversion_profiles({**DEEPINV_WEIGHTS, "adversarial_js": 0.2}, cpu_rounds=19)

@@ -21,6 +21,7 @@ from typing import Literal
 
 import torch
 
+from dfbench.datasets import MODALITIES
 from dfbench.engine import OptimizerOptions, build_optimizer
 from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
@@ -28,7 +29,6 @@ from dfbench.options import Options, option, section
 from dfbench.terms import SynthesisState, students_frozen, weighted_sum
 from dfbench_datafree.common import TARGET_MODES, bn_hooks, bn_modules, check_choice, jitter_flip, paired_batch, sample_targets
 
-MODALITIES = ("photo", "sketch")
 
 
 @dataclass

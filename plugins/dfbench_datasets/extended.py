@@ -406,7 +406,6 @@ class SketchyExtended(ExtendedDataset):
 
     name = "sketchy"
     title = "Sketchy-Extended"
-    description = "Sketchy (Sangkloy et al. 2016) + extended photos (Liu et al. 2017): 125 classes."
     root_aliases = ("Sketchy", "sketchy", "Sketchy-Extended")
     sketch_candidates = (
         "sketch/tx_000000000000",
@@ -433,7 +432,6 @@ class TUBerlinExtended(ExtendedDataset):
 
     name = "tuberlin"
     title = "TU-Berlin-Extended"
-    description = "TU-Berlin (Eitz et al. 2012) + extended photos (Zhang et al. 2016): 250 classes."
     root_aliases = ("TU-Berlin", "TUBerlin", "tuberlin", "tu-berlin")
     sketch_candidates = ("png", "sketches", "sketch")
     photo_candidates = ("ImageResized", "images", "photo", "extended_photo")
@@ -470,7 +468,6 @@ class QuickDrawExtended(ExtendedDataset):
 
     name = "quickdraw"
     title = "QuickDraw-Extended"
-    description = "QuickDraw-Extended (Dey et al. 2019): 110 classes, 330k sketches, 204k photos."
     root_aliases = ("QuickDraw", "QuickDraw-Extended", "quickdraw")
     sketch_candidates = ("QuickDraw_sketches_final", "QuickDraw_sketches", "sketches", "sketch")
     photo_candidates = ("QuickDraw_images_final", "QuickDraw_images", "images", "photo")

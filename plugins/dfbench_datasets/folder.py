@@ -387,7 +387,6 @@ class FolderDataset(DatasetPlugin):
     """Photos and sketches from ``--data-root`` laid out as ``{train,test}/{photo,sketch}/<class>/``."""
 
     name = "folder"
-    description = "Your own data: --data-root holding {train,test}/{photo,sketch}/<class>/<images>."
     needs_data_root = True
     extra_keys = FOLDER_EXTRA_KEYS
 

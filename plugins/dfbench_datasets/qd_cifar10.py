@@ -52,7 +52,6 @@ class QDCifar10Dataset(FolderDataset):
     """QuickDraw sketches x CIFAR-10 photos (9 classes), read from the ``folder`` layout."""
 
     name = NAME
-    description = "QuickDraw sketches x CIFAR-10 photos, 9 classes paired by category."
 
     def resolve_root(self, options: DatasetOptions) -> Path:
         if options.data_root is not None:

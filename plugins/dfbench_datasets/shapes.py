@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfbench.datasets import Benchmark, DatasetOptions, DatasetPlugin
+from dfbench.datasets import MODALITIES, Benchmark, DatasetOptions, DatasetPlugin
 from dfbench.errors import ConfigError
 from dfbench_datasets.drawing import CLASS_NAMES, SHAPES, render_photo, render_sketch
 
@@ -96,7 +96,7 @@ def generate_arrays(seed: int, size: int, train_per_class: int, test_per_class: 
     return {
         f"{split}_{modality}": generate_images(seed, split, modality, per_class[split], size)
         for split in ("train", "test")
-        for modality in ("photo", "sketch")
+        for modality in MODALITIES
     }
 
 
@@ -164,10 +164,6 @@ class ShapesDataset(DatasetPlugin):
     """Procedurally generated photos and sketches of 12 shape classes (see the module docstring)."""
 
     name = "shapes"
-    description = (
-        "Embedded default: procedurally generated photos (filled, textured objects on clutter) and "
-        "hand-drawn-looking sketches of 12 shape classes; no download."
-    )
     needs_data_root = False
 
     def load(self, options: DatasetOptions) -> Benchmark:

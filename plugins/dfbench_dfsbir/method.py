@@ -33,7 +33,6 @@ PAPER_WEIGHTS = {
 
 
 class DFSBIR(DataFreeMethod):
-    name = "dfsbir"
     profiles = {
         "base": {
             "params": {
@@ -109,7 +108,6 @@ class DFSBIRPlus(DFSBIR):
     - the BatchNorm prior, replay pool and proxy readout of the cpu profile, at every profile.
     """
 
-    name = "dfsbir-plus"
     profiles = {
         "base": {
             "params": {

@@ -20,7 +20,6 @@ from dfbench_teachers.options import PROFILES, TeacherOptions
 
 
 class CheckpointTeachers(TeacherLoader):
-    name = "checkpoint"
     Options = TeacherOptions
     profiles = PROFILES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dfbench.datasets import MODALITIES
 from dfbench.models import build_classifier, freeze
 
 
@@ -56,9 +57,9 @@ def role_data(benchmark, role: str, split: str, classes: dict | None = None):
     """[(image set, constant label or None, allowed classes or None)] the teacher of ``role``
     learns from (``split='train'``) or is tested on. ``classes`` (from :func:`overlap_classes`)
     limits what each modality's teacher sees in training."""
-    sets = {m: benchmark.get(split, m) for m in ("photo", "sketch")}
+    sets = {m: benchmark.get(split, m) for m in MODALITIES}
     allowed = classes if (classes is not None and split == "train") else {"photo": None, "sketch": None}
-    if role in ("photo", "sketch"):
+    if role in MODALITIES:
         return [(sets[role], None, allowed[role])]
     if role == "unified":
         return [(sets["photo"], None, allowed["photo"]), (sets["sketch"], None, allowed["sketch"])]

@@ -51,7 +51,6 @@ def cache_key(ctx, role: str) -> str:
 
 
 class TrainedTeachers(TeacherLoader):
-    name = "trained"
     Options = TeacherOptions
     profiles = PROFILES
 

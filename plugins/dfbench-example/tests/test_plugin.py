@@ -9,7 +9,8 @@ from dfbench import config as cfgmod
 from dfbench.options import component_options
 from dfbench.config import PROFILES
 from dfbench.terms import check_weights
-from dfbench_example.method import TripletPairs
+from dfbench_dfsbir.method import DFSBIR
+from dfbench_example.method import TripletPairs, on_top_of
 from dfbench_example.triplet import CrossModalTriplet
 
 
@@ -45,6 +46,28 @@ def test_profiles_resolve(profile, example_plugins):
     strategy = example_plugins.registry("inversions").load(p["inversion"]["strategy"])
     assert component_options(strategy, p["inversion"], "strategy", "params.inversion").z_dim >= 1
     assert TripletPairs().teacher_roles(p) == {"unified", "modality"}
+
+
+def test_on_top_of_merges_removes_and_switches_components():
+    base = {"base": {"params": {"rounds": 5, "weights": {"a": 1.0, "b": 2.0}, "alignment": {"loss": "x", "alpha": 3.0},
+                                "inversion": {"strategy": "s", "z_dim": 8, "width": 4}}}, "smoke": {"params": {"rounds": 1}}}
+    out = on_top_of(base, {"base": {"weights": {"b": None}, "alignment": {"loss": "y", "margin": 0.2}, "inversion": {"strategy": "s", "z_dim": 16}},
+                           "cpu": {"rounds": 9}})
+    p = out["base"]["params"]
+    assert p["weights"] == {"a": 1.0}  # None removed the key, the rest merged
+    assert p["alignment"] == {"loss": "y", "margin": 0.2}  # another loss: its options replace the old ones
+    assert p["inversion"] == {"strategy": "s", "z_dim": 16, "width": 4}  # the same strategy: merged
+    assert out["smoke"] == {"params": {"rounds": 1}} and out["cpu"] == {"params": {"rounds": 9}}
+    assert base["base"]["params"]["weights"] == {"a": 1.0, "b": 2.0}  # the source is not changed
+
+
+def test_profiles_differ_from_dfsbir_only_where_declared():
+    """The example keeps dfsbir's schedule: every profile but the declared changes is dfsbir's."""
+    for profile in ("smoke", "cpu", "paper"):
+        ours, theirs = TripletPairs.profiles[profile]["params"], DFSBIR.profiles[profile]["params"]
+        assert {k: v for k, v in ours.items() if k != "readout"} == {k: v for k, v in theirs.items() if k != "readout"}
+    ours, theirs = TripletPairs.profiles["base"]["params"], DFSBIR.profiles["base"]["params"]
+    assert set(theirs) - set(ours) == set() and ours["weights"] == {k: v for k, v in theirs["weights"].items() if k != "adversarial"}
 
 
 @pytest.mark.slow

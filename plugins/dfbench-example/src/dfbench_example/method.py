@@ -11,79 +11,63 @@ loss of this plugin. What differs from ``dfsbir``:
 - therefore no ``adversarial`` synthesis term (it reads the students through those proxies) and the
   ``raw`` readout (L2-normalised embeddings) at every profile.
 
-Every choice is a config key (``dfbench run --method triplet-pairs --print-config``).
+The profiles are dfsbir's with these changes and nothing else (:func:`on_top_of`): a method
+derived from another declares only what differs, so it keeps the other's schedule as that one
+improves. Every choice is a config key (``dfbench run --method triplet-pairs --print-config``).
 """
 
 from __future__ import annotations
 
-from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
+import copy
 
-SYNTHESIS_WEIGHTS = {
-    "one_hot": 3.0,
-    "entropy": 5.0,
-    "activation": 0.1,
-    "modality": 1.0,
-    "class_alignment": 1.0,
-    "bn": 0.0,  # BatchNorm-statistics prior: on in the smoke and cpu profiles
+from dfbench.engine import DataFreeMethod
+from dfbench_dfsbir.method import DFSBIR
+
+#: What triplet-pairs changes in dfsbir's ``params``, per profile (None removes a key).
+CHANGES = {
+    "base": {
+        "alignment": {"loss": "triplet", "margin": 0.2, "mining": "hard", "symmetric": True},
+        "weights": {"adversarial": None},  # it reads the students through proxies this loss has not
+        "readout": "raw",
+    },
+    # dfsbir retrieves through the teacher's proxies in these two; the triplet encoders have none
+    "smoke": {"readout": "raw"},
+    "cpu": {"readout": "raw"},
 }
+
+#: the keys by which a config section names its component
+COMPONENT_KEYS = ("loss", "strategy", "loader")
+
+
+def on_top_of(profiles: dict, changes: dict) -> dict:
+    """A copy of another method's ``profiles`` with ``changes[profile]`` merged into each profile's
+    ``params``."""
+    out = copy.deepcopy(profiles)
+    for profile, params in changes.items():
+        layer = out.setdefault(profile, {})
+        layer["params"] = _merged(layer.get("params", {}), params)
+    return out
+
+
+def _merged(params: dict, changes: dict) -> dict:
+    """``params`` with ``changes`` merged in, key by key: a None value removes the key; a section
+    that names another component (``alignment: {loss: triplet, ...}``) replaces the old one whole,
+    since its options are the new component's."""
+    out = dict(params)
+    for key, value in changes.items():
+        old = out.get(key)
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(old, dict) and not _switches_component(old, value):
+            out[key] = _merged(old, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _switches_component(old: dict, new: dict) -> bool:
+    return any(k in new and new[k] != old.get(k) for k in COMPONENT_KEYS)
 
 
 class TripletPairs(DataFreeMethod):
-    name = "triplet-pairs"
-    description = "Paired estimators; encoders trained with a cross-modal batch-hard triplet loss."
-    profiles = {
-        "base": {
-            "params": {
-                **DATA_FREE_BASE,
-                "variant": "unified",
-                "weights": SYNTHESIS_WEIGHTS,
-                "alignment": {"loss": "triplet", "margin": 0.2, "mining": "hard", "symmetric": True},
-                "inversion": {
-                    "strategy": "estimators",
-                    "z_dim": 256,
-                    "width": 32,
-                    "steps": 1,
-                    "batch_size": 64,
-                    "optimizer": {"name": "adam", "lr": 1e-3, "betas": [0.5, 0.999], "weight_decay": 0.0},
-                },
-                "readout": "raw",
-            }
-        },
-        "smoke": {
-            "params": {
-                "rounds": 12,
-                "batch_size": 32,
-                "log_every": 4,
-                "replay_size": 256,
-                "encoder_steps": 2,
-                "weights": {"bn": 1.0},
-                "inversion": {"z_dim": 64, "width": 16, "batch_size": 32},
-            }
-        },
-        "cpu": {
-            "params": {
-                "rounds": 400,
-                "encoder_steps": 2,
-                "batch_size": 64,
-                "replay_size": 4096,
-                "fresh_fraction": 0.25,
-                "weights": {"bn": 1.0},
-                "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
-            }
-        },
-        "paper": {
-            "params": {
-                "rounds": 2000,
-                "encoder_steps": 1,
-                "batch_size": 512,
-                "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 0.0},
-                "inversion": {
-                    "z_dim": 1000,
-                    "width": 64,
-                    "steps": 500,
-                    "batch_size": 512,
-                    "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9},
-                },
-            }
-        },
-    }
+    profiles = on_top_of(DFSBIR.profiles, CHANGES)

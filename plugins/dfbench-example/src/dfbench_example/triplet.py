@@ -76,8 +76,6 @@ class TripletOptions(Options):
 
 
 class CrossModalTriplet(AlignmentLoss):
-    name = "triplet"
-    description = "Cross-modal batch-hard (or batch-all) triplet loss with cosine distances."
     Options = TripletOptions
 
     def __init__(self, ctx, options, students):

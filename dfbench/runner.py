@@ -375,6 +375,8 @@ class _Run:
         check_finite_metrics(scores)  # a NaN is a failed run (its record holds no metric), never a result
         record["metrics"] = scores
         record["status"] = "completed"
+        if ctx.synthesis is not None:  # a synthesis method: how its synthesis works at the end
+            record["synthesis"] = ctx.synthesis
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
         if dist.is_main():  # only rank 0 writes files

@@ -297,7 +297,7 @@ class CurveHook(LoopHook):
     def before_train(self, loop):
         self.last_eval = loop.start
         if 0 < self.eval_every <= loop.p.rounds and loop.start == 0:  # the students before any training
-            loop.ctx.log_curve({"round": 0, "test mAP@all": _monitor(loop.ctx, loop.students, loop.p.readout)})
+            loop.ctx.log_curve({"round": 0, **_monitor(loop.ctx, loop.students, loop.p.readout)})
 
     def after_round(self, loop):
         r = loop.round
@@ -310,7 +310,7 @@ class CurveHook(LoopHook):
             loop.ctx.synthesis = dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant))
             row.update({f"synth/{k}": v for k, v in loop.ctx.synthesis.items()})
         if self.eval_every > 0 and r // self.eval_every > self.last_eval // self.eval_every:
-            row["test mAP@all"] = _monitor(loop.ctx, loop.students, loop.p.readout)
+            row.update(_monitor(loop.ctx, loop.students, loop.p.readout))
             self.last_eval = r
         bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
         if bad:
@@ -366,17 +366,20 @@ def synthesis_stats(ctx, batch: SynthBatch, variant: str) -> dict:
     return {k: float(v) for k, v in zip(SYNTHESIS_STATS, values)}
 
 
-def _monitor(ctx, students, readout: str) -> float:
-    """Test mAP@all of the students as they are now, for the curves only (never for picking a
-    model). Embedding runs in eval mode under no_grad and draws no random numbers, so training
-    goes on exactly as without it; the train/eval mode of every module is restored."""
+def _monitor(ctx, students, readout: str) -> dict:
+    """``{"<split> mAP@all": value}`` of the students as they are now, on the benchmark's selection
+    split: validation under the protocol (docs/protocol.md; the test split is then read once, at
+    the end), test in configs made before it (monitoring only: no model was picked by it).
+    Embedding runs in eval mode under no_grad and draws no random numbers, so training goes on
+    exactly as without it; the train/eval mode of every module is restored."""
     from dfbench.evaluation import evaluate_embedder
 
     modes = {m: m.training for m in students.modules()}
-    metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]))
+    split = ctx.benchmark.selection_split
+    metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]), split=split)
     for m, mode in modes.items():
         m.training = mode
-    return float(metrics["mAP@all"])
+    return {f"{split} mAP@all": float(metrics["mAP@all"])}
 
 
 @torch.no_grad()

@@ -118,7 +118,8 @@ def load_benchmark(cfg: dict, cache_dir: Path):
     from dfbench.plugins import registry
 
     plugin = registry("datasets").load(cfg["dataset"])()
-    return subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
+    benchmark = subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
+    return subset.hold_out_validation(benchmark, cfg["data"].get("validation"), cfg["data"]["seed"])
 
 
 def data_identity(cfg: dict) -> dict | None:

@@ -59,6 +59,11 @@ class DataOptions(Options):
     limit: int | None = option(
         None, min=1, optional=True, help="only the first N images per class of every split and modality (dfbench.subset)"
     )
+    validation: float | None = option(
+        None, min=0.0, max=0.5, min_exclusive=True, optional=True,
+        help="fraction of each class's train images held out as the validation split, before teachers train: "
+        "every choice is made on it and the test split is read once (docs/protocol.md)",
+    )
 
 
 @dataclass
@@ -98,7 +103,7 @@ class RunOptions(Options):
     eval: EvalOptions = section(EvalOptions, help="retrieval evaluation")
     checkpoint_every: int = option(50, min=0, help="save a resumable training checkpoint every this many rounds (0: never)")
     curve_eval_every: int = option(
-        50, min=0, help="test mAP@all in the training curves every this many rounds (0: never); monitoring only"
+        50, min=0, help="mAP@all of the selection split (validation, else test) in the training curves every this many rounds (0: never)"
     )
     perf: PerfOptions = section(PerfOptions, help="execution settings (dfbench.perf)")
     params: dict = option({}, help="the method's own options (its Options)")

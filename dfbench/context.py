@@ -24,6 +24,7 @@ class RunContext:
     students: Any = None  # dfbench.students.Students
     strategy: Any = None  # the inversion strategy
     last_batch: Any = None  # dfbench.inversion.SynthBatch
+    synthesis: dict | None = None  # the last curve row's dfbench.engine.synthesis_stats
     extra: dict = field(default_factory=dict)
 
     @property

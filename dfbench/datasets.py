@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 SPLITS = ("train", "test")
+#: the split held out of train for every choice a run makes (``data.validation``, dfbench.subset)
+VALIDATION = "val"
 #: The modalities of a benchmark, declared here once (the default pair; every other module imports it).
 MODALITIES = ("photo", "sketch")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -127,7 +129,19 @@ class Benchmark:
         return len(self.classes)
 
     def counts(self) -> dict:
-        return {f"{s}/{m}": len(self.sets[(s, m)]) for s in SPLITS for m in MODALITIES}
+        splits = SPLITS + ((VALIDATION,) if self.has_validation else ())
+        return {f"{s}/{m}": len(self.sets[(s, m)]) for s in splits for m in MODALITIES}
+
+    @property
+    def has_validation(self) -> bool:
+        return all((VALIDATION, m) in self.sets for m in MODALITIES)
+
+    @property
+    def selection_split(self) -> str:
+        """The split every choice of a run is made on (curves, teacher accuracies, the selected
+        round): the validation split held out of train (docs/protocol.md), else, in configs made
+        before the protocol, the test split."""
+        return VALIDATION if self.has_validation else "test"
 
 
 class DatasetPlugin:

@@ -285,8 +285,10 @@ class DistributedBatchNorm(LoopHook):
 
 class CurveHook(LoopHook):
     """At each curve row (every ``log_every`` rounds, and the last): a row of the mean loss terms since the
-    previous row (means over the ranks), the monitored metric every ``eval_every`` rounds (and at
-    round 0), and the divergence guard: a non-finite value stops the run with a clear error."""
+    previous row (means over the ranks), how well the newest synthesised batch works
+    (:func:`synthesis_stats`, also kept as ``ctx.synthesis``: the record's final values), the
+    monitored metric every ``eval_every`` rounds (and at round 0), and the divergence guard: a
+    non-finite value stops the run with a clear error."""
 
     def __init__(self, eval_every: int):
         self.eval_every = eval_every
@@ -295,7 +297,7 @@ class CurveHook(LoopHook):
     def before_train(self, loop):
         self.last_eval = loop.start
         if 0 < self.eval_every <= loop.p.rounds and loop.start == 0:  # the students before any training
-            loop.ctx.log_curve({"round": 0, "test mAP@all": _monitor(loop.ctx, loop.students, loop.p.readout)})
+            loop.ctx.log_curve({"round": 0, **_monitor(loop.ctx, loop.students, loop.p.readout)})
 
     def after_round(self, loop):
         r = loop.round
@@ -304,8 +306,11 @@ class CurveHook(LoopHook):
         values = {"align": float(loop.align_sum) / (loop.count * loop.p.encoder_steps)}
         values.update({f"term/{k}": float(v) / loop.count for k, v in loop.sums.items()})
         row = {"round": r, **dist.mean_floats(values)}  # means over the ranks
+        if loop.batch is not None:  # is the synthesis working? (monitoring only: no random draw, no state change)
+            loop.ctx.synthesis = dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant))
+            row.update({f"synth/{k}": v for k, v in loop.ctx.synthesis.items()})
         if self.eval_every > 0 and r // self.eval_every > self.last_eval // self.eval_every:
-            row["test mAP@all"] = _monitor(loop.ctx, loop.students, loop.p.readout)
+            row.update(_monitor(loop.ctx, loop.students, loop.p.readout))
             self.last_eval = r
         bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
         if bad:
@@ -337,17 +342,44 @@ class CheckpointHook(LoopHook):
             ckpt.save(loop.snapshot())
 
 
-def _monitor(ctx, students, readout: str) -> float:
-    """Test mAP@all of the students as they are now, for the curves only (never for picking a
-    model). Embedding runs in eval mode under no_grad and draws no random numbers, so training
-    goes on exactly as without it; the train/eval mode of every module is restored."""
+#: what :func:`synthesis_stats` measures, in the order curves and records show it
+SYNTHESIS_STATS = ("pair agreement", "class coverage", "teacher confidence", "class KL")
+
+
+@torch.no_grad()
+def synthesis_stats(ctx, batch: SynthBatch, variant: str) -> dict:
+    """Whether a synthesised batch works, judged by the teachers that judge each modality:
+
+    - ``pair agreement``: the fraction of pairs whose photo and sketch the teachers label alike
+      (1.0: every pair shows one class, the premise of cross-modal training on pairs);
+    - ``class coverage``: the fraction of classes the batch's teacher labels cover (both modalities);
+    - ``teacher confidence``: the teachers' mean top softmax probability over the batch;
+    - ``class KL``: the mean KL(p_sketch || p_photo) of a pair's class distributions (the paper's
+      class-alignment term, measured whatever its weight)."""
+    logits = teacher_logits(ctx, batch, variant)
+    lp, ls = logits["photo_logits"].float(), logits["sketch_logits"].float()
+    pp, ps = lp.softmax(1), ls.softmax(1)
+    yp, ys = pp.argmax(1), ps.argmax(1)
+    covered = torch.unique(torch.cat([yp, ys])).numel()
+    kl = torch.nn.functional.kl_div(lp.log_softmax(1), ps, reduction="batchmean")
+    values = ((yp == ys).float().mean(), covered / ctx.num_classes, torch.cat([pp.max(1).values, ps.max(1).values]).mean(), kl)
+    return {k: float(v) for k, v in zip(SYNTHESIS_STATS, values)}
+
+
+def _monitor(ctx, students, readout: str) -> dict:
+    """``{"<split> mAP@all": value}`` of the students as they are now, on the benchmark's selection
+    split: validation under the protocol (docs/protocol.md; the test split is then read once, at
+    the end), test in configs made before it (monitoring only: no model was picked by it).
+    Embedding runs in eval mode under no_grad and draws no random numbers, so training goes on
+    exactly as without it; the train/eval mode of every module is restored."""
     from dfbench.evaluation import evaluate_embedder
 
     modes = {m: m.training for m in students.modules()}
-    metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]))
+    split = ctx.benchmark.selection_split
+    metrics = evaluate_embedder(StudentEmbedder(students, readout), ctx.benchmark, ctx.device, int(ctx.config["eval"]["batch_size"]), split=split)
     for m, mode in modes.items():
         m.training = mode
-    return float(metrics["mAP@all"])
+    return {f"{split} mAP@all": float(metrics["mAP@all"])}
 
 
 @torch.no_grad()

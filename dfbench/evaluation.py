@@ -1,4 +1,5 @@
-"""Evaluation of a trained method: test sketches are the queries, test photos the gallery."""
+"""Evaluation of a trained method: a split's sketches are the queries, its photos the gallery (the
+test split for a run's result, read once; the validation split for every choice before it)."""
 
 from __future__ import annotations
 
@@ -36,17 +37,17 @@ def embed_shard(embedder, imageset, modality: str, device, batch_size: int, task
     return dist.all_gather_cat(torch.cat(embs)), dist.all_gather_cat(torch.cat(labels))
 
 
-def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None) -> dict:
-    """The four metrics; with ``keep`` (a dict), the embeddings, labels and each query's AP (``"AP"``)
-    are stored in it."""
+def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None, split: str = "test") -> dict:
+    """The four metrics on ``split`` (sketches the queries, photos the gallery); with ``keep`` (a
+    dict), the embeddings, labels and each query's AP (``"AP"``) are stored in it."""
     from dfbench.metrics import retrieval_metrics
     from dfbench.progress import Reporter
 
     from dfbench import distributed as dist
 
     reporter = reporter or Reporter(enabled=False)
-    queries_set = benchmark.get("test", "sketch")
-    gallery_set = benchmark.get("test", "photo")
+    queries_set = benchmark.get(split, "sketch")
+    gallery_set = benchmark.get(split, "photo")
     if dist.active():  # each rank embeds a shard; the metrics are computed once, on rank 0
         total = len(dist.shard_range(len(queries_set))) + len(dist.shard_range(len(gallery_set)))
         with reporter.task("evaluation", total=total) as task:

@@ -97,11 +97,13 @@ def records_frame(records: list[dict]):
             "pictures": ",".join(r.get("pictures") or []),
             # the checkout changed under the process that ran it: a mix of two code states
             "mixed_code": bool((r.get("env") or {}).get("code_changed_since_start")),
+            # a synthesis method's final pair agreement (dfbench.engine.synthesis_stats)
+            "pair_agreement": (r.get("synthesis") or {}).get("pair agreement"),
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", *METRIC_KEYS]
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -150,6 +152,8 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
         row[f"{k}_std"] = float(vals.std(ddof=1)) if complete and n > 1 else (0.0 if complete else None)
     # what the completed seeds of an incomplete row give: shown as such, never as its mean
     row["partial"] = float(done["mAP@all"].astype(float).mean()) if n and not complete else None
+    pairs = done["pair_agreement"].dropna().astype(float) if n and "pair_agreement" in done else []
+    row["pair_agreement"] = float(pairs.mean()) if len(pairs) == n and n else None  # every seed measured it
     row["artifacts"] = done["artifacts"].iloc[0] if n else None
     row["pictures"] = done["pictures"].iloc[0] if n else ""
     return row
@@ -216,6 +220,10 @@ UNRANKED_NOTE = (
 )
 
 
+def _measured(frame, column: str) -> bool:
+    return column in frame.columns and frame[column].notna().any()
+
+
 def dataset_table(summary, dataset: str | None, link_base: str | None = None, keep_order: bool = False) -> str:
     """The markdown table of one dataset (``None``: every row of ``summary``); with ``link_base``
     (the results folder relative to the leaderboard files) each row links the pictures of its first
@@ -243,6 +251,9 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
                 "config": f"`{r['config_hash']}`" + (f" (data `{r['data']}`)" if isinstance(r.get("data"), str) and r.get("data") else ""),
             }
         )
+        if _measured(s, "pair_agreement"):  # only tables with a synthesis method that measured it
+            pair = r.get("pair_agreement")
+            rows[-1]["pair agreement"] = f"{pair:.2f}" if isinstance(pair, float) and pair == pair else "-"
         if "_delta" in s.columns:
             d = r["_delta"]
             rows[-1] = {**{k: v for k, v in rows[-1].items() if k in ("rank", "method", "mAP@all")},

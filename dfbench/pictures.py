@@ -7,7 +7,7 @@
 
 Both carry a title (method, dataset, seed, round) and a legend that says what the labels and
 frames mean, so a picture shared on its own still says what it shows.
-- ``curves.png``: every loss term and the alignment loss over rounds, then the test mAP@all measured
+- ``curves.png``: every loss term and the alignment loss over rounds, then the monitored mAP@all measured
   every ``curve_eval_every`` rounds from round 0 (the untrained students) on (from ``curves.csv``).
 """
 
@@ -121,10 +121,12 @@ def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path
 
 
 def curve_columns(rows: list[dict]) -> list[str]:
-    """The columns of the curves but ``round``: losses in first-seen order, then the test metrics
-    (``test ...``), whatever row first holds them."""
+    """The columns of the curves but ``round``: losses and synthesis measures in first-seen order,
+    then the monitored retrieval metric (``val mAP@all``, or ``test mAP@all`` in configs made before
+    the protocol), whatever row first holds them."""
     keys = list(dict.fromkeys(k for r in rows for k in r if k != "round"))
-    return [k for k in keys if not k.startswith("test ")] + [k for k in keys if k.startswith("test ")]
+    monitored = [k for k in keys if k.endswith(" mAP@all")]
+    return [k for k in keys if k not in monitored] + monitored
 
 
 def save_curves(rows: list[dict], path: Path) -> bool:

@@ -118,7 +118,8 @@ def load_benchmark(cfg: dict, cache_dir: Path):
     from dfbench.plugins import registry
 
     plugin = registry("datasets").load(cfg["dataset"])()
-    return subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
+    benchmark = subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
+    return subset.hold_out_validation(benchmark, cfg["data"].get("validation"), cfg["data"]["seed"])
 
 
 def data_identity(cfg: dict) -> dict | None:
@@ -375,6 +376,8 @@ class _Run:
         check_finite_metrics(scores)  # a NaN is a failed run (its record holds no metric), never a result
         record["metrics"] = scores
         record["status"] = "completed"
+        if ctx.synthesis is not None:  # a synthesis method: how its synthesis works at the end
+            record["synthesis"] = ctx.synthesis
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
         if dist.is_main():  # only rank 0 writes files

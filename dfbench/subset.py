@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dfbench.datasets import SPLITS, MODALITIES, ImageSet
+from dfbench.datasets import MODALITIES, SPLITS, VALIDATION, ImageSet
 
 
 class SubsetImageSet(ImageSet):
@@ -54,4 +54,30 @@ def apply(benchmark, limit: int | None):
         base = benchmark.sets[key]
         benchmark.sets[key] = SubsetImageSet(base, first_per_class(base.labels, limit))
     benchmark.info = {**benchmark.info, "limit": {"per_class": limit, "counts": benchmark.counts()}}
+    return benchmark
+
+
+def hold_out_validation(benchmark, fraction: float | None, seed: int):
+    """``benchmark`` with ``fraction`` of each class's train images of each modality moved to a
+    validation split (``"val"``), chosen by a permutation seeded with ``seed`` (the data seed: the
+    same split for every run seed). It is carved before any teacher trains, so teachers, students
+    and synthesis never see it; every choice of the run is made on it (docs/protocol.md). A class
+    keeps at least one train image; one with a single image gives none to validation."""
+    if fraction is None:
+        return benchmark
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed) + 2**31)  # a stream of its own, apart from the dataset's
+    for m in MODALITIES:
+        base = benchmark.sets[("train", m)]
+        keep, held = [], []
+        for c in torch.unique(base.labels).tolist():
+            idx = torch.nonzero(base.labels == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            n_val = min(len(idx) - 1, round(fraction * len(idx)))
+            held += idx[:n_val].tolist()
+            keep += idx[n_val:].tolist()
+        benchmark.sets[("train", m)] = SubsetImageSet(base, sorted(keep))
+        benchmark.sets[(VALIDATION, m)] = SubsetImageSet(base, sorted(held))
+    benchmark.info = {**benchmark.info, "validation": {"fraction": fraction, "seed": int(seed), "counts": benchmark.counts()}}
     return benchmark

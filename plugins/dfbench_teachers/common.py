@@ -130,12 +130,14 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
 
 @torch.no_grad()
 def evaluate_teacher(model, role: str, benchmark, device, batch_size: int = 512) -> dict:
-    """Test accuracy of a teacher: one fraction per modality it sees, and the overall one."""
+    """Accuracy of a teacher on the benchmark's selection split (validation under the protocol,
+    else test): one fraction per modality it sees, and the overall one."""
     model.eval()
     result = {}
     correct_all = total_all = 0
-    for imageset, const, _ in role_data(benchmark, role, "test"):
-        modality = "photo" if imageset is benchmark.get("test", "photo") else "sketch"
+    split = benchmark.selection_split
+    for imageset, const, _ in role_data(benchmark, role, split):
+        modality = "photo" if imageset is benchmark.get(split, "photo") else "sketch"
         correct = 0
         for x, y in imageset.iter_batches(batch_size, device):
             out = model(x)

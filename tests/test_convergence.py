@@ -1,0 +1,81 @@
+"""Synthesis measured while it runs (issue 14): pair agreement, class coverage, teacher confidence
+and class-alignment KL at every curve row and in the record."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dfbench.cli import cli
+from dfbench.engine import SYNTHESIS_STATS, synthesis_stats
+from dfbench.inversion import SynthBatch
+
+
+def _batch(photo_logits, sketch_logits):
+    n = len(photo_logits)
+    x = torch.zeros(n, 3, 4, 4)
+    labels = torch.zeros(n, dtype=torch.long)
+    return SynthBatch(x, x, labels, labels, torch.tensor(photo_logits), torch.tensor(sketch_logits))
+
+
+def test_synthesis_stats_of_known_logits():
+    ctx = SimpleNamespace(num_classes=4)
+    big = 20.0
+    # pairs 0 and 1 agree (classes 0 and 1), pair 2 does not (2 vs 3); every class appears once
+    photo = [[big, 0, 0, 0], [0, big, 0, 0], [0, 0, big, 0]]
+    sketch = [[big, 0, 0, 0], [0, big, 0, 0], [0, 0, 0, big]]
+    stats = synthesis_stats(ctx, _batch(photo, sketch), "independent")
+    assert list(stats) == list(SYNTHESIS_STATS)
+    assert stats["pair agreement"] == pytest.approx(2 / 3)
+    assert stats["class coverage"] == pytest.approx(1.0)
+    assert stats["teacher confidence"] == pytest.approx(1.0, abs=1e-6)
+    assert stats["class KL"] == pytest.approx(big / 3, rel=1e-3)  # only the disagreeing pair costs
+    same = synthesis_stats(ctx, _batch(photo, photo), "independent")
+    assert same["pair agreement"] == 1.0 and same["class KL"] == pytest.approx(0.0, abs=1e-6)
+    flat = synthesis_stats(ctx, _batch([[0.0] * 4] * 2, [[0.0] * 4] * 2), "independent")
+    assert flat["teacher confidence"] == pytest.approx(0.25) and flat["class coverage"] == pytest.approx(0.25)
+
+
+def test_a_synthesis_run_records_its_convergence(tmp_path):
+    res = CliRunner().invoke(cli, [
+        "run", "--method", "dfsbir", "--profile", "smoke", "--device", "cpu", "--quiet", "--json",
+        "--results", str(tmp_path), "--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12",
+    ], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    [record] = json.loads(res.stdout)
+    stats = record["synthesis"]
+    assert list(stats) == list(SYNTHESIS_STATS)
+    assert all(0.0 <= stats[k] <= 1.0 for k in ("pair agreement", "class coverage", "teacher confidence"))
+    curves = (tmp_path / record["artifacts"] / "curves.csv").read_text().splitlines()
+    header = curves[0].split(",")
+    assert all(f"synth/{k}" in header for k in SYNTHESIS_STATS)
+    last = dict(zip(header, curves[-1].split(",")))
+    assert float(last["synth/pair agreement"]) == pytest.approx(stats["pair agreement"])  # the record's is the last row's
+    # a method that synthesises nothing has no such record field
+    res = CliRunner().invoke(cli, [
+        "run", "--method", "classifier-only", "--profile", "smoke", "--device", "cpu", "--quiet", "--json",
+        "--results", str(tmp_path), "--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12",
+    ], catch_exceptions=False)
+    assert "synthesis" not in json.loads(res.stdout)[0]
+
+
+def test_leaderboards_show_final_pair_agreement_when_measured(tmp_path):
+    from dfbench import leaderboard as lb
+    from test_first_hour import _record, _write
+
+    plain = [_record("classifier-only", s, 0.6) for s in (0, 1)]
+    synth = [{**_record("dfsbir", s, 0.3), "synthesis": {"pair agreement": 0.2 + s / 10}} for s in (0, 1)]
+    for r in plain:
+        _write(tmp_path / "a", r)
+    assert "pair agreement" not in lb.render(lb.load_records(tmp_path / "a"))["shapes.md"]  # nothing measured it
+    for r in plain + synth:
+        _write(tmp_path / "b", r)
+    text = lb.render(lb.load_records(tmp_path / "b"))["shapes.md"]
+    rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert "pair agreement" in rows["method"]
+    cell = lambda row: row.rstrip(" |").rsplit("|", 1)[1].strip()  # noqa: E731 (the last column)
+    assert cell(rows["dfsbir"]) == "0.25" and cell(rows["classifier-only"]) == "-"

@@ -1,0 +1,97 @@
+"""The protocol (docs/protocol.md): a validation split held out of train before teachers train;
+every choice is made on it; the test split is read once, after the choices."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from dfbench import runner
+from dfbench.cli import cli
+from dfbench.datasets import ImageSet
+from dfbench.plugins import get_plugins
+
+TINY = ["--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12"]
+
+
+class SpyImageSet(ImageSet):
+    """An image set that notes, for every read, whether the run's final evaluation had begun."""
+
+    def __init__(self, base, log: list, state: dict):
+        self.base, self.log, self.state = base, log, state
+        self.labels = base.labels
+        self.files = getattr(base, "files", None)
+
+    def __len__(self):
+        return len(self.base)
+
+    def load_uint8(self, indices):
+        self.log.append(self.state["evaluating"])
+        return self.base.load_uint8(indices)
+
+
+def _run_spying_on_test(monkeypatch, tmp_path, *extra):
+    log, state = [], {"evaluating": False}
+    load, evaluate = runner.load_benchmark, runner._Run.evaluate
+
+    def spied_load(cfg, cache_dir):
+        bench = load(cfg, cache_dir)
+        for m in ("photo", "sketch"):
+            bench.sets[("test", m)] = SpyImageSet(bench.sets[("test", m)], log, state)
+        return bench
+
+    def spied_evaluate(self, embedder):
+        state["evaluating"] = True
+        return evaluate(self, embedder)
+
+    monkeypatch.setattr(runner, "load_benchmark", spied_load)
+    monkeypatch.setattr(runner._Run, "evaluate", spied_evaluate)
+    get_plugins()
+    res = CliRunner().invoke(cli, ["run", "--method", "dfsbir", "--profile", "smoke", "--device", "cpu", "--quiet", "--json",
+                                   "--results", str(tmp_path), "--set", "curve_eval_every=4", *TINY, *extra], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)[0], log
+
+
+def test_under_the_protocol_the_test_split_is_read_only_by_the_final_evaluation(monkeypatch, tmp_path):
+    """Teachers (accuracies), curves and synthesis read the validation split; the test split is
+    first read when the final evaluation starts."""
+    record, log = _run_spying_on_test(monkeypatch, tmp_path, "--set", "data.validation=0.25")
+    assert log and all(log), f"{log.count(False)} test reads before the final evaluation"
+    counts = record["data"]["counts"]
+    assert counts["val/photo"] > 0 and counts["val/photo"] + counts["train/photo"] == 24 * len(record["data"]["classes"])
+    curves = (tmp_path / record["artifacts"] / "curves.csv").read_text()
+    assert "val mAP@all" in curves and "test mAP@all" not in curves
+
+
+def test_without_the_protocol_the_curves_read_test(monkeypatch, tmp_path):
+    """The configs made before the protocol monitor test mAP in their curves (no model was selected
+    by it): the spy sees it, which is what the protocol removes."""
+    record, log = _run_spying_on_test(monkeypatch, tmp_path)
+    assert not all(log)
+    assert "val/photo" not in record["data"]["counts"]
+
+
+def test_the_validation_split_is_carved_per_class_and_fixed_by_the_data_seed():
+    import torch
+
+    from dfbench import subset
+    from dfbench.datasets import Benchmark, TensorImageSet
+
+    def bench():
+        labels = torch.arange(4).repeat_interleave(10)
+        sets = {(s, m): TensorImageSet(torch.zeros(40, 3, 2, 2, dtype=torch.uint8), labels) for s in ("train", "test") for m in ("photo", "sketch")}
+        return Benchmark("toy", list("abcd"), 2, sets)
+
+    a = subset.hold_out_validation(bench(), 0.2, seed=0)
+    b = subset.hold_out_validation(bench(), 0.2, seed=0)
+    c = subset.hold_out_validation(bench(), 0.2, seed=1)
+    assert a.counts()["val/photo"] == 8 and a.counts()["train/photo"] == 32  # 2 of each class's 10
+    assert torch.bincount(a.get("val", "sketch").labels).tolist() == [2, 2, 2, 2]
+    assert a.get("val", "photo").indices == b.get("val", "photo").indices != c.get("val", "photo").indices
+    assert not set(a.get("val", "photo").indices) & set(a.get("train", "photo").indices)
+    assert a.selection_split == "val" and bench().selection_split == "test"
+    with pytest.raises(Exception, match="data.validation"):
+        runner.resolve_request(runner.RunRequest(method="dfsbir", profile="smoke", overrides=["data.validation=0.9"]))

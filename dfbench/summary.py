@@ -54,14 +54,35 @@ def reference(record: dict, records_dir: Path | None) -> dict | None:
     folder = Path(records_dir) / record["dataset"] / record["method"]
     if not folder.is_dir():
         return None
-    values = {}
+    values, threads = {}, {}
     for r in load_records(folder):
         if r.get("status") == "completed" and r.get("config_hash") == record.get("config_hash") and r.get("profile") == record.get("profile"):
             values.setdefault(r["seed"], float(r["metrics"]["mAP@all"]))
+            threads.setdefault(r["seed"], (r.get("env") or {}).get("torch_threads"))
     if not values:
         return None
     vals = list(values.values())
-    return {"n": len(vals), "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None, "seeds": sorted(values)}
+    return {"n": len(vals), "mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None,
+            "seeds": sorted(values), "by_seed": values, "threads": threads}
+
+
+def same_seed(record: dict, ref: dict | None) -> str | None:
+    """Whether the run reproduces the committed record of its own seed, and if not, the likely
+    reason: CPU runs are bit-reproducible at the same torch thread count, not across counts."""
+    seed = record.get("seed")
+    if ref is None or seed not in ref.get("by_seed", {}):
+        return None
+    committed, value = ref["by_seed"][seed], float(record["metrics"]["mAP@all"])
+    if value == committed:
+        return f"  reproduces the committed seed-{seed} record bit for bit"
+    ran, here = ref["threads"].get(seed), (record.get("env") or {}).get("torch_threads")
+    if ran is not None and here is not None and ran != here:
+        return (
+            f"  differs from the committed seed-{seed} record ({committed:.4f}): that ran on {ran} torch "
+            f"thread(s), this run on {here}; CPU runs reproduce bit for bit at the same thread count "
+            f"(run with OMP_NUM_THREADS={ran} to check)"
+        )
+    return f"  differs from the committed seed-{seed} record ({committed:.4f}) at the same thread count: report it"
 
 
 def verdict(value: float, chance: float | None, ref: dict | None) -> str:
@@ -102,6 +123,8 @@ def lines(record: dict, path: Path, results: Path | None = None, records_dir: Pa
     if record.get("status") == "completed" and "mAP@all" in metrics:
         ref = reference(record, records_dir)
         out.append(f"mAP@all {verdict(metrics['mAP@all'], chance, ref)}")
+        if (line := same_seed(record, ref)) is not None:
+            out.append(line)
         out.append(f"  ({MAP_MEANING})")
         if ref is None:
             where = records_dir if records_dir is not None else "leaderboards/records (not found)"

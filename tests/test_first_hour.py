@@ -173,3 +173,20 @@ def test_one_config_on_two_data_roots_is_two_leaderboard_rows(tmp_path):
     text = lb.render(records)["shapes.md"]
     assert "(data `d1111aaaa`)" in text and "(data `d2222bbbb`)" in text
     assert "0.5000 (n=1)" in text and "0.9000 (n=1)" in text
+
+
+def test_summary_says_whether_the_committed_seed_is_reproduced(tmp_path):
+    """The committed record of the run's own seed: reproduced bit for bit, or not, with the thread
+    counts when they differ (CPU runs reproduce at the same count only)."""
+    from dfbench import summary
+
+    committed = {**_record("m", 0, 0.6097), "env": {"torch_threads": 1}}
+    _write(tmp_path / "records", committed)
+    ref = summary.reference(committed, tmp_path / "records")
+    same = {**committed, "env": {"torch_threads": 1}}
+    assert summary.same_seed(same, ref) == "  reproduces the committed seed-0 record bit for bit"
+    other = {**_record("m", 0, 0.6259), "env": {"torch_threads": 2}}
+    line = summary.same_seed(other, ref)
+    assert "differs from the committed seed-0 record (0.6097)" in line and "ran on 1 torch thread(s), this run on 2" in line
+    assert "report it" in summary.same_seed({**other, "env": {"torch_threads": 1}}, ref)
+    assert summary.same_seed({**other, "seed": 5}, ref) is None

@@ -99,11 +99,14 @@ def records_frame(records: list[dict]):
             "mixed_code": bool((r.get("env") or {}).get("code_changed_since_start")),
             # a synthesis method's final pair agreement (dfbench.engine.synthesis_stats)
             "pair_agreement": (r.get("synthesis") or {}).get("pair agreement"),
+            # what a row compares like with like on (docs/protocol.md): the teachers and the readout
+            "teachers": _teacher_variant(r),
+            "readout": _param(r, "readout"),
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", *METRIC_KEYS]
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "teachers", "readout", *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -118,8 +121,31 @@ def summarise(df):
         failed = int((g["status"] == "failed").sum())
         expected = g["expected_seeds"].dropna()
         expected = int(expected.max()) if len(expected) else len(done)
-        out.append({**summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected), "data": data})
+        row = summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected)
+        out.append({**row, "data": data, "teachers": g["teachers"].iloc[0], "readout": g["readout"].iloc[0]})
     return pd.DataFrame(out)
+
+
+def _teacher_variant(record: dict) -> str:
+    """Which teachers a run loaded (its record's roles): ``unified`` (one classifier of both
+    modalities), ``independent`` (a photo and a sketch classifier trained apart), ``none``."""
+    roles = set(record.get("teachers") or {})
+    if "unified" in roles:
+        return "unified"
+    if {"photo", "sketch"} <= roles:
+        return "independent"
+    return ", ".join(sorted(roles)) or "none"
+
+
+def _param(record: dict, key: str) -> str:
+    """A method option of a record's config as a table cell ('-': the method has no such option)."""
+    value = ((record.get("config") or {}).get("params") or {}).get(key)
+    return str(value) if isinstance(value, str) and value else "-"
+
+
+def _cell(row, key: str) -> str:
+    value = row.get(key)
+    return value if isinstance(value, str) and value else "-"
 
 
 def _data_digest(record: dict) -> str:
@@ -243,6 +269,8 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             {
                 "rank": str(rank_of[i]) if i in rank_of else "-",
                 "method": r["method"],
+                "teachers": _cell(r, "teachers"),
+                "readout": _cell(r, "readout"),
                 **_metric_cells(r),
                 "seeds": r["seeds"] + (f" ({r['failed']} failed)" if r["failed"] else "")
                 + (f" ({r['mixed_code']} mixed code)" if r.get("mixed_code") else ""),
@@ -418,8 +446,10 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
     best["_cell"] = [_overview_cell(r) for _, r in best.iterrows()]
     table = best.pivot(index="method", columns="dataset", values="_cell")
     table = table.fillna("-")
-    rows = [{"method": m, **table.loc[m].to_dict()} for m in table.index]
-    columns = ["method", *table.columns]
+    like = {m: " · ".join(sorted({f"{_cell(r, 'teachers')} teachers, {_cell(r, 'readout')} readout" for _, r in g.iterrows()}))
+            for m, g in best.groupby("method")}
+    rows = [{"method": m, "teachers, readout": like[m], **table.loc[m].to_dict()} for m in table.index]
+    columns = ["method", "teachers, readout", *table.columns]
     sources = []
     for i, rep in enumerate(reported, start=1):
         if rep.metric != "mAP@all":
@@ -432,7 +462,11 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
 
     frame = pd.DataFrame(rows, columns=columns).fillna("-")
     lines = [HEADER, "", "# Leaderboards", "", "mAP@all of each method's best complete config per dataset. Rows marked "
-             "*reported* are numbers a paper published, shown for orientation only: they never enter a mean or a rank.", ""]
+             "*reported* are numbers a paper published, shown for orientation only: they never enter a mean or a rank. "
+             "Rows compare like with like only when they share teachers (`unified`: one classifier of both modalities; "
+             "`independent`: a photo and a sketch classifier trained apart, the paper's setting) and readout (`proxy`, "
+             "`probs`, `logits`: retrieval in the teachers' class space; `raw`: the students' own embedding); see "
+             "docs/protocol.md.", ""]
     lines.append(_markdown(frame))
     if sources:
         lines += [""] + sources

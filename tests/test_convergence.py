@@ -79,3 +79,22 @@ def test_leaderboards_show_final_pair_agreement_when_measured(tmp_path):
     assert "pair agreement" in rows["method"]
     cell = lambda row: row.rstrip(" |").rsplit("|", 1)[1].strip()  # noqa: E731 (the last column)
     assert cell(rows["dfsbir"]) == "0.25" and cell(rows["classifier-only"]) == "-"
+
+
+def test_every_row_names_its_teachers_and_readout(tmp_path):
+    """Rows compare like with like only when they share teachers and readout: each row says both
+    (the teachers from the roles the run loaded, the readout from its config)."""
+    from dfbench import leaderboard as lb
+    from test_first_hour import _record, _write
+
+    plain = {**_record("classifier-only", 0, 0.6), "config": {"params": {"variant": "independent", "readout": "probs"}}}
+    synth = {**_record("dfsbir", 0, 0.3), "teachers": {"unified": {"accuracy": 0.7}, "modality": {"accuracy": 1.0}},
+             "config": {"params": {"variant": "unified", "readout": "proxy"}}}
+    for r in (plain, synth):
+        _write(tmp_path, r)
+    files = lb.render(lb.load_records(tmp_path))
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")] for line in files["shapes.md"].splitlines() if line.startswith("| ") and "---" not in line}
+    header = rows["method"]
+    assert [rows["classifier-only"][header.index(k)] for k in ("teachers", "readout")] == ["independent", "probs"]
+    assert [rows["dfsbir"][header.index(k)] for k in ("teachers", "readout")] == ["unified", "proxy"]
+    assert "independent teachers, probs readout" in files["README.md"] and "unified teachers, proxy readout" in files["README.md"]

@@ -262,6 +262,8 @@ def resolve(
         checked = validate(RunOptions, {k: v for k, v in cfg.items() if k != "params"}, "", registry, unlisted=HEAD_KEYS)
         checked["params"] = validate(schema, cfg["params"], "params", registry)
         cfg = {**cfg, **checked}
+        if callable(getattr(schema, "check_run", None)):  # checks across sections a method declares
+            schema.check_run(cfg)
     return {k: cfg[k] for k in fields_of(RunOptions) if k in cfg}
 
 

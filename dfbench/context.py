@@ -25,6 +25,7 @@ class RunContext:
     strategy: Any = None  # the inversion strategy
     last_batch: Any = None  # dfbench.inversion.SynthBatch
     synthesis: dict | None = None  # the last curve row's dfbench.engine.synthesis_stats
+    selection: dict | None = None  # what params.select chose, and on what (dfbench.engine.SelectOnValidation)
     extra: dict = field(default_factory=dict)
 
     @property

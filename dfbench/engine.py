@@ -75,6 +75,23 @@ class DataFreeOptions(Options):
         help="encoder BatchNorm during their steps: batch statistics (train) or the running statistics they start with (frozen)",
     )
     log_every: int = option(10, min=1, help="rounds between curve rows (and NaN checks)")
+    select: Literal["last", "best-val"] | None = option(
+        None, optional=True,
+        help="the students a run is evaluated with: its last round's (unset: the same), or those of the curve "
+        "evaluation with the best validation mAP@all (needs data.validation and curve_eval_every; docs/protocol.md)",
+    )
+
+    @classmethod
+    def check_run(cls, cfg: dict) -> None:
+        """Checks across sections, when the config is resolved (before any work)."""
+        if cfg["params"].get("select") == "best-val":
+            if not cfg["data"].get("validation"):
+                raise ConfigError(
+                    "params.select=best-val picks the round with the best validation mAP@all, but the run has no "
+                    "validation split: set data.validation (for example 0.1; docs/protocol.md)."
+                )
+            if not cfg.get("curve_eval_every"):
+                raise ConfigError("params.select=best-val needs curve evaluations: set curve_eval_every to a positive number of rounds.")
 
 
 #: the defaults of :class:`DataFreeOptions` as plain data, for methods' ``base`` declarations
@@ -118,12 +135,15 @@ class DataFreeMethod(Method):
 class LoopHook:
     """Something the loop does around its rounds, apart from training (mmengine's hooks, small):
     ``before_train`` once (after a resume is restored), ``after_round`` after each round's
-    encoder steps. Hooks run in the order given."""
+    encoder steps, ``after_train`` once after the last round. Hooks run in the order given."""
 
     def before_train(self, loop: "DataFreeLoop") -> None:
         pass
 
     def after_round(self, loop: "DataFreeLoop") -> None:
+        pass
+
+    def after_train(self, loop: "DataFreeLoop") -> None:
         pass
 
 
@@ -165,6 +185,8 @@ class DataFreeLoop:
         if self.sched is not None:
             self.parts["sched"] = self.sched
         self.round = 0  # rounds done
+        self.monitored: tuple | None = None  # (round, value) of the last curve evaluation
+        self.best: dict | None = None  # params.select=best-val: {round, value, state} of the best evaluation so far
         self.start = 0  # the round this process started from (a resumed run's checkpoint)
         self.batch: SynthBatch | None = None  # the newest synthesised batch
         self.task = None  # the progress task while running
@@ -193,6 +215,8 @@ class DataFreeLoop:
                 self.train_round()
                 for hook in hooks:
                     hook.after_round(self)
+        for hook in hooks:
+            hook.after_train(self)
 
     def train_round(self) -> None:
         """One round: synthesise a batch, then the encoder steps on it and the pool."""
@@ -248,6 +272,7 @@ class DataFreeLoop:
             "pool": self.pool.state_dict(),
             "engine_generator": self.gen.get_state(),
             "curves": list(self.ctx.curves),
+            "best": self.best,
         }
 
     def restore(self) -> None:
@@ -266,12 +291,14 @@ class DataFreeLoop:
         self.ctx.curves[:] = saved["curves"]
         set_rng_state(saved["rng"])
         self.start = self.round = int(saved["round"])
+        self.best = saved.get("best")
         _restore_rank(saved, self.pool, self.gen, self.strategy, self.ctx)
 
 
 def default_hooks(ctx, p: DataFreeOptions) -> list[LoopHook]:
-    """The hooks every data-free run has, in order."""
-    return [DistributedBatchNorm(), CurveHook(int(ctx.config.get("curve_eval_every", 0) or 0)), CheckpointHook()]
+    """The hooks of a data-free run, in order."""
+    select = [SelectOnValidation()] if p.select == "best-val" else []
+    return [DistributedBatchNorm(), CurveHook(int(ctx.config.get("curve_eval_every", 0) or 0)), *select, CheckpointHook()]
 
 
 class DistributedBatchNorm(LoopHook):
@@ -297,7 +324,9 @@ class CurveHook(LoopHook):
     def before_train(self, loop):
         self.last_eval = loop.start
         if 0 < self.eval_every <= loop.p.rounds and loop.start == 0:  # the students before any training
-            loop.ctx.log_curve({"round": 0, **_monitor(loop.ctx, loop.students, loop.p.readout)})
+            row = _monitor(loop.ctx, loop.students, loop.p.readout)
+            loop.monitored = (0, next(iter(row.values())))
+            loop.ctx.log_curve({"round": 0, **row})
 
     def after_round(self, loop):
         r = loop.round
@@ -310,7 +339,9 @@ class CurveHook(LoopHook):
             loop.ctx.synthesis = dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant))
             row.update({f"synth/{k}": v for k, v in loop.ctx.synthesis.items()})
         if self.eval_every > 0 and r // self.eval_every > self.last_eval // self.eval_every:
-            row.update(_monitor(loop.ctx, loop.students, loop.p.readout))
+            monitored = _monitor(loop.ctx, loop.students, loop.p.readout)
+            loop.monitored = (r, next(iter(monitored.values())))
+            row.update(monitored)
             self.last_eval = r
         bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
         if bad:
@@ -322,6 +353,38 @@ class CurveHook(LoopHook):
         loop.ctx.log_curve(row)
         loop.task.note(f"align {row['align']:.3f}")
         loop._reset_sums()
+
+
+class SelectOnValidation(LoopHook):
+    """``params.select: best-val``: the students of the curve evaluation with the best validation
+    mAP@all (round 0, the untrained students, included) are kept and restored after the last round,
+    so the run is evaluated (on test, once) with the students validation chose. The choice goes into
+    the record (``selection``); the kept state is part of the checkpoint, so a resumed run chooses
+    the same."""
+
+    def before_train(self, loop):
+        self._consider(loop)
+
+    def after_round(self, loop):
+        self._consider(loop)
+
+    @staticmethod
+    def _consider(loop):
+        if loop.monitored is None or (loop.best is not None and loop.monitored[0] <= loop.best["seen"]):
+            return
+        r, value = loop.monitored
+        if loop.best is None or value > loop.best["value"]:
+            state = {k: v.detach().cpu().clone() for k, v in loop.students.state_dict().items()}
+            loop.best = {"round": r, "value": value, "state": state, "seen": r}
+        else:
+            loop.best["seen"] = r
+
+    def after_train(self, loop):
+        if loop.best is None:
+            return
+        loop.students.load_state_dict(loop.best["state"])
+        loop.ctx.selection = {"select": "best-val", "split": "val", "metric": "mAP@all", "round": loop.best["round"],
+                              "value": loop.best["value"], "rounds": loop.p.rounds}
 
 
 class CheckpointHook(LoopHook):

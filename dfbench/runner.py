@@ -378,6 +378,8 @@ class _Run:
         record["status"] = "completed"
         if ctx.synthesis is not None:  # a synthesis method: how its synthesis works at the end
             record["synthesis"] = ctx.synthesis
+        if ctx.selection is not None:  # the round validation chose (params.select)
+            record["selection"] = ctx.selection
         if ctx.checkpointer.resumed_from is not None:
             record["resumed_from_round"] = ctx.checkpointer.resumed_from
         if dist.is_main():  # only rank 0 writes files

@@ -98,3 +98,17 @@ def test_every_row_names_its_teachers_and_readout(tmp_path):
     assert [rows["classifier-only"][header.index(k)] for k in ("teachers", "readout")] == ["independent", "probs"]
     assert [rows["dfsbir"][header.index(k)] for k in ("teachers", "readout")] == ["unified", "proxy"]
     assert "independent teachers, probs readout" in files["README.md"] and "unified teachers, proxy readout" in files["README.md"]
+
+
+@pytest.mark.parametrize("readout", ["features", "logits", "probs"])
+def test_classifier_only_reads_out_features_logits_or_probabilities(readout, tmp_path):
+    """The readout is an axis of its own: classifier-only has a row for each of the teachers'
+    penultimate features, logits and probabilities."""
+    res = CliRunner().invoke(cli, [
+        "run", "--method", "classifier-only", "--profile", "smoke", "--device", "cpu", "--quiet", "--json",
+        "--results", str(tmp_path), "--set", f"params.readout={readout}",
+        "--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12",
+    ], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    [record] = json.loads(res.stdout)
+    assert record["config"]["params"]["readout"] == readout and 0.0 <= record["metrics"]["mAP@all"] <= 1.0

@@ -95,3 +95,30 @@ def test_the_validation_split_is_carved_per_class_and_fixed_by_the_data_seed():
     assert a.selection_split == "val" and bench().selection_split == "test"
     with pytest.raises(Exception, match="data.validation"):
         runner.resolve_request(runner.RunRequest(method="dfsbir", profile="smoke", overrides=["data.validation=0.9"]))
+
+
+def test_the_round_is_chosen_on_validation_and_recorded(monkeypatch, tmp_path):
+    """params.select=best-val evaluates the students of the best validation evaluation; the test
+    split is still read only by the final evaluation, and the record says what was chosen."""
+    record, log = _run_spying_on_test(monkeypatch, tmp_path, "--set", "data.validation=0.25", "--set", "params.select=best-val")
+    assert log and all(log)
+    sel = record["selection"]
+    curves = (tmp_path / record["artifacts"] / "curves.csv").read_text().splitlines()
+    header = curves[0].split(",")
+    col = header.index("val mAP@all")
+    evaluated = {int(row.split(",")[0]): float(row.split(",")[col]) for row in curves[1:] if row.split(",")[col]}
+    assert set(evaluated) == {0, 4, 8, 12}
+    best = max(evaluated, key=lambda r: (evaluated[r], -r))  # the first of equal values
+    assert (sel["round"], sel["split"], sel["rounds"]) == (best, "val", 12)
+    assert sel["value"] == pytest.approx(evaluated[best])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["params.select=best-val"], "set data.validation"),
+    (["params.select=best-val", "data.validation=0.2", "curve_eval_every=0"], "set curve_eval_every"),
+])
+def test_selection_without_a_validation_split_fails_before_any_work(extra, message):
+    from dfbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        runner.resolve_request(runner.RunRequest(method="dfsbir", profile="smoke", overrides=extra))

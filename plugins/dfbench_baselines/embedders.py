@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from dfbench.errors import ConfigError
 
-TEACHER_READOUTS = ("probs", "logits")
-AVERAGE_READOUTS = ("probs", "logits", "features")
+#: every readout of a classifier: its penultimate features, its logits, its class probabilities
+READOUTS = ("features", "logits", "probs")
 
 
 def _check_readout(readout: str, allowed) -> str:
@@ -41,7 +41,7 @@ class TeacherEmbedder:
     def __init__(self, teachers, variant: str, readout: str = "probs"):
         self.teachers = teachers
         self.variant = variant
-        self.readout = _check_readout(readout, TEACHER_READOUTS)
+        self.readout = _check_readout(readout, READOUTS)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, modality: str) -> torch.Tensor:
@@ -98,7 +98,7 @@ class ClassifierEmbedder:
 
     def __init__(self, net, readout: str = "probs"):
         self.net = net
-        self.readout = _check_readout(readout, AVERAGE_READOUTS)
+        self.readout = _check_readout(readout, READOUTS)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, modality: str) -> torch.Tensor:

@@ -85,7 +85,11 @@ class ClassifierOnlyOptions(Options):
     variant: Literal["independent", "unified"] = option(
         "independent", help="each modality's own teacher (independent) or one classifier of both (unified)"
     )
-    readout: Literal["logits", "probs"] = option("probs", help="retrieval embedding: the teacher's logits or its class probabilities")
+    readout: Literal["features", "logits", "probs"] = option(
+        "probs",
+        help="retrieval embedding: each modality's teacher's penultimate features (independent teachers' feature "
+        "spaces are not aligned), logits or class probabilities",
+    )
 
 
 class ClassifierOnly(Method):

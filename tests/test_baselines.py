@@ -230,8 +230,10 @@ def test_teacher_embedder_readouts():
     logits = TeacherEmbedder(t, "independent", "logits").embed(x, "sketch")
     assert torch.allclose(probs, torch.softmax(t["photo"](x), 1))
     assert torch.allclose(logits, t["sketch"](x))
+    feats = TeacherEmbedder(t, "independent", "features").embed(x, "photo")  # the penultimate features, unit length
+    assert torch.allclose(feats, torch.nn.functional.normalize(t["photo"].features(x), dim=1))
     with pytest.raises(ConfigError):
-        TeacherEmbedder(t, "independent", "features")
+        TeacherEmbedder(t, "independent", "embedding")
 
 
 # -- knowledge distillation -------------------------------------------------------------------------

@@ -55,7 +55,7 @@ class DataOptions(Options):
     image_size: int = option(32, min=8, help="side of the square images handed to networks, in pixels")
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of generated data and dataset splits (the same for every run seed)")
     skip_bad_images: bool = option(False, help="skip unreadable image files with a warning instead of failing")
-    options: dict = option({}, help="the dataset's own options (checked by the dataset)")
+    options: dict = option({}, help="the dataset's own options (its Options: 'dfbench list --kind datasets --json')")
     limit: int | None = option(
         None, min=1, optional=True, help="only the first N images per class of every split and modality (dfbench.subset)"
     )
@@ -264,6 +264,9 @@ def resolve(
         cfg = {**cfg, **checked}
         if callable(getattr(schema, "check_run", None)):  # checks across sections a method declares
             schema.check_run(cfg)
+        dataset_options = options_class(registry("datasets").load(cfg["dataset"]))
+        if dataset_options is not Options:  # the dataset's own options, when it declares them
+            validate(dataset_options, cfg["data"]["options"], "data.options", registry)
     return {k: cfg[k] for k in fields_of(RunOptions) if k in cfg}
 
 
@@ -426,8 +429,9 @@ def annotated_yaml(cfg: dict) -> str:
 
     method_cls = registry("methods").load(cfg["method"]) if cfg.get("method") in registry("methods") else None
     params_schema = method_schema(method_cls, getattr(method_cls, "profiles", {}))
+    dataset_schema = options_class(registry("datasets").load(cfg["dataset"])) if cfg.get("dataset") in registry("datasets") else None
     lines: list[str] = []
-    _annotate(RunOptions, cfg, 0, lines, registry, {"params": params_schema})
+    _annotate(RunOptions, cfg, 0, lines, registry, {"params": params_schema, "data": {"options": dataset_schema}})
     return "\n".join(lines) + "\n"
 
 
@@ -441,6 +445,10 @@ def _annotate(cls: type | None, data: dict, depth: int, lines: list, registry, n
     for key, value in data.items():
         tp, spec, default = specs.get(key, (None, Spec(), None))
         inner = (nested or {}).get(key)
+        deeper = inner if isinstance(inner, dict) else None  # schemas of sections further down
+        inner = None if deeper is not None else inner
+        if isinstance(inner, type) and issubclass(inner, Options) and isinstance(value, dict):
+            value = deep_merge(inner.defaults(), value)  # the options left at their defaults, shown
         if spec.kind and isinstance(value, dict) and value.get(spec.key) in registry(spec.kind):
             inner = options_class(registry(spec.kind).load(value[spec.key]))
             value = {spec.key: value[spec.key], **deep_merge(inner.defaults(), {k: v for k, v in value.items() if k != spec.key})}
@@ -452,7 +460,7 @@ def _annotate(cls: type | None, data: dict, depth: int, lines: list, registry, n
         note = _note(tp, spec)
         if isinstance(value, dict) and value:
             lines.append(f"{pad}{key}:" + (f"  # {note}" if note else ""))
-            _annotate(inner, value, depth + 1, lines, registry)
+            _annotate(inner, value, depth + 1, lines, registry, deeper)
         else:
             text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
             text = text[:-4].strip() if text.endswith("\n...") or text.endswith(" ...") else text

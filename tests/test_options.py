@@ -25,13 +25,13 @@ def _resolve(method="dfsbir", profile="smoke", overrides=(), config_file=None, *
 
 def _components():
     get_plugins()
-    return [(kind, entry.name) for kind in KINDS if kind != "datasets" for entry in registry(kind)]
+    return [(kind, entry.name) for kind in KINDS for entry in registry(kind)]
 
 
 @pytest.mark.parametrize(("kind", "name"), _components())
 def test_every_component_declares_documented_options(kind, name):
-    """Each option of every registered component has a type, a default that passes its own checks
-    and one line of help (datasets still check ``data.options`` themselves)."""
+    """Each option of every registered component (datasets' ``data.options`` included) has a type,
+    a default that passes its own checks and one line of help."""
     cls = registry(kind).load(name)
     schema = cfgmod.method_schema(cls, getattr(cls, "profiles", {})) if kind == "methods" else options_class(cls)
     rows = schema.describe()

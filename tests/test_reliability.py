@@ -334,8 +334,8 @@ BAD_INPUT = {
     "unknown-key-set": (lambda tmp: ["--method", "dfsbir", "--set", "params.round=3"], ["Unknown config key 'params.round'. Did you mean 'rounds'", "--print-config"]),
     "unknown-top-level-key": (lambda tmp: ["--method", "dfsbir", "--set", "epochs=3"], ["Unknown config key 'epochs'.", "Valid keys here: checkpoint_every, curve_eval_every, data, eval, params, perf, students, teachers."]),
     "unknown-key-in-file": (_unknown_key_in_file, ["Unknown config key 'teachers.epoch'. Did you mean 'epochs'"]),
-    "unknown-dataset-option": (lambda tmp: _folder(make_tree(tmp / "d"), "--set", "data.options.in_memroy=true"), ["Unknown option 'in_memroy' for the dataset 'folder'. Did you mean 'in_memory'?"]),
-    "unknown-shapes-option": (lambda tmp: ["--method", "dfsbir", "--set", "data.options.train_per_clas=3"], ["unknown option(s) 'train_per_clas'", "'train_per_class'"]),
+    "unknown-dataset-option": (lambda tmp: _folder(make_tree(tmp / "d"), "--set", "data.options.in_memroy=true"), ["Unknown config key 'data.options.in_memroy'. Did you mean 'in_memory'?", "Valid keys here: cache, in_memory, unpaired_classes"]),
+    "unknown-shapes-option": (lambda tmp: ["--method", "dfsbir", "--set", "data.options.train_per_clas=3"], ["Unknown config key 'data.options.train_per_clas'. Did you mean 'train_per_class'", "Valid keys here: test_per_class, train_per_class"]),
     "malformed-set": (lambda tmp: ["--method", "dfsbir", "--set", "params.rounds"], ["--set expects key=value", "got 'params.rounds'"]),
     # teachers (the shapes data is generated and cached; no teacher is trained)
     "teacher-checkpoint-not-set": (lambda tmp: ["--method", "dfsbir", *_sets("teachers.loader=checkpoint")], [

@@ -38,19 +38,38 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from dfbench.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, default_data_dir
 from dfbench.errors import ConfigError, DataError
 from dfbench.imageio import make_file_image_set, scan_image_tree
+from dfbench.options import Options, option
 
 from dfbench_datasets.folder import _rel, check_extra
 
 log = logging.getLogger("dfbench.datasets")
 
-EXTRA_KEYS = ("sketch_dir", "photo_dir", "test_fraction", "split_seed", "split_file", "class_set")
 DEFAULT_TEST_FRACTION = 0.2
 CLASS_SETS = ("all", "zero-shot-test", "zero-shot-train")
+
+
+@dataclass
+class ExtendedOptions(Options):
+    """``data.options`` of the Sketchy, TU-Berlin and QuickDraw-Extended loaders."""
+
+    sketch_dir: str | None = option(None, help="the sketch folder, relative to the root or absolute (null: found by its release name)")
+    photo_dir: str | None = option(None, help="the photo folder, relative to the root or absolute (null: found by its release name)")
+    test_fraction: float = option(
+        DEFAULT_TEST_FRACTION, min=0.0, max=1.0, min_exclusive=True, max_exclusive=True,
+        help="fraction of each class's images in the test split (without a split file)",
+    )
+    split_seed: int | None = option(None, min=0, help="seed of the train/test split (null: data.seed)")
+    split_file: str | None = option(None, help="a JSON file naming each split's files (a published split)")
+    class_set: str = option("all", choices=CLASS_SETS, help="all classes, or a published zero-shot class set")
+
+
+EXTRA_KEYS = tuple(ExtendedOptions())
 
 #: The zero-shot test classes the SBIR literature publishes, per dataset (sketch folder spellings).
 ZERO_SHOT_TEST_CLASSES = {
@@ -106,6 +125,7 @@ class ExtendedDataset(DatasetPlugin):
 
     name = ""
     title = ""
+    Options = ExtendedOptions
     needs_data_root = True
     #: sub-folders of the root that may hold the release (searched after the root itself)
     root_aliases: tuple = ()

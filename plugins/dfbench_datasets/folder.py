@@ -24,11 +24,14 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from dfbench.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, TensorImageSet
 from dfbench.errors import ConfigError, DataError, did_you_mean
 from dfbench.imageio import make_file_image_set, read_images, scan_image_tree
+from dfbench.options import Options, option
 
 log = logging.getLogger("dfbench.datasets")
 
@@ -36,7 +39,20 @@ IN_MEMORY_MAX_IMAGES = 50_000
 IN_MEMORY_MAX_BYTES = 1 << 30  # 1 GiB of uint8 pixels
 CACHE_FORMAT = 1
 LAYOUT = "{train,test}/{photo,sketch}/<class>/<image files>"
-FOLDER_EXTRA_KEYS = ("in_memory", "cache", "unpaired_classes")
+
+
+@dataclass
+class FolderOptions(Options):
+    """``data.options`` of the folder datasets (``folder``, ``qd-cifar10``)."""
+
+    in_memory: bool | None = option(None, help="hold the decoded images in memory (null: when they fit in 1 GiB)")
+    cache: bool = option(True, help="read and write the tensor cache of the decoded images")
+    unpaired_classes: Literal["error", "drop"] = option(
+        "error", help="a class missing from a split or modality: an error, or left out with a warning"
+    )
+
+
+FOLDER_EXTRA_KEYS = tuple(FolderOptions())
 
 
 class UnpairedClassWarning(UserWarning):
@@ -388,6 +404,7 @@ class FolderDataset(DatasetPlugin):
 
     name = "folder"
     needs_data_root = True
+    Options = FolderOptions
     extra_keys = FOLDER_EXTRA_KEYS
 
     def resolve_root(self, options: DatasetOptions) -> Path:

@@ -31,19 +31,31 @@ caches are not reused.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dfbench.datasets import MODALITIES, Benchmark, DatasetOptions, DatasetPlugin
 from dfbench.errors import ConfigError
+from dfbench.options import Options, option
 from dfbench_datasets.drawing import CLASS_NAMES, SHAPES, render_photo, render_sketch
 
 GENERATOR = "shapes-v1"
 CLASSES: tuple = CLASS_NAMES
 DEFAULT_TRAIN_PER_CLASS = 120
 DEFAULT_TEST_PER_CLASS = 60
-EXTRA_KEYS = ("train_per_class", "test_per_class")
+
+
+@dataclass
+class ShapesOptions(Options):
+    """``data.options`` of the shapes dataset."""
+
+    train_per_class: int = option(DEFAULT_TRAIN_PER_CLASS, min=1, help="generated train images per class and modality")
+    test_per_class: int = option(DEFAULT_TEST_PER_CLASS, min=1, help="generated test images per class and modality")
+
+
+EXTRA_KEYS = tuple(ShapesOptions())
 MIN_IMAGE_SIZE = 8
 
 _SPLIT_IDS = {"train": 1, "test": 2}
@@ -164,6 +176,7 @@ class ShapesDataset(DatasetPlugin):
     """Procedurally generated photos and sketches of 12 shape classes (see the module docstring)."""
 
     name = "shapes"
+    Options = ShapesOptions
     needs_data_root = False
 
     def load(self, options: DatasetOptions) -> Benchmark:

@@ -310,7 +310,8 @@ def merge_layer(cls: type, current: dict, layer: dict, profile: str, registry) -
             section = out.get(key) if isinstance(out.get(key), dict) else {}
             name = value.get(spec.key)
             if name is not None and name != section.get(spec.key):
-                registry(spec.kind).get(name) if isinstance(name, str) else None  # unknown names fail here
+                if isinstance(name, str):
+                    registry(spec.kind).get(name)  # an unknown name fails here, with its did-you-mean
                 section = component_defaults(spec, name, profile, registry) if isinstance(name, str) else {spec.key: name}
             chosen = section.get(spec.key)
             inner = options_class(registry(spec.kind).load(chosen)) if isinstance(chosen, str) and chosen in registry(spec.kind) else None

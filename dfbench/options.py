@@ -354,7 +354,7 @@ def _check_weights(spec: Spec, value, where: str, registry) -> dict:
         value = {}
     if not isinstance(value, Mapping):
         raise _bad(where, f"must be a mapping of names to weights, got {_describe_value(value)}", spec)
-    known = known_names(spec.keys_of, registry)
+    known = registry(spec.keys_of).names() if registry is not None else None
     if known is not None:
         for name in value:
             if name not in known:
@@ -363,11 +363,6 @@ def _check_weights(spec: Spec, value, where: str, registry) -> dict:
                     f"{spec.keys_of}: {', '.join(known)}."
                 )
     return {k: _scalar(float, spec, v, f"{where}.{k}") for k, v in value.items()}
-
-
-def known_names(kind: str, registry=None) -> list[str] | None:
-    """Registered names of ``kind`` (None when no registry is at hand)."""
-    return registry(kind).names() if registry is not None else None
 
 
 def options_class(component_cls) -> type:

@@ -125,7 +125,7 @@ class Options(Mapping):
         return to_data(cls())
 
     @classmethod
-    def describe(cls, registry=None) -> list[dict]:
+    def describe(cls) -> list[dict]:
         """One row per option: name, type, default, help, and range or choices when declared."""
         rows = []
         hints = _hints(cls)

@@ -86,6 +86,9 @@ class PerfOptions(Options):
     channels_last: bool = option(False, help="channels-last memory format for every conv net of the run")
     compile: bool = option(False, help="torch.compile the encoders")
     optimizer_impl: Literal["default", "foreach", "fused"] = option("default", help="the optimisers' kernels")
+    threads: int | None = option(
+        None, min=1, optional=True, help="torch CPU threads (unset: torch's default); CPU runs repeat bit for bit at a given count"
+    )
 
 
 @dataclass

@@ -27,6 +27,7 @@ class RunContext:
     synthesis: dict | None = None  # the last curve row's dfbench.engine.synthesis_stats
     selection: dict | None = None  # what params.select chose, and on what (dfbench.engine.SelectOnValidation)
     extra: dict = field(default_factory=dict)
+    streams: Any = None  # dfbench.rng.Streams: the run's named random streams (made on first use)
 
     @property
     def params(self) -> dict:
@@ -40,6 +41,24 @@ class RunContext:
         if "_perf" not in self.extra:
             self.extra["_perf"] = Perf.from_config(self.config.get("perf"), self.device)
         return self.extra["_perf"]
+
+    def _streams(self):
+        if self.streams is None:
+            from dfbench import distributed as dist
+            from dfbench.rng import Streams
+
+            self.streams = Streams(self.seed, dist.rank())
+        return self.streams
+
+    def rng(self, name: str):
+        """The CPU ``torch.Generator`` of the run's stream ``name`` (dfbench.rng): derived from
+        (seed, rank, name), one object per name, saved in checkpoints."""
+        return self._streams().generator(name)
+
+    def rng_scope(self, name: str):
+        """``with ctx.rng_scope(name):`` model initialisation under stream ``name``, the global torch
+        state restored afterwards (dfbench.rng.Streams.scope)."""
+        return self._streams().scope(name)
 
     @property
     def seed(self) -> int:

@@ -21,11 +21,6 @@ from contextlib import contextmanager
 
 from dfbench.errors import ConfigError, DfbenchError
 
-#: rank r's random streams are seeded with ``seed + r * RANK_SEED_STRIDE`` (rank 0 keeps ``seed``);
-#: the stride keeps every rank's streams apart from the fixed offsets (+7, +101, +202, ...) that
-#: the engine and the strategies add to the run seed.
-RANK_SEED_STRIDE = 1_000_003
-
 _state = {"initialised": False, "backend": None, "cpu_group": None, "device": None}
 
 
@@ -313,26 +308,6 @@ def sync_module(module) -> None:
     with torch.no_grad():
         for t in list(module.parameters()) + list(module.buffers()):
             tdist.broadcast(t.data, src=0)
-
-
-def offset_seed(seed: int) -> int:
-    """``seed`` for this rank's random streams (rank 0: ``seed`` itself)."""
-    return int(seed) + rank() * RANK_SEED_STRIDE
-
-
-def generators_of(obj) -> dict:
-    """The ``torch.Generator`` attributes of ``obj`` (a strategy's noise/sample streams)."""
-    import torch
-
-    return {k: v for k, v in vars(obj).items() if isinstance(v, torch.Generator)}
-
-
-def offset_generators(obj) -> None:
-    """Reseed every generator attribute of ``obj`` so that each rank draws different samples."""
-    if rank() == 0:
-        return
-    for g in generators_of(obj).values():
-        g.manual_seed(offset_seed(g.initial_seed()))
 
 
 def trainable_parts(obj) -> list[str]:

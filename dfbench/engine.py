@@ -161,13 +161,15 @@ class DataFreeLoop:
 
         self.ctx, self.p = ctx, p
         self.weights = check_weights(p.weights)
-        self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers)
+        with ctx.rng_scope("students/init"):
+            self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers)
         strategy_cls = registry("inversions").load(p.inversion["strategy"])
         options = _rank_options(component_options(strategy_cls, p.inversion, "strategy", "params.inversion"))
-        self.strategy = strategy_cls(ctx, options, self.weights, p.variant)
-        dist.offset_generators(self.strategy)  # data-parallel runs: each rank draws its own samples
+        with ctx.rng_scope("inversion/init"):  # the strategy's modules start from a stream of their own
+            self.strategy = strategy_cls(ctx, options, self.weights, p.variant)
         loss_cls = registry("losses").load(p.alignment["loss"])
-        self.align = loss_cls(ctx, component_options(loss_cls, p.alignment, "loss", "params.alignment"), self.students)
+        with ctx.rng_scope("alignment/init"):
+            self.align = loss_cls(ctx, component_options(loss_cls, p.alignment, "loss", "params.alignment"), self.students)
         self.align_params = list(self.align.parameters())
         ctx.perf.prepare(self.students, *perf_modules(self.strategy), *ctx.teachers.models.values())
         ctx.perf.compile_modules(self.students.encoders.values())
@@ -175,7 +177,7 @@ class DataFreeLoop:
         steps = max(1, p.rounds * p.encoder_steps)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps) if p.schedule == "cosine" else None
         self.pool = ReplayPool(_rank_pool(p.replay_size))
-        self.gen = torch.Generator().manual_seed(dist.offset_seed(ctx.seed + 7))
+        self.gen = ctx.rng("loop/encoder-batches")
         self.batch_size = dist.split_batch(p.batch_size, "params.batch_size")  # this rank's share
         self.n_fresh = max(1, int(round(self.batch_size * p.fresh_fraction))) if self.pool.capacity > 0 else self.batch_size
         self.frozen_bn = [m for m in self.students.encoders.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)] if p.student_bn == "frozen" else []
@@ -270,7 +272,7 @@ class DataFreeLoop:
             "round": self.round,
             "parts": {k: v.state_dict() for k, v in self.parts.items()},
             "pool": self.pool.state_dict(),
-            "engine_generator": self.gen.get_state(),
+            "streams": self.ctx.streams.state_dict(),
             "curves": list(self.ctx.curves),
             "best": self.best,
         }
@@ -287,12 +289,12 @@ class DataFreeLoop:
         for k, v in self.parts.items():
             v.load_state_dict(saved["parts"][k])
         self.pool.load_state_dict(saved["pool"], self.ctx.device)
-        self.gen.set_state(saved["engine_generator"])
+        self.ctx.streams.load_state_dict(saved["streams"])
         self.ctx.curves[:] = saved["curves"]
         set_rng_state(saved["rng"])
         self.start = self.round = int(saved["round"])
         self.best = saved.get("best")
-        _restore_rank(saved, self.pool, self.gen, self.strategy, self.ctx)
+        _restore_rank(saved, self.pool, self.ctx)
 
 
 def default_hooks(ctx, p: DataFreeOptions) -> list[LoopHook]:
@@ -399,7 +401,7 @@ class CheckpointHook(LoopHook):
         if dist.active():
             snap = loop.snapshot() if dist.is_main() else {"round": loop.round}
             snap["world_size"] = dist.world()
-            snap["ranks"] = dist.gather_objects(_rank_state(loop.pool, loop.gen, loop.strategy))
+            snap["ranks"] = dist.gather_objects(_rank_state(loop.pool, loop.ctx))
             ckpt.save(snap)
         else:
             ckpt.save(loop.snapshot())
@@ -503,16 +505,11 @@ def _distribute(students, strategy):
     return lambda x, m: encoders[m](x)
 
 
-def _rank_state(pool: ReplayPool, gen, strategy) -> dict:
+def _rank_state(pool: ReplayPool, ctx) -> dict:
     """What differs between ranks: the replay pool and every random stream."""
     from dfbench.checkpoint import rng_state
 
-    return {
-        "pool": pool.state_dict(),
-        "engine_generator": gen.get_state(),
-        "generators": {k: g.get_state() for k, g in dist.generators_of(strategy).items()},
-        "rng": rng_state(),
-    }
+    return {"pool": pool.state_dict(), "streams": ctx.streams.state_dict(), "rng": rng_state()}
 
 
 def _check_world(saved: dict, ckpt) -> None:
@@ -524,7 +521,7 @@ def _check_world(saved: dict, ckpt) -> None:
         )
 
 
-def _restore_rank(saved: dict, pool: ReplayPool, gen, strategy, ctx) -> None:
+def _restore_rank(saved: dict, pool: ReplayPool, ctx) -> None:
     """This rank's pool and random streams from a checkpoint of a data-parallel run."""
     ranks = saved.get("ranks")
     if not ranks:
@@ -533,8 +530,5 @@ def _restore_rank(saved: dict, pool: ReplayPool, gen, strategy, ctx) -> None:
 
     mine = ranks[dist.rank()]
     pool.load_state_dict(mine["pool"], ctx.device)
-    gen.set_state(mine["engine_generator"])
-    for k, g in dist.generators_of(strategy).items():
-        if k in mine["generators"]:
-            g.set_state(mine["generators"][k])
+    ctx.streams.load_state_dict(mine["streams"])
     set_rng_state(mine["rng"])

@@ -7,6 +7,11 @@ The ``perf`` section of a config::
       channels_last: false # channels-last memory format for every conv net of the run
       compile: false       # torch.compile the encoders (Module.compile: state dicts keep their keys)
       optimizer_impl: default  # default | foreach | fused: the optimiser's kernels
+      threads: null        # torch CPU threads for the run (null: torch's default, the core count)
+
+On the CPU a run is bit-for-bit repeatable at a given thread count; another count changes the
+last bits of reductions, so suites whose records must reproduce set ``threads`` (the record's
+``env.torch_threads`` says what was used).
 
 ``channels_last``, ``compile`` and ``optimizer_impl`` only change the memory layout, kernels and
 fusion of the same fp32 arithmetic; like the device, they are left out of the config hash (a run
@@ -27,7 +32,7 @@ from dfbench.errors import ConfigError
 
 AMP_MODES = ("off", "bf16")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
-DEFAULTS = {"amp": "off", "channels_last": False, "compile": False, "optimizer_impl": "default"}
+DEFAULTS = {"amp": "off", "channels_last": False, "compile": False, "optimizer_impl": "default", "threads": None}
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Perf:
     compile: bool = False
     optimizer_impl: str = "default"
     device_type: str = "cpu"
+    threads: int | None = None
 
     @classmethod
     def from_config(cls, section: dict | None, device) -> "Perf":
@@ -48,7 +54,19 @@ class Perf:
         for key in ("channels_last", "compile"):
             if not isinstance(s[key], bool):
                 raise ConfigError(f"perf.{key} must be true or false, got {s[key]!r}.")
-        return cls(s["amp"], s["channels_last"], s["compile"], s["optimizer_impl"], getattr(device, "type", str(device)))
+        threads = s["threads"]
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"perf.threads must be null or a positive number of threads, got {threads!r}.")
+        return cls(s["amp"], s["channels_last"], s["compile"], s["optimizer_impl"], getattr(device, "type", str(device)), threads)
+
+    def apply_threads(self) -> None:
+        """Set torch's CPU thread count to ``threads`` (when set), for this run and those after it in
+        the process (a suite sets it for every run)."""
+        if self.threads is not None:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
 
     @property
     def amp_active(self) -> bool:
@@ -91,6 +109,7 @@ class Perf:
             "channels_last": self.channels_last,
             "compile": self.compile,
             "optimizer_impl": self.optimizer_impl,
+            "threads": self.threads,
         }
 
 

@@ -274,7 +274,10 @@ class _Run:
 
         self.plan, self.method, self.req, self.reporter, self.cache_dir = plan, method, req, reporter, cache_dir
         self.cfg = plan.cfg
+        from dfbench.perf import Perf
+
         self.device = dist.init(choose_device(self.cfg["device"]))  # under torchrun: this rank's device
+        Perf.from_config(self.cfg.get("perf"), self.device).apply_threads()  # before the record states the count
         self.record = self._new_record()
         self.ctx = None
         self.t_start = time.perf_counter()

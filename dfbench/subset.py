@@ -67,7 +67,9 @@ def hold_out_validation(benchmark, fraction: float | None, seed: int):
         return benchmark
     import torch
 
-    g = torch.Generator().manual_seed(int(seed) + 2**31)  # a stream of its own, apart from the dataset's
+    from dfbench.rng import stream_seed
+
+    g = torch.Generator().manual_seed(stream_seed(int(seed), "data/validation"))  # a stream of its own, apart from the dataset's
     for m in MODALITIES:
         base = benchmark.sets[("train", m)]
         keep, held = [], []

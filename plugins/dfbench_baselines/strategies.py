@@ -115,7 +115,7 @@ class GaussianPrior(InversionStrategy):
                 f"params.inversion.resolution must be null or an integer from 1 to the image size "
                 f"({ctx.image_size}), got {res!r}."
             )
-        self.generator = torch.Generator().manual_seed(ctx.seed + 303)
+        self.generator = ctx.rng("prior/images")
         self.last_parts: dict = {}
 
     def draw(self, n: int, modality: str) -> torch.Tensor:
@@ -190,7 +190,7 @@ class AlternativeData(InversionStrategy):
         _refuse_weights("alt-data", weights)
         if options["split"] not in ("train", "test"):
             raise ConfigError(f"params.inversion.split must be 'train' or 'test', got {options['split']!r}.")
-        self.generator = torch.Generator().manual_seed(ctx.seed + 404)
+        self.generator = ctx.rng("alt-data/draws")
         self.source = self._load_source()
         self.images, self.logits, self.labels, self.by_class = {}, {}, {}, {}
         cap = int(options["max_images"])
@@ -359,7 +359,7 @@ class RealPairs(InversionStrategy):
         if len(self.photo_pool) == 0:
             raise ConfigError("The benchmark's train split has no class with both photos and sketches.")
         self.photo_labels = labels["photo"]
-        self.generator = torch.Generator().manual_seed(ctx.seed + 505)
+        self.generator = ctx.rng("real-pairs/draws")
         self.last_parts: dict = {}
 
     def sample_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:

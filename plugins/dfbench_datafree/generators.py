@@ -111,8 +111,7 @@ class ModalityGenerators(InversionStrategy):
                               "meta-generator learns across rounds, re-initialisation forgets every round.")
         self.num_classes = ctx.num_classes
         self.in_dim = int(o["z_dim"]) + (self.num_classes if o["conditional"] else 0)
-        self.generator = torch.Generator().manual_seed(ctx.seed + 404)
-        torch.manual_seed(ctx.seed + 101)
+        self.generator = ctx.rng("generators/noise")
         self.generators = torch.nn.ModuleDict(
             {
                 "photo": Estimator(self.in_dim, ctx.image_size, channels=3, width=int(o["width"])),

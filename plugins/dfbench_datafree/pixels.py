@@ -56,7 +56,7 @@ class PixelInversion(InversionStrategy):
         check_choice(self.name, "targets", options["targets"], TARGET_MODES)
         if int(options["steps"]) < 1 or int(options["batch_size"]) < 1:
             raise ConfigError("params.inversion.steps and params.inversion.batch_size must be at least 1.")
-        self.generator = torch.Generator().manual_seed(ctx.seed + 303)
+        self.generator = ctx.rng("pixels/init")
         self.ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
         self.hooks = bn_hooks(bn_modules(ctx, weights, variant), options["bn_first_layer_scale"], float(options["bn_momentum"]))
         self.last_parts: dict = {}

@@ -39,7 +39,6 @@ class PairedEstimators(InversionStrategy):
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)
         size = ctx.image_size
-        torch.manual_seed(ctx.seed + 101)
         self.estimators = torch.nn.ModuleDict(
             {
                 "photo": Estimator(options["z_dim"], size, channels=3, width=options["width"]),
@@ -48,7 +47,7 @@ class PairedEstimators(InversionStrategy):
         ).to(ctx.device)
         ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
         self.opt = build_optimizer(self.estimators.parameters(), ocfg, ctx.perf)
-        self.generator = torch.Generator(device="cpu").manual_seed(ctx.seed + 202)
+        self.generator = ctx.rng("estimators/noise")
         teachers = ctx.teachers
         self.bn_modules = []
         if "bn" in weights:

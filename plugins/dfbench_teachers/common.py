@@ -46,7 +46,10 @@ def overlap_classes(num_classes: int, overlap: float, seed: int) -> dict:
 
     if not 0.0 < float(overlap) <= 1.0:
         raise ConfigError(f"teachers.class_overlap must be in (0, 1], got {overlap}.")
-    order = torch.randperm(num_classes, generator=torch.Generator().manual_seed(10_007 + seed)).tolist()
+    from dfbench.rng import stream_seed
+
+    gen = torch.Generator().manual_seed(stream_seed(seed, "teachers/class-overlap"))
+    order = torch.randperm(num_classes, generator=gen).tolist()
     shared = max(1, round(float(overlap) * num_classes))
     rest = order[shared:]
     half = (len(rest) + 1) // 2

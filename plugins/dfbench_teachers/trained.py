@@ -19,15 +19,16 @@ import torch
 from dfbench.config import canonical_json
 from dfbench.fileio import atomic_torch_save
 from dfbench.models import freeze
+from dfbench.rng import Streams, stream_seed
 from dfbench.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, role_config, train_teacher
 from dfbench_teachers.options import PROFILES, TeacherOptions
 
-CACHE_VERSION = 3  # 3: the data's content revision, the device type and the thread count entered the key
+CACHE_VERSION = 4  # 3: the data's content revision, the device type and the thread count entered the key;
+# 4: initialisation and training order drawn from named random streams (dfbench.rng)
 #: the provenance fields of ``Benchmark.info`` that name the data's content
 CONTENT_KEYS = ("generator", "seed", "fingerprint", "revision")
-ROLE_SEED = {"photo": 11, "sketch": 23, "unified": 37, "modality": 41}
 
 
 def cache_key(ctx, role: str) -> str:
@@ -71,12 +72,12 @@ class TrainedTeachers(TeacherLoader):
                     entry = None  # unreadable cache: train again
             if entry is None:
                 start = time.perf_counter()
-                seed = ctx.seed * 1000 + ROLE_SEED[role]  # the training order (batches, augmentation)
+                seed = stream_seed(ctx.seed, f"teachers/{role}/order")  # the training order (batches, augmentation)
                 # class teachers start from one shared initialisation unless shared_init is off, as
                 # the paper's teachers were all fine-tuned from one pretrained network
                 shared = tcfg.get("shared_init", True) and role != "modality"
-                torch.manual_seed(ctx.seed * 1000 if shared else seed)
-                model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
+                with Streams(ctx.seed).scope("teachers/init" if shared else f"teachers/{role}/init"):
+                    model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
                 epochs = role_config(tcfg, role)["epochs"]
                 with ctx.reporter.task(f"teacher {role}", total=int(epochs)) as task:
                     classes = None

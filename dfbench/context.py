@@ -25,6 +25,7 @@ class RunContext:
     strategy: Any = None  # the inversion strategy
     last_batch: Any = None  # dfbench.inversion.SynthBatch
     synthesis: dict | None = None  # the last curve row's dfbench.engine.synthesis_stats
+    budget: dict | None = None  # what a data-free run spent: teacher image passes and rounds (dfbench.engine)
     selection: dict | None = None  # what params.select chose, and on what (dfbench.engine.SelectOnValidation)
     extra: dict = field(default_factory=dict)
     streams: Any = None  # dfbench.rng.Streams: the run's named random streams (made on first use)

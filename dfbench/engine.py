@@ -28,7 +28,7 @@ from dfbench.methods import Method
 from dfbench.options import Options, component, component_options, option, section, weights_of
 from dfbench.perf import modules_of as perf_modules
 from dfbench.students import StudentEmbedder, Students
-from dfbench.teachers import roles_for_variant
+from dfbench.teachers import TeacherPasses, roles_for_variant
 from dfbench.terms import check_weights, needs_of
 
 @dataclass
@@ -54,7 +54,12 @@ class DataFreeOptions(Options):
     inversion: dict = component("inversions", "strategy", "estimators", help="how pairs are synthesised from the teachers")
     weights: dict = weights_of("terms", help="weight of each synthesis loss term (0 or absent: not computed)")
     alignment: dict = component("losses", "loss", "proxy-anchor", help="the loss that aligns the two encoders")
-    rounds: int = option(200, min=0, help="synthesis rounds (0: evaluate the students as initialised)")
+    rounds: int = option(200, min=0, help="synthesis rounds (0: evaluate the students as initialised); with a budget, the most rounds")
+    budget: int | None = option(
+        None, min=1, optional=True,
+        help="compute budget in teacher image passes (docs/protocol.md): the run stops after the round in which the teachers "
+        "have seen this many images, and the encoders' cosine schedule runs over the budget (unset: rounds decide)",
+    )
     encoder_steps: int = option(1, min=1, help="encoder steps per round")
     batch_size: int = option(64, min=1, help="encoder batch, in pairs")
     fresh_fraction: float = option(
@@ -132,6 +137,17 @@ class DataFreeMethod(Method):
         return StudentEmbedder(loop.students, loop.p.readout)
 
 
+def _budget_cosine(loop: "DataFreeLoop", budget: int):
+    """The cosine learning-rate factor over a budget of teacher image passes,
+    ``(1 + cos(pi * spent / budget)) / 2``, read from the loop's counter at each encoder step (a
+    plain function: LambdaLR leaves it out of its state, the counter is in the checkpoint)."""
+
+    def factor(step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, loop.teacher_images / budget)))
+
+    return factor
+
+
 class LoopHook:
     """Something the loop does around its rounds, apart from training (mmengine's hooks, small):
     ``before_train`` once (after a resume is restored), ``after_round`` after each round's
@@ -174,8 +190,8 @@ class DataFreeLoop:
         ctx.perf.prepare(self.students, *perf_modules(self.strategy), *ctx.teachers.models.values())
         ctx.perf.compile_modules(self.students.encoders.values())
         self.opt = build_optimizer(list(self.students.encoders.parameters()) + self.align_params, p.optimizer, ctx.perf)
-        steps = max(1, p.rounds * p.encoder_steps)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=steps) if p.schedule == "cosine" else None
+        self.passes = TeacherPasses(ctx.teachers)  # the compute spent: teacher image passes
+        self.sched = self._schedule(p)
         self.pool = ReplayPool(_rank_pool(p.replay_size))
         self.gen = ctx.rng("loop/encoder-batches")
         self.batch_size = dist.split_batch(p.batch_size, "params.batch_size")  # this rank's share
@@ -187,6 +203,7 @@ class DataFreeLoop:
         if self.sched is not None:
             self.parts["sched"] = self.sched
         self.round = 0  # rounds done
+        self.finished = p.rounds == 0  # the last round is done (rounds reached, or the budget spent)
         self.monitored: tuple | None = None  # (round, value) of the last curve evaluation
         self.best: dict | None = None  # params.select=best-val: {round, value, state} of the best evaluation so far
         self.start = 0  # the round this process started from (a resumed run's checkpoint)
@@ -195,10 +212,24 @@ class DataFreeLoop:
         self._reset_sums()
         ctx.students, ctx.strategy = self.students, self.strategy
 
+    def _schedule(self, p: DataFreeOptions):
+        """The encoders' learning-rate schedule: cosine over the encoder steps, or over the budget's
+        teacher image passes when the run has a budget (each step's factor reads the passes spent)."""
+        if p.schedule != "cosine":
+            return None
+        if p.budget is None:
+            return torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, p.rounds * p.encoder_steps))
+        return torch.optim.lr_scheduler.LambdaLR(self.opt, _budget_cosine(self, p.budget))
+
+    @property
+    def teacher_images(self) -> int:
+        """Teacher image passes spent so far, over all ranks (each rank spends its equal share)."""
+        return self.passes.images * dist.world()
+
     @property
     def at_curve_row(self) -> bool:
         """Whether the round just done ends a curve row (every ``log_every`` rounds, and the last)."""
-        return self.round % self.p.log_every == 0 or self.round == self.p.rounds
+        return self.round % self.p.log_every == 0 or self.finished
 
     def _reset_sums(self) -> None:
         self.sums: dict = {}
@@ -207,18 +238,21 @@ class DataFreeLoop:
 
     def run(self, hooks: list[LoopHook]) -> None:
         self.restore()
+        self.finished = self.round >= self.p.rounds
         for hook in hooks:
             hook.before_train(self)
         with self.ctx.reporter.task(f"{self.ctx.config['method']} training", total=self.p.rounds) as self.task:
             if self.start:
                 self.task.advance(self.start)
                 self.task.note(f"resumed at round {self.start}")
-            for _ in range(self.start, self.p.rounds):
+            while not self.finished:
                 self.train_round()
                 for hook in hooks:
                     hook.after_round(self)
         for hook in hooks:
             hook.after_train(self)
+        self.passes.remove()
+        self.ctx.budget = {"teacher_images": self.teacher_images, "rounds": self.round, "budget": self.p.budget}
 
     def train_round(self) -> None:
         """One round: synthesise a batch, then the encoder steps on it and the pool."""
@@ -235,6 +269,8 @@ class DataFreeLoop:
             self.align_sum = self.align_sum + self.encoder_step(self._encoder_batch(batch))
         self.round += 1
         self.count += 1
+        spent = self.p.budget is not None and self.teacher_images >= self.p.budget
+        self.finished = self.round >= self.p.rounds or spent
         self.task.advance(1)
 
     def encoder_step(self, b: SynthBatch) -> torch.Tensor:
@@ -270,6 +306,7 @@ class DataFreeLoop:
     def snapshot(self) -> dict:
         return {
             "round": self.round,
+            "teacher_images": self.passes.images,
             "parts": {k: v.state_dict() for k, v in self.parts.items()},
             "pool": self.pool.state_dict(),
             "streams": self.ctx.streams.state_dict(),
@@ -293,6 +330,7 @@ class DataFreeLoop:
         self.ctx.curves[:] = saved["curves"]
         set_rng_state(saved["rng"])
         self.start = self.round = int(saved["round"])
+        self.passes.images = int(saved["teacher_images"])
         self.best = saved.get("best")
         _restore_rank(saved, self.pool, self.ctx)
 
@@ -328,19 +366,22 @@ class CurveHook(LoopHook):
         if 0 < self.eval_every <= loop.p.rounds and loop.start == 0:  # the students before any training
             row = _monitor(loop.ctx, loop.students, loop.p.readout)
             loop.monitored = (0, next(iter(row.values())))
-            loop.ctx.log_curve({"round": 0, **row})
+            loop.ctx.log_curve({"round": 0, "teacher images": 0.0, **row})
 
     def after_round(self, loop):
         r = loop.round
         if not loop.at_curve_row:
             return
-        values = {"align": float(loop.align_sum) / (loop.count * loop.p.encoder_steps)}
+        values = {"teacher images": float(loop.teacher_images), "align": float(loop.align_sum) / (loop.count * loop.p.encoder_steps)}
         values.update({f"term/{k}": float(v) / loop.count for k, v in loop.sums.items()})
         row = {"round": r, **dist.mean_floats(values)}  # means over the ranks
+        row["teacher images"] = values["teacher images"]  # a count, not a mean over the ranks
         if loop.batch is not None:  # is the synthesis working? (monitoring only: no random draw, no state change)
-            loop.ctx.synthesis = dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant))
+            with loop.passes.paused():
+                loop.ctx.synthesis = dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant))
             row.update({f"synth/{k}": v for k, v in loop.ctx.synthesis.items()})
-        if self.eval_every > 0 and r // self.eval_every > self.last_eval // self.eval_every:
+        due = r // self.eval_every > self.last_eval // self.eval_every if self.eval_every > 0 else False
+        if due or (self.eval_every > 0 and loop.finished and r > self.last_eval):  # and the last round's students
             monitored = _monitor(loop.ctx, loop.students, loop.p.readout)
             loop.monitored = (r, next(iter(monitored.values())))
             row.update(monitored)
@@ -386,7 +427,7 @@ class SelectOnValidation(LoopHook):
             return
         loop.students.load_state_dict(loop.best["state"])
         loop.ctx.selection = {"select": "best-val", "split": "val", "metric": "mAP@all", "round": loop.best["round"],
-                              "value": loop.best["value"], "rounds": loop.p.rounds}
+                              "value": loop.best["value"], "rounds": loop.round}
 
 
 class CheckpointHook(LoopHook):
@@ -396,7 +437,7 @@ class CheckpointHook(LoopHook):
 
     def after_round(self, loop):
         ckpt = loop.ctx.checkpointer
-        if ckpt is None or not loop.at_curve_row or loop.round >= loop.p.rounds or not ckpt.due(loop.round):
+        if ckpt is None or not loop.at_curve_row or loop.finished or not ckpt.due(loop.round):
             return
         if dist.active():
             snap = loop.snapshot() if dist.is_main() else {"round": loop.round}

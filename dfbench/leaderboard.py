@@ -102,12 +102,36 @@ def records_frame(records: list[dict]):
             # what a row compares like with like on (docs/protocol.md): the teachers and the readout
             "teachers": _teacher_variant(r),
             "readout": _param(r, "readout"),
+            # the compute a data-free run spent (teacher image passes) and its validation mAP along the way
+            "teacher_images": (r.get("budget") or {}).get("teacher_images"),
+            **{f"anytime_{i}": v for i, v in enumerate(anytime(r))},
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "teachers", "readout", *METRIC_KEYS]
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "teachers", "readout",
+               "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
+
+
+#: the fractions of a run's budget at which leaderboards show its validation mAP@all (anytime evaluation)
+BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
+
+
+def anytime(record: dict) -> list:
+    """A data-free run's validation mAP@all at each of :data:`BUDGET_FRACTIONS` of its budget (its
+    ``params.budget``, else the teacher image passes it spent): the last curve evaluation at or
+    below that many teacher image passes. ``None`` where the run has no validation curve."""
+    budget = record.get("budget") or {}
+    total = budget.get("budget") or budget.get("teacher_images")
+    points = [a for a in record.get("anytime") or [] if a.get("metric") == "val mAP@all"]
+    if not total or not points:
+        return [None] * len(BUDGET_FRACTIONS)
+    out = []
+    for f in BUDGET_FRACTIONS:
+        seen = [a["value"] for a in points if a["teacher images"] <= f * total + 1e-9]
+        out.append(float(seen[-1]) if seen else None)
+    return out
 
 
 def summarise(df):
@@ -180,6 +204,11 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
     row["partial"] = float(done["mAP@all"].astype(float).mean()) if n and not complete else None
     pairs = done["pair_agreement"].dropna().astype(float) if n and "pair_agreement" in done else []
     row["pair_agreement"] = float(pairs.mean()) if len(pairs) == n and n else None  # every seed measured it
+    spent = done["teacher_images"].dropna().astype(float) if n and "teacher_images" in done else []
+    row["teacher_images"] = float(spent.mean()) if len(spent) == n and n else None
+    for i in range(len(BUDGET_FRACTIONS)):
+        col = done[f"anytime_{i}"].dropna().astype(float) if n and f"anytime_{i}" in done else []
+        row[f"anytime_{i}"] = float(col.mean()) if len(col) == n and n else None
     row["artifacts"] = done["artifacts"].iloc[0] if n else None
     row["pictures"] = done["pictures"].iloc[0] if n else ""
     return row
@@ -282,6 +311,11 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
         if _measured(s, "pair_agreement"):  # only tables with a synthesis method that measured it
             pair = r.get("pair_agreement")
             rows[-1]["pair agreement"] = f"{pair:.2f}" if isinstance(pair, float) and pair == pair else "-"
+        if _measured(s, "teacher_images"):  # only tables with a data-free method that counted its compute
+            spent = r.get("teacher_images")
+            rows[-1]["budget (teacher images)"] = f"{spent / 1e3:.0f}k" if _known(spent) else "-"
+            cells = [r.get(f"anytime_{i}") for i in range(len(BUDGET_FRACTIONS))]
+            rows[-1]["val mAP@all at ¼ · ½ · 1 budget"] = " · ".join(f"{v:.3f}" if _known(v) else "-" for v in cells)
         if "_delta" in s.columns:
             d = r["_delta"]
             rows[-1] = {**{k: v for k, v in rows[-1].items() if k in ("rank", "method", "mAP@all")},

@@ -381,6 +381,10 @@ class _Run:
         record["status"] = "completed"
         if ctx.synthesis is not None:  # a synthesis method: how its synthesis works at the end
             record["synthesis"] = ctx.synthesis
+        if ctx.budget is not None:  # the compute a data-free run spent, and its validation mAP along the way
+            record["budget"] = ctx.budget
+            record["anytime"] = [{"round": r["round"], "teacher images": r.get("teacher images", 0.0), "metric": k, "value": v}
+                                 for r in ctx.curves for k, v in r.items() if k.endswith("mAP@all")]
         if ctx.selection is not None:  # the round validation chose (params.select)
             record["selection"] = ctx.selection
         if ctx.checkpointer.resumed_from is not None:

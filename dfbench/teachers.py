@@ -60,3 +60,39 @@ class TeacherLoader:
 
     def load(self, ctx, roles: set[str]) -> TeacherSet:
         raise NotImplementedError
+
+
+class TeacherPasses:
+    """Counts the images the teachers see (forward passes through their backbones), the unit of a
+    data-free run's compute budget (``params.budget``; docs/protocol.md, "Equal budgets").
+
+    Every teacher forward pass of the training loop counts, whatever calls it (synthesis terms,
+    labelling, logits for the encoder loss); monitoring (curve evaluation, synthesis measures) runs
+    inside :meth:`paused` and does not. Counting reads only tensor shapes: no host synchronisation."""
+
+    def __init__(self, teachers: TeacherSet):
+        self.images = 0
+        self._paused = 0
+        self._handles = [getattr(m, "backbone", m).register_forward_pre_hook(self._count) for m in teachers.models.values()]
+
+    def _count(self, module, args) -> None:
+        if not self._paused and args:
+            self.images += int(args[0].shape[0])
+
+    def paused(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def _paused():
+            self._paused += 1
+            try:
+                yield
+            finally:
+                self._paused -= 1
+
+        return _paused()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+from dfbench.rng import Streams
+
 import pytest
 import torch
 import torch.nn as nn
@@ -93,7 +95,9 @@ def _ctx(seed=0):
                 coarse = torch.rand(64, 3, 4, 4) * 0.8 - 0.1
                 clf(nn.functional.interpolate(coarse, size=SIZE, mode="bilinear", align_corners=False))
         models[m] = freeze(clf)
-    return SimpleNamespace(teachers=TeacherSet(models), device=torch.device("cpu"), seed=seed, image_size=SIZE, num_classes=C, perf=Perf())
+    streams = Streams(seed)
+    return SimpleNamespace(teachers=TeacherSet(models), device=torch.device("cpu"), seed=seed, image_size=SIZE, num_classes=C,
+                           perf=Perf(), rng=streams.generator)
 
 
 def _pixels(ctx, weights, **options):

@@ -122,3 +122,21 @@ def test_selection_without_a_validation_split_fails_before_any_work(extra, messa
 
     with pytest.raises(ConfigError, match=message):
         runner.resolve_request(runner.RunRequest(method="dfsbir", profile="smoke", overrides=extra))
+
+
+def test_a_budget_of_teacher_image_passes_ends_the_run_and_is_recorded(monkeypatch, tmp_path):
+    """params.budget: the run stops after the round in which the teachers have seen the budget's
+    images (counted, monitoring excluded); the record states what was spent and the validation
+    mAP@all along the way, which the leaderboard reads at fractions of the budget."""
+    from dfbench.leaderboard import BUDGET_FRACTIONS, anytime
+
+    record, _ = _run_spying_on_test(monkeypatch, tmp_path, "--set", "data.validation=0.2", "--set", "params.rounds=100",
+                                    "--set", "params.budget=1000", "--set", "params.log_every=2")
+    spent, rounds = record["budget"]["teacher_images"], record["budget"]["rounds"]
+    per_round = spent / rounds  # the smoke dfsbir: a fixed number of teacher images per round
+    assert record["budget"]["budget"] == 1000 and spent >= 1000 and spent - per_round < 1000 and rounds < 100
+    assert [a["metric"] for a in record["anytime"]] == ["val mAP@all"] * len(record["anytime"])
+    assert record["anytime"][0]["teacher images"] == 0 and record["anytime"][-1]["round"] == rounds  # the last round is evaluated
+    values = anytime(record)
+    assert len(values) == len(BUDGET_FRACTIONS) and all(isinstance(v, float) for v in values)
+    assert values[-1] == [a["value"] for a in record["anytime"] if a["teacher images"] <= 1000][-1]

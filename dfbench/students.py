@@ -76,16 +76,20 @@ class Students(nn.Module):
 
     def cosine_logits(self, emb: torch.Tensor, modality: str) -> torch.Tensor:
         """``scale * cos(embedding, proxy)``: the ``proxy`` readout's logits."""
-        return self.scale * F.normalize(emb, dim=1) @ F.normalize(self.proxies(modality), dim=1).t()
+        return _cosine_logits(self, emb, modality)
 
     def class_logits_from_embedding(self, emb: torch.Tensor, modality: str) -> torch.Tensor:
         """The students' class prediction through their ``head`` (cosine or the teacher's linear head)."""
-        if self.head == "linear":
+        if getattr(self, "head", "cosine") == "linear":
             return F.linear(emb, self.proxies(modality), getattr(self, f"bias_{modality}"))
-        return self.cosine_logits(emb, modality)
+        return _cosine_logits(self, emb, modality)
 
     def class_logits(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return self.class_logits_from_embedding(self(x, modality), modality)
+
+
+def _cosine_logits(students, emb: torch.Tensor, modality: str) -> torch.Tensor:
+    return students.scale * F.normalize(emb, dim=1) @ F.normalize(students.proxies(modality), dim=1).t()
 
 
 class StudentEmbedder:

@@ -40,7 +40,14 @@ UNHASHED = (
 # Keys added after records existed, with the default that reproduces the earlier behaviour: at
 # that default they stay out of the hash, so the records written before keep their ids; any other
 # value enters the hash.
-HASH_NEUTRAL_DEFAULTS = ((("params", "student_bn"), "train"), (("perf", "amp"), "off"))
+HASH_NEUTRAL_DEFAULTS = (
+    (("params", "student_bn"), "train"),
+    (("perf", "amp"), "off"),
+    # the keys of dfsbir's divergences from the public release (docs/methods.md), at today's behaviour
+    (("params", "entropy_log_base"), "e"),
+    (("params", "student_head"), "cosine"),
+    (("students", "embedding_layer"), True),
+)
 
 # Free-form sub-trees (validated by their owners).
 FREE_FORM = (("data", "options"),)
@@ -71,6 +78,9 @@ class StudentOptions(Options):
     arch: Arch = option("cnn", help="backbone of both student encoders")
     width: int = option(32, min=1, help="channel width of a cnn backbone")
     feature_dim: int = option(128, min=1, help="feature size of a cnn backbone")
+    embedding_layer: bool = option(
+        True, help="a linear embedding layer after the backbone (false, the DF-SBIR release: the backbone's feature is the embedding)"
+    )
 
 
 @dataclass

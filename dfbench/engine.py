@@ -74,6 +74,12 @@ class DataFreeOptions(Options):
         "raw", help="retrieval embedding: the encoders' raw embedding, or its scaled cosines to the teacher proxies"
     )
     proxy_scale: float = option(32.0, min=0.0, min_exclusive=True, help="scale of the students' cosine class logits")
+    student_head: Literal["cosine", "linear"] = option(
+        "cosine", help="the students' class logits in adversarial terms: proxy_scale * cos(e, W), or the teacher's head W e + b (the DF-SBIR release)"
+    )
+    entropy_log_base: Literal["e", 10] = option(
+        "e", help="base of the logarithm in the entropy synthesis term: e (natural), or 10 (the DF-SBIR release: 1/ln 10 as strong)"
+    )
     init_from_teachers: bool = option(False, help="initialise the encoders from the teachers' backbones")
     student_bn: Literal["train", "frozen"] = option(
         "train",
@@ -178,7 +184,7 @@ class DataFreeLoop:
         self.ctx, self.p = ctx, p
         self.weights = check_weights(p.weights)
         with ctx.rng_scope("students/init"):
-            self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers)
+            self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers, head=p.student_head)
         strategy_cls = registry("inversions").load(p.inversion["strategy"])
         options = _rank_options(component_options(strategy_cls, p.inversion, "strategy", "params.inversion"))
         with ctx.rng_scope("inversion/init"):  # the strategy's modules start from a stream of their own

@@ -76,6 +76,13 @@ class InversionStrategy:
         self.weights = weights
         self.variant = variant
 
+    @property
+    def term_inputs(self) -> dict:
+        """Keyword arguments of :class:`dfbench.terms.SynthesisState` that the method's ``params``
+        set for every strategy (``entropy_log_base``): pass them on, ``SynthesisState(..., **self.term_inputs)``."""
+        params = getattr(self.ctx, "params", None) or {}
+        return {"entropy_log_base": params.get("entropy_log_base", "e")}
+
     def synthesize(self, students) -> SynthBatch:
         raise NotImplementedError
 

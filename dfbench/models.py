@@ -9,8 +9,11 @@ Architectures (``arch`` in configs):
   ``feature_dim`` configurable.
 - ``resnet18``, ``resnet34``: torchvision ResNets (randomly initialised; no download) for the
   ``paper`` profile.
-Estimators (generators) are DCGAN-style: a linear map of the noise to a 4x4 (or S/8) map, then
-nearest upsampling + conv + BatchNorm + ReLU blocks, ending in ``tanh``.
+Estimators (generators), both ending in ``tanh``:
+- :class:`Estimator` (``upsample``): a linear map of the noise to a 4-8 pixel map, then nearest
+  upsampling + conv + BatchNorm + LeakyReLU blocks (the cpu profiles);
+- :class:`ConvTransposeEstimator` (``convtranspose``): the DCGAN stack of the public DF-SBIR
+  release: the noise projected to a 4x4 map, ConvTranspose2d(4, 2, 1) + BatchNorm + ReLU doublings.
 """
 
 from __future__ import annotations
@@ -97,17 +100,31 @@ def build_classifier(arch: str, num_outputs: int, *, image_size: int, width: int
 
 class Encoder(nn.Module):
     """A student encoder: backbone, then a linear embedding of ``embed_dim`` (the teacher's
-    feature size, so the teacher head's weights can serve as proxies)."""
+    feature size, so the teacher head's weights can serve as proxies).
 
-    def __init__(self, arch: str, embed_dim: int, *, image_size: int, width: int = 32, feature_dim: int = 128):
+    ``embedding_layer=False`` (the public release): no linear layer, the backbone's feature is the
+    embedding (``embed`` is None); the backbone's feature size must then equal ``embed_dim``."""
+
+    def __init__(self, arch: str, embed_dim: int, *, image_size: int, width: int = 32, feature_dim: int = 128,
+                 embedding_layer: bool = True):
         super().__init__()
         self.backbone, dim = build_backbone(arch, image_size=image_size, width=width, feature_dim=feature_dim)
-        self.embed = nn.Linear(dim, embed_dim)
+        if embedding_layer:
+            self.embed = nn.Linear(dim, embed_dim)
+        elif dim != embed_dim:
+            raise ConfigError(
+                f"students.embedding_layer=false makes the backbone's feature the embedding, but the students' "
+                f"{arch} backbone gives {dim} features and the teachers' proxies have {embed_dim}: give the students "
+                "the teachers' feature size (students.arch/feature_dim) or set students.embedding_layer=true."
+            )
+        else:
+            self.embed = None
         self.arch = arch
         self.embed_dim = embed_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embed(self.backbone(x))
+        h = self.backbone(x)
+        return h if self.embed is None else self.embed(h)
 
 
 class Estimator(nn.Module):
@@ -124,15 +141,7 @@ class Estimator(nn.Module):
         super().__init__()
         self.z_dim = z_dim
         self.channels = channels
-        n_up = 0
-        while image_size % 2 ** (n_up + 1) == 0 and image_size // 2 ** (n_up + 1) >= 4:
-            n_up += 1
-        self.init_size = image_size // 2**n_up
-        if n_up < 2 or self.init_size > 8:
-            raise ConfigError(
-                f"Estimator image size {image_size} cannot be reached by doubling a 4-8 pixel map; "
-                "use a size such as 32, 64, 128 or 224."
-            )
+        self.init_size, n_up = _doublings(image_size, 2)
         top = width * 4
         self.fc = nn.Linear(z_dim, top * self.init_size**2)
         self.top = top
@@ -156,6 +165,63 @@ class Estimator(nn.Module):
         if self.channels == 1:
             x = x.expand(-1, 3, -1, -1)
         return x
+
+
+def _doublings(image_size: int, min_doublings: int) -> tuple[int, int]:
+    """(start size in 4..7, number of doublings) that reach ``image_size``."""
+    n_up = 0
+    while image_size % 2 ** (n_up + 1) == 0 and image_size // 2 ** (n_up + 1) >= 4:
+        n_up += 1
+    init = image_size // 2**n_up
+    if n_up < min_doublings or init > 8:
+        raise ConfigError(
+            f"Estimator image size {image_size} cannot be reached by doubling a 4-8 pixel map; "
+            "use a size such as 32, 64, 128 or 224."
+        )
+    return init, n_up
+
+
+class ConvTransposeEstimator(nn.Module):
+    """The DCGAN generator of the public DF-SBIR release: noise (B, z_dim) -> image (B, 3, S, S)
+    in [-1, 1].
+
+    The noise, seen as a 1x1 map, is projected to a ``s0 x s0`` map (s0 = 4 for power-of-two
+    sizes; 7 for 224 px) by a ConvTranspose2d with BatchNorm and ReLU; then each
+    ConvTranspose2d(kernel 4, stride 2, padding 1) doubles the resolution, with BatchNorm and ReLU,
+    halving the channels down to ``width`` (the release's ngf); the last one maps to the image's
+    channels, with tanh. Channels start at ``width * 2**(doublings - 1)``, at most ``8 * width``
+    (DCGAN's ngf*8 at 64 px).
+
+    ``channels=1`` produces grey images, replicated to 3 channels on output.
+    """
+
+    def __init__(self, z_dim: int = 256, image_size: int = 64, channels: int = 3, width: int = 64):
+        super().__init__()
+        self.z_dim = z_dim
+        self.channels = channels
+        self.init_size, n_up = _doublings(image_size, 1)
+        c = width * min(8, 2 ** (n_up - 1))
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, c, self.init_size, 1, 0, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        ]
+        for i in range(n_up - 1):
+            nc = width * min(8, 2 ** (n_up - 2 - i))
+            layers += [nn.ConvTranspose2d(c, nc, 4, 2, 1, bias=False), nn.BatchNorm2d(nc), nn.ReLU(inplace=True)]
+            c = nc
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+        if self.channels == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return x
+
+
+#: estimator architectures (``params.inversion.arch``)
+ESTIMATOR_ARCHES = {"upsample": Estimator, "convtranspose": ConvTransposeEstimator}
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -2,8 +2,11 @@
 
 Proxies are the frozen final-layer weights of the teacher that judges each modality (one shared
 set for the unified teacher, one per modality for independent teachers). Students predict classes
-as ``scale * cos(embedding, proxy)`` (the Proxy-Anchor scale); this is what adversarial terms and
-the ``proxy`` readout use.
+(``class_logits``: what adversarial terms and distillation losses use) through a ``head``:
+- ``cosine`` (dfbench's default): ``scale * cos(embedding, proxy)`` (the Proxy-Anchor scale);
+- ``linear`` (the public release): the teacher's classifier head, weights and bias, on the raw
+  embedding, ``W e + b``.
+The ``proxy`` readout always uses the scaled cosines.
 
 Readouts (how an embedding becomes the vector that retrieval compares by cosine):
 - ``raw``: the L2-normalised embedding (the paper's retrieval);
@@ -21,19 +24,25 @@ from dfbench.errors import ConfigError
 from dfbench.models import Encoder
 
 READOUTS = ("raw", "proxy")
+HEADS = ("cosine", "linear")
 
 
 class Students(nn.Module):
-    def __init__(self, ctx, variant: str, scale: float = 32.0, init_from_teachers: bool = False):
+    def __init__(self, ctx, variant: str, scale: float = 32.0, init_from_teachers: bool = False, head: str = "cosine"):
         super().__init__()
+        if head not in HEADS:
+            raise ConfigError(f"Unknown student head '{head}': use one of {', '.join(HEADS)}.")
         scfg = ctx.config["students"]
         teachers = ctx.teachers
         self.variant = variant
         self.scale = float(scale)
+        self.head = head
+        embedding_layer = bool(scfg.get("embedding_layer", True))
         embed_dim = {m: teachers.for_modality(m, variant).feature_dim for m in MODALITIES}
         self.encoders = nn.ModuleDict(
             {
-                m: Encoder(scfg["arch"], embed_dim[m], image_size=ctx.image_size, width=scfg["width"], feature_dim=scfg["feature_dim"])
+                m: Encoder(scfg["arch"], embed_dim[m], image_size=ctx.image_size, width=scfg["width"],
+                           feature_dim=scfg["feature_dim"], embedding_layer=embedding_layer)
                 for m in MODALITIES
             }
         )
@@ -48,12 +57,15 @@ class Students(nn.Module):
                         "params.init_from_teachers needs students of the teachers' architecture "
                         f"(students.arch/width/feature_dim = teachers'): {exc}"
                     ) from None
-                with torch.no_grad():
-                    enc.embed.weight.copy_(torch.eye(enc.embed.out_features, enc.embed.in_features))
-                    enc.embed.bias.zero_()
+                if enc.embed is not None:  # an identity embedding layer: the teacher's features as they are
+                    with torch.no_grad():
+                        enc.embed.weight.copy_(torch.eye(enc.embed.out_features, enc.embed.in_features))
+                        enc.embed.bias.zero_()
         for m in MODALITIES:
-            w = teachers.for_modality(m, variant).head.weight.detach().clone()
-            self.register_buffer(f"proxies_{m}", w)
+            teacher_head = teachers.for_modality(m, variant).head
+            self.register_buffer(f"proxies_{m}", teacher_head.weight.detach().clone())
+            if head == "linear":
+                self.register_buffer(f"bias_{m}", teacher_head.bias.detach().clone())
         self.to(ctx.device)
 
     def proxies(self, modality: str) -> torch.Tensor:
@@ -62,11 +74,22 @@ class Students(nn.Module):
     def forward(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return self.encoders[modality](x)
 
+    def cosine_logits(self, emb: torch.Tensor, modality: str) -> torch.Tensor:
+        """``scale * cos(embedding, proxy)``: the ``proxy`` readout's logits."""
+        return _cosine_logits(self, emb, modality)
+
     def class_logits_from_embedding(self, emb: torch.Tensor, modality: str) -> torch.Tensor:
-        return self.scale * F.normalize(emb, dim=1) @ F.normalize(self.proxies(modality), dim=1).t()
+        """The students' class prediction through their ``head`` (cosine or the teacher's linear head)."""
+        if getattr(self, "head", "cosine") == "linear":
+            return F.linear(emb, self.proxies(modality), getattr(self, f"bias_{modality}"))
+        return _cosine_logits(self, emb, modality)
 
     def class_logits(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return self.class_logits_from_embedding(self(x, modality), modality)
+
+
+def _cosine_logits(students, emb: torch.Tensor, modality: str) -> torch.Tensor:
+    return students.scale * F.normalize(emb, dim=1) @ F.normalize(students.proxies(modality), dim=1).t()
 
 
 class StudentEmbedder:
@@ -83,5 +106,5 @@ class StudentEmbedder:
         self.students.eval()
         emb = self.students(images, modality)
         if self.readout == "proxy":
-            return F.softmax(self.students.class_logits_from_embedding(emb, modality), dim=1)
+            return F.softmax(self.students.cosine_logits(emb, modality), dim=1)
         return F.normalize(emb, dim=1)

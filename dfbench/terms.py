@@ -13,6 +13,7 @@ students' disagreement) enters with a minus sign.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
@@ -122,6 +123,7 @@ class SynthesisState:
         views: dict | None = None,
         memory: dict | None = None,
         temperature: float = 0.1,
+        entropy_log_base: float | str = "e",
     ):
         self.images = images  # {"photo": (B,3,S,S), "sketch": (B,3,S,S)}; a method may have one
         self.teachers = teachers
@@ -135,6 +137,9 @@ class SynthesisState:
         self.views = views or {}
         self.memory = memory or {}
         self.temperature = float(temperature)
+        # the base of the logarithm of the ``entropy`` term (params.entropy_log_base): e, or 10 as
+        # in the DF-SBIR release
+        self.entropy_log_base = math.e if entropy_log_base == "e" else float(entropy_log_base)
         self._cache: dict = {}
 
     @property
@@ -222,11 +227,14 @@ def one_hot(s: SynthesisState):
 @term()
 def entropy(s: SynthesisState):
     """Information entropy (DAFL): sum of p log p of the batch-mean softmax; lowest for a batch
-    spread evenly over the classes."""
+    spread evenly over the classes. The logarithm's base is ``s.entropy_log_base`` (natural by
+    default; the DF-SBIR release uses log10)."""
     total = 0
     for m in s.modalities:
         p = F.softmax(s.teacher_logits(m), dim=1).mean(0)
         total = total + (p * torch.log(p.clamp_min(1e-12))).sum()
+    if s.entropy_log_base != math.e:
+        total = total / math.log(s.entropy_log_base)
     return total
 
 
@@ -268,8 +276,9 @@ def class_alignment(s: SynthesisState):
 
 @term("students")
 def adversarial(s: SynthesisState):
-    """Minus the cross-entropy of the students' class predictions against the teacher labels
-    (the paper's L_adv): the synthesiser seeks samples the students still get wrong."""
+    """Minus the cross-entropy of the students' class predictions (``Students.class_logits``: their
+    ``params.student_head``) against the teacher labels (the paper's L_adv): the synthesiser seeks
+    samples the students still get wrong."""
     return -sum(F.cross_entropy(s.student_logits(m), s.labels(m)) for m in s.modalities)
 
 

@@ -8,11 +8,16 @@ For cosine similarities s(x, p) between L2-normalised embeddings and proxies:
 P+ are the proxies with a positive in the batch. Proxies are the teachers' frozen head weights
 (DF-SBIR): with the unified teacher both modalities share them, so photo and sketch embeddings
 are pulled into one space; with independent teachers each modality uses its own teacher's head.
+
+``reduction`` (unified teacher): ``joint`` computes one loss over the concatenated photo+sketch
+batch (dfbench's default); ``per-modality`` sums one loss per modality, as the DF-SBIR release does.
+Independent teachers always sum one loss per modality (each against its own teacher's proxies).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +43,9 @@ def proxy_anchor_loss(emb: torch.Tensor, labels: torch.Tensor, proxies: torch.Te
 class ProxyAnchorOptions(Options):
     margin: float = option(0.1, min=0.0, help="margin delta of Proxy-Anchor")
     alpha: float = option(32.0, min=0.0, min_exclusive=True, help="scale alpha of Proxy-Anchor")
+    reduction: Literal["joint", "per-modality"] = option(
+        "joint", help="unified teacher: one loss over the photo+sketch batch, or the sum of one per modality (the DF-SBIR release)"
+    )
 
 
 class ProxyAnchor(AlignmentLoss):
@@ -46,7 +54,7 @@ class ProxyAnchor(AlignmentLoss):
     def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
         m, a = float(self.options["margin"]), float(self.options["alpha"])
         s = self.students
-        if s.variant == "unified":
+        if s.variant == "unified" and self.options.get("reduction", "joint") == "joint":
             emb = torch.cat([emb_photo, emb_sketch])
             labels = torch.cat([labels_photo, labels_sketch])
             return proxy_anchor_loss(emb, labels, s.proxies("photo"), m, a)

@@ -230,6 +230,7 @@ class ModalityGenerators(InversionStrategy):
                     views={m: random_resized_crop(x, float(o["crop_scale"]), self.generator) for m, x in out.items()} if contrastive else None,
                     memory={m: self._memory_sample(m) for m in MODALITIES} if contrastive else None,
                     temperature=float(o["temperature"]),
+                    **self.term_inputs,
                 )
                 loss, self.last_parts = weighted_sum(state, self.weights)
                 opt.zero_grad(set_to_none=True)

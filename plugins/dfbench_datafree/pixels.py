@@ -82,7 +82,7 @@ class PixelInversion(InversionStrategy):
         with students_frozen(students), self.hooks:
             for _ in range(int(o["steps"])):
                 views = {m: jitter_flip(self._rgb(x), int(o["jitter"]), bool(o["flip"]), self.generator) for m, x in pixels.items()}
-                state = SynthesisState(views, ctx.teachers, self.variant, students, targets=targets, bn_hooks=self.hooks)
+                state = SynthesisState(views, ctx.teachers, self.variant, students, targets=targets, bn_hooks=self.hooks, **self.term_inputs)
                 loss, self.last_parts = weighted_sum(state, self.weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

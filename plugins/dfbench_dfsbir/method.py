@@ -15,6 +15,10 @@ What the profiles change, and why (docs/methods.md has the full account):
   cosines to the teacher proxies; the raw embeddings of two encoders trained against frozen
   proxies do not line up outside the proxy directions). Every one of these is a config key.
 - ``smoke``: seconds; checks that everything runs.
+
+The ``paper`` profile also takes the release's side of every divergence that is a config key
+(``RELEASE``; docs/methods.md, "Differences from the release"); the other profiles keep dfbench's
+side, the keys' defaults.
 """
 
 from __future__ import annotations
@@ -30,6 +34,26 @@ PAPER_WEIGHTS = {
     "adversarial": 1.0,  # L_adv: samples the students still get wrong
     "bn": 0.0,  # BatchNorm-statistics prior: not in the paper (cpu profile only)
 }
+
+#: the public release's behaviour where dfbench's default differs (docs/methods.md, "Differences
+#: from the release"): the ``paper`` profiles of dfsbir and dfsbir-plus set these
+RELEASE = {
+    "students": {"embedding_layer": False},  # the backbone's feature is the embedding
+    "params": {
+        "entropy_log_base": 10,  # the entropy term in log10
+        "student_head": "linear",  # L_adv through the teacher's fc(e), bias included
+        "alignment": {"reduction": "per-modality"},  # one Proxy-Anchor loss per modality, summed
+        # DCGAN ConvTranspose estimators, ngf 224, three-channel sketches
+        "inversion": {"arch": "convtranspose", "width": 224, "sketch_channels": 3},
+    },
+}
+
+
+def _with_release(layer: dict) -> dict:
+    """A ``paper`` profile layer with the release's values of :data:`RELEASE` merged in."""
+    from dfbench.config import deep_merge
+
+    return deep_merge(layer, RELEASE)
 
 
 class DFSBIR(DataFreeMethod):
@@ -74,22 +98,23 @@ class DFSBIR(DataFreeMethod):
                 "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
             }
         },
-        "paper": {
-            "params": {
-                "rounds": 2000,
-                "encoder_steps": 1,
-                "batch_size": 512,
-                "readout": "raw",
-                "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 0.0},
-                "inversion": {
-                    "z_dim": 1000,
-                    "width": 64,
-                    "steps": 500,
+        "paper": _with_release(
+            {
+                "params": {
+                    "rounds": 2000,
+                    "encoder_steps": 1,
                     "batch_size": 512,
-                    "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9},
-                },
+                    "readout": "raw",
+                    "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 0.0},
+                    "inversion": {
+                        "z_dim": 1000,
+                        "steps": 500,
+                        "batch_size": 512,
+                        "optimizer": {"name": "sgd", "lr": 1e-5, "momentum": 0.9},
+                    },
+                }
             }
-        },
+        ),
     }
 
 
@@ -106,6 +131,7 @@ class DFSBIRPlus(DFSBIR):
       instead of re-estimating them on synthesised batches (on qd-cifar10, seed 0, that drift alone
       cost 0.025 mAP@all: 0.512 with it, 0.537 without);
     - the BatchNorm prior, replay pool and proxy readout of the cpu profile, at every profile.
+    Its ``paper`` profile takes the release's values of :data:`RELEASE` as dfsbir's does.
     """
 
     profiles = {
@@ -124,12 +150,14 @@ class DFSBIRPlus(DFSBIR):
         },
         "smoke": {"params": {**DFSBIR.profiles["smoke"]["params"], "readout": "proxy"}},
         "cpu": {"params": {"rounds": 300}},
-        "paper": {
-            "params": {
-                "rounds": 2000,
-                "batch_size": 512,
-                "replay_size": 65536,
-                "inversion": {"z_dim": 1000, "width": 64, "steps": 50, "batch_size": 512},
+        "paper": _with_release(
+            {
+                "params": {
+                    "rounds": 2000,
+                    "batch_size": 512,
+                    "replay_size": 65536,
+                    "inversion": {"z_dim": 1000, "steps": 50, "batch_size": 512},
+                }
             }
-        },
+        ),
     }

@@ -1,5 +1,11 @@
 """Paired estimators: g_photo(z) and g_sketch(z) from the same noise z (DF-SBIR's estimators).
 
+Two architectures (``arch``): ``upsample`` (dfbench's, nearest upsampling + conv + LeakyReLU,
+:class:`dfbench.models.Estimator`) and ``convtranspose`` (the release's DCGAN stack,
+:class:`dfbench.models.ConvTransposeEstimator`, ``width`` being its ngf). The sketch estimator
+draws one grey channel replicated to three (``sketch_channels: 1``) or three channels of its own
+as in the release (``sketch_channels: 3``).
+
 Each call of ``synthesize`` takes ``steps`` optimisation steps of both estimators on the weighted
 synthesis terms (students frozen, in eval mode), and returns the pairs of the last step, labelled
 by the teachers' argmax. With a ``bn`` weight the teachers' BatchNorm statistics are matched
@@ -12,18 +18,25 @@ import torch  # noqa: I001
 
 from dfbench.distributed import average_batchnorm
 from dataclasses import dataclass
+from typing import Literal
 
 from dfbench.engine import OptimizerOptions, build_optimizer
 from dfbench.options import Options, option, section
 from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.models import Estimator
+from dfbench.models import ESTIMATOR_ARCHES
 from dfbench.terms import BatchNormStatsHooks, SynthesisState, students_frozen, weighted_sum
 
 
 @dataclass
 class EstimatorOptions(Options):
     z_dim: int = option(256, min=1, help="noise dimension shared by the photo and the sketch estimator")
-    width: int = option(32, min=1, help="channel width of the estimators")
+    width: int = option(32, min=1, help="channel width of the estimators (convtranspose: the DCGAN ngf)")
+    arch: Literal["upsample", "convtranspose"] = option(
+        "upsample", help="upsample + conv + LeakyReLU blocks, or the DF-SBIR release's DCGAN ConvTranspose + BatchNorm + ReLU stack"
+    )
+    sketch_channels: int = option(
+        1, choices=(1, 3), help="channels the sketch estimator draws: 1 (grey, replicated to 3), or 3 (the DF-SBIR release)"
+    )
     steps: int = option(1, min=1, help="estimator steps per round")
     batch_size: int = option(64, min=1, help="pairs per estimator step")
     optimizer: OptimizerOptions = section(
@@ -39,10 +52,11 @@ class PairedEstimators(InversionStrategy):
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)
         size = ctx.image_size
+        net = ESTIMATOR_ARCHES[options["arch"]]
         self.estimators = torch.nn.ModuleDict(
             {
-                "photo": Estimator(options["z_dim"], size, channels=3, width=options["width"]),
-                "sketch": Estimator(options["z_dim"], size, channels=1, width=options["width"]),
+                "photo": net(options["z_dim"], size, channels=3, width=options["width"]),
+                "sketch": net(options["z_dim"], size, channels=int(options["sketch_channels"]), width=options["width"]),
             }
         ).to(ctx.device)
         ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
@@ -75,7 +89,7 @@ class PairedEstimators(InversionStrategy):
                     images = self._train_forward(z)
                 else:
                     images = {m: g(z) for m, g in self.estimators.items()}
-                state = SynthesisState(images, self.ctx.teachers, self.variant, students, bn_hooks=hooks)
+                state = SynthesisState(images, self.ctx.teachers, self.variant, students, bn_hooks=hooks, **self.term_inputs)
                 loss, self.last_parts = weighted_sum(state, self.weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -48,5 +48,6 @@ class TeacherOptions(Options):
 
 PROFILES = {
     "smoke": {"width": 16, "feature_dim": 64, "epochs": 2},
-    "paper": {"arch": "resnet34", "epochs": 30, "batch_size": 128, "lr": 0.01},
+    # the modality classifier has the class teachers' backbone, as in the DF-SBIR release (ResNet-34)
+    "paper": {"arch": "resnet34", "epochs": 30, "batch_size": 128, "lr": 0.01, "modality_arch": "resnet34"},
 }

@@ -67,9 +67,10 @@ class DataOptions(Options):
         None, min=1, optional=True, help="only the first N images per class of every split and modality (dfbench.subset)"
     )
     validation: float | None = option(
-        None, min=0.0, max=0.5, min_exclusive=True, optional=True,
+        0.1, min=0.0, max=0.5, min_exclusive=True, optional=True,
         help="fraction of each class's train images held out as the validation split, before teachers train: "
-        "every choice is made on it and the test split is read once (docs/protocol.md)",
+        "every choice is made on it and the test split is read once (docs/protocol.md; null: no validation split, "
+        "curves then monitor test)",
     )
 
 

@@ -58,9 +58,15 @@ class DataFreeOptions(Options):
     budget: int | None = option(
         None, min=1, optional=True,
         help="compute budget in teacher image passes (docs/protocol.md): the run stops after the round in which the teachers "
-        "have seen this many images, and the encoders' cosine schedule runs over the budget (unset: rounds decide)",
+        "have seen this many images, the encoders' cosine schedule runs over the budget, and curve evaluations happen at "
+        "each eighth of it (unset: rounds decide)",
     )
     encoder_steps: int = option(1, min=1, help="encoder steps per round")
+    warmup_rounds: int = option(
+        0, min=0,
+        help="synthesis-only rounds before the first encoder step, without the terms that need the (untrained) students; "
+        "their teacher passes count towards the budget",
+    )
     batch_size: int = option(64, min=1, help="encoder batch, in pairs")
     fresh_fraction: float = option(
         0.5, min=0.0, max=1.0, min_exclusive=True, help="share of each encoder batch drawn from the newest synthesised batch"
@@ -185,6 +191,7 @@ class DataFreeLoop:
         self.weights = check_weights(p.weights)
         with ctx.rng_scope("students/init"):
             self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers, head=p.student_head)
+        self.passes = TeacherPasses(ctx.teachers)  # the compute spent: teacher image passes (the strategy's own setup included)
         strategy_cls = registry("inversions").load(p.inversion["strategy"])
         options = _rank_options(component_options(strategy_cls, p.inversion, "strategy", "params.inversion"))
         with ctx.rng_scope("inversion/init"):  # the strategy's modules start from a stream of their own
@@ -196,7 +203,6 @@ class DataFreeLoop:
         ctx.perf.prepare(self.students, *perf_modules(self.strategy), *ctx.teachers.models.values())
         ctx.perf.compile_modules(self.students.encoders.values())
         self.opt = build_optimizer(list(self.students.encoders.parameters()) + self.align_params, p.optimizer, ctx.perf)
-        self.passes = TeacherPasses(ctx.teachers)  # the compute spent: teacher image passes
         self.sched = self._schedule(p)
         self.pool = ReplayPool(_rank_pool(p.replay_size))
         self.gen = ctx.rng("loop/encoder-batches")
@@ -245,6 +251,8 @@ class DataFreeLoop:
     def run(self, hooks: list[LoopHook]) -> None:
         self.restore()
         self.finished = self.round >= self.p.rounds
+        if self.start == 0 and not self.finished:
+            self.warm_up()
         for hook in hooks:
             hook.before_train(self)
         with self.ctx.reporter.task(f"{self.ctx.config['method']} training", total=self.p.rounds) as self.task:
@@ -259,6 +267,24 @@ class DataFreeLoop:
             hook.after_train(self)
         self.passes.remove()
         self.ctx.budget = {"teacher_images": self.teacher_images, "rounds": self.round, "budget": self.p.budget}
+
+    def warm_up(self) -> None:
+        """``warmup_rounds`` rounds of synthesis alone, before the encoders' first step, so that the
+        encoders first meet pairs that work (docs/protocol.md, "Synthesis is judged after it
+        works"). Terms that need the students (the adversarial ones) are left out: untrained students
+        give them nothing to seek. A resumed run has done its warm-up."""
+        if self.p.warmup_rounds <= 0:
+            return
+        full = self.strategy.weights
+        self.strategy.weights = {k: w for k, w in full.items() if "students" not in needs_of({k: w})}
+        try:
+            with self.ctx.reporter.task("synthesis warm-up", total=self.p.warmup_rounds) as task:
+                for _ in range(self.p.warmup_rounds):
+                    with self.ctx.perf.autocast():
+                        self.batch = self.strategy.synthesize(self.students)
+                    task.advance(1)
+        finally:
+            self.strategy.weights = full
 
     def train_round(self) -> None:
         """One round: synthesise a batch, then the encoder steps on it and the pool."""
@@ -356,27 +382,48 @@ class DistributedBatchNorm(LoopHook):
             dist.average_batchnorm(loop.students.encoders)
 
 
+#: a run with a budget evaluates its students each time another 1/BUDGET_EVALS of it is spent
+BUDGET_EVALS = 8
+
+
 class CurveHook(LoopHook):
     """At each curve row (every ``log_every`` rounds, and the last): a row of the mean loss terms since the
     previous row (means over the ranks), how well the newest synthesised batch works
     (:func:`synthesis_stats`, also kept as ``ctx.synthesis``: the record's final values), the
-    monitored metric every ``eval_every`` rounds (and at round 0), and the divergence guard: a
+    monitored metric (at round 0, at the last round, and every ``eval_every`` rounds, or, in a run
+    with a budget, each time another :data:`BUDGET_EVALS`-th of the budget is spent, so that runs
+    of different methods are evaluated at the same compute), and the divergence guard: a
     non-finite value stops the run with a clear error."""
 
     def __init__(self, eval_every: int):
         self.eval_every = eval_every
         self.last_eval = 0
+        self.last_eval_spent = 0
+
+    def _eval_due(self, loop) -> bool:
+        if self.eval_every <= 0:
+            return False
+        if loop.finished and loop.round > self.last_eval:  # the last round's students
+            return True
+        if loop.p.budget is not None:
+            point = lambda spent: int(BUDGET_EVALS * spent / loop.p.budget)  # noqa: E731
+            return point(loop.teacher_images) > point(self.last_eval_spent)
+        return loop.round // self.eval_every > self.last_eval // self.eval_every
 
     def before_train(self, loop):
-        self.last_eval = loop.start
-        if 0 < self.eval_every <= loop.p.rounds and loop.start == 0:  # the students before any training
+        self.last_eval, self.last_eval_spent = loop.start, loop.teacher_images
+        if 0 < self.eval_every and (loop.p.budget is not None or self.eval_every <= loop.p.rounds) and loop.start == 0:  # the students before any training
             row = _monitor(loop.ctx, loop.students, loop.p.readout)
             loop.monitored = (0, next(iter(row.values())))
-            loop.ctx.log_curve({"round": 0, "teacher images": 0.0, **row})
+            if loop.batch is not None:  # after a synthesis warm-up: how its pairs work
+                with loop.passes.paused():
+                    row.update({f"synth/{k}": v for k, v in dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant)).items()})
+            loop.ctx.log_curve({"round": 0, "teacher images": float(loop.teacher_images), **row})
 
     def after_round(self, loop):
         r = loop.round
-        if not loop.at_curve_row:
+        eval_due = self._eval_due(loop)
+        if not (loop.at_curve_row or eval_due):
             return
         values = {"teacher images": float(loop.teacher_images), "align": float(loop.align_sum) / (loop.count * loop.p.encoder_steps)}
         values.update({f"term/{k}": float(v) / loop.count for k, v in loop.sums.items()})
@@ -386,12 +433,11 @@ class CurveHook(LoopHook):
             with loop.passes.paused():
                 loop.ctx.synthesis = dist.mean_floats(synthesis_stats(loop.ctx, loop.batch, loop.p.variant))
             row.update({f"synth/{k}": v for k, v in loop.ctx.synthesis.items()})
-        due = r // self.eval_every > self.last_eval // self.eval_every if self.eval_every > 0 else False
-        if due or (self.eval_every > 0 and loop.finished and r > self.last_eval):  # and the last round's students
+        if eval_due:
             monitored = _monitor(loop.ctx, loop.students, loop.p.readout)
             loop.monitored = (r, next(iter(monitored.values())))
             row.update(monitored)
-            self.last_eval = r
+            self.last_eval, self.last_eval_spent = r, loop.teacher_images
         bad = [k for k, v in row.items() if k != "round" and not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(

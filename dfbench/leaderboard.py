@@ -363,7 +363,7 @@ def render(
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
     for dataset in sorted(summary["dataset"].unique()):
-        body = dataset_table(summary, dataset, link_base)
+        body = like_for_like_tables(summary[summary["dataset"] == dataset], link_base)
         files[f"{dataset}.md"] = (
             f"{HEADER}\n\n# {dataset}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
@@ -371,6 +371,27 @@ def render(
         )
     files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
     return files
+
+
+def like_groups(summary):
+    """The rows of ``summary`` grouped by what makes them comparable (docs/protocol.md): the same
+    teachers and the same readout, as [((teachers, readout), rows)], the groups in name order."""
+    keys = summary[["teachers", "readout"]].fillna("-").astype(str)
+    return [((t, r), summary[(keys["teachers"] == t) & (keys["readout"] == r)])
+            for t, r in sorted(set(zip(keys["teachers"], keys["readout"])))]
+
+
+def like_for_like_tables(summary, link_base: str | None = None) -> str:
+    """One table per (teachers, readout) group, each ranked on its own: rows of different teachers
+    or readouts are never ranked against each other. One group: a plain table."""
+    groups = like_groups(summary)
+    if len(groups) == 1:
+        return dataset_table(summary, None, link_base)
+    parts = [f"## {t} teachers, {r} readout\n\n{dataset_table(rows, None, link_base)}" for (t, r), rows in groups]
+    return (
+        "Rows are ranked only against rows with the same teachers and the same readout (docs/protocol.md, "
+        "\"Like for like\"): one table per pair.\n\n" + "\n\n".join(parts)
+    )
 
 
 def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), dataset_keys: dict | None = None):
@@ -392,7 +413,7 @@ def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), da
     return summarise(df)
 
 
-EXPORT_COLUMNS = ("dataset", "rank", "unranked", "method", "config_hash", "profile", "n", "expected_seeds", "failed", *(
+EXPORT_COLUMNS = ("dataset", "teachers", "readout", "rank", "unranked", "method", "config_hash", "profile", "n", "expected_seeds", "failed", *(
     f"{k}_{stat}" for k in METRIC_KEYS for stat in ("mean", "std")), "wall_s")
 
 
@@ -401,10 +422,10 @@ def export_rows(summary) -> list[dict]:
     out = []
     for dataset in sorted(summary["dataset"].unique()):
         s = summary[summary["dataset"] == dataset]
-        rank_of = ranks(s)
+        rank_of = {i: rank for _, rows in like_groups(s) for i, rank in ranks(rows).items()}  # ranked within like groups
         for i, r in s.iterrows():
             row = {
-                "dataset": dataset, "rank": rank_of.get(i), "unranked": unranked_reason(r), "method": r["method"],
+                "dataset": dataset, "teachers": r.get("teachers"), "readout": r.get("readout"), "rank": rank_of.get(i), "unranked": unranked_reason(r), "method": r["method"],
                 "config_hash": r["config_hash"], "profile": r["profile"], "n": int(r["n_done"]),
                 "expected_seeds": int(r["seeds"].split("/")[1]), "failed": int(r["failed"]),
                 "wall_s": float(r["wall_s"]) if _known(r["wall_s"]) else None,
@@ -415,7 +436,7 @@ def export_rows(summary) -> list[dict]:
                     # a single seed has no spread: no std rather than 0.0
                     row[f"{k}_{stat}"] = float(v) if _known(v) and not (stat == "std" and row["n"] < 2) else None
             out.append(row)
-        out[-len(s):] = sorted(out[-len(s):], key=lambda x: (x["rank"] is None, x["rank"] or 0, x["method"]))
+        out[-len(s):] = sorted(out[-len(s):], key=lambda x: (str(x["teachers"]), str(x["readout"]), x["rank"] is None, x["rank"] or 0, x["method"]))
     return [{k: row[k] for k in EXPORT_COLUMNS} for row in out]
 
 

@@ -62,7 +62,7 @@ def hold_out_validation(benchmark, fraction: float | None, seed: int):
     validation split (``"val"``), chosen by a permutation seeded with ``seed`` (the data seed: the
     same split for every run seed). It is carved before any teacher trains, so teachers, students
     and synthesis never see it; every choice of the run is made on it (docs/protocol.md). A class
-    keeps at least one train image; one with a single image gives none to validation."""
+    keeps at least one train image and, when it has two or more, gives at least one to validation."""
     if fraction is None:
         return benchmark
     import torch
@@ -76,7 +76,7 @@ def hold_out_validation(benchmark, fraction: float | None, seed: int):
         for c in torch.unique(base.labels).tolist():
             idx = torch.nonzero(base.labels == c).flatten()
             idx = idx[torch.randperm(len(idx), generator=g)]
-            n_val = min(len(idx) - 1, round(fraction * len(idx)))
+            n_val = min(len(idx) - 1, max(1, round(fraction * len(idx))))  # every class validated when it can be
             held += idx[:n_val].tolist()
             keep += idx[n_val:].tolist()
         benchmark.sets[("train", m)] = SubsetImageSet(base, sorted(keep))

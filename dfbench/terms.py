@@ -224,6 +224,17 @@ def one_hot(s: SynthesisState):
     return sum(F.cross_entropy(s.teacher_logits(m), s.labels(m)) for m in s.modalities)
 
 
+@term("pair")
+def pair_one_hot(s: SynthesisState):
+    """Cross-entropy of both teachers' logits against one label per pair: the class the two
+    teachers find jointly most likely (argmax of the summed log-probabilities). Where ``one_hot``
+    lets each estimator sharpen towards its own teacher's argmax (a photo and a sketch of one noise
+    may settle on two classes), this pushes both sides of a pair towards the same class."""
+    log_p = {m: F.log_softmax(s.teacher_logits(m), dim=1) for m in ("photo", "sketch")}
+    joint = (log_p["photo"] + log_p["sketch"]).detach().argmax(1)
+    return sum(F.nll_loss(log_p[m], joint) for m in ("photo", "sketch"))
+
+
 @term()
 def entropy(s: SynthesisState):
     """Information entropy (DAFL): sum of p log p of the batch-mean softmax; lowest for a batch

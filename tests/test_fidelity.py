@@ -202,11 +202,11 @@ def test_convtranspose_estimator_reaches_224_and_refuses_odd_sizes():
         ConvTransposeEstimator(z_dim=8, image_size=36 * 3, width=2)
 
 
-def _paired(arch, sketch_channels, size=32):
+def _paired(arch, sketch_channels, size=32, **extra):
     from dfbench_inversions.estimators import EstimatorOptions, PairedEstimators
 
-    options = EstimatorOptions.from_data({"arch": arch, "sketch_channels": sketch_channels, "z_dim": 16, "width": 4}, "params.inversion")
-    ctx = SimpleNamespace(image_size=size, device="cpu", perf=None, teachers=None, params={},
+    options = EstimatorOptions.from_data({"arch": arch, "sketch_channels": sketch_channels, "z_dim": 16, "width": 4, **extra}, "params.inversion")
+    ctx = SimpleNamespace(image_size=size, device="cpu", perf=None, teachers=None, params={}, num_classes=4,
                           rng=lambda name: torch.Generator().manual_seed(0))
     return PairedEstimators(ctx, options, {"one_hot": 1.0}, "unified")
 
@@ -276,3 +276,16 @@ def test_other_profiles_keep_todays_behaviour_and_hash(method, profile):
     view = hashed_view(cfg)  # at today's values the new keys stay out of the hash (records keep their ids)
     assert "entropy_log_base" not in view["params"] and "student_head" not in view["params"]
     assert "embedding_layer" not in view["students"]
+
+
+def test_conditional_estimators_give_both_sides_of_a_pair_one_balanced_class():
+    """params.inversion.conditional: the noise carries a one-hot class (balanced over the batch),
+    both estimators receive the same input, and the class labels the pair."""
+    strategy = _paired("upsample", 1, conditional=True)
+    z, y = strategy.noise(8)
+    assert z.shape == (8, 16 + 4) and torch.equal(z[:, 16:].argmax(1), y)
+    assert sorted(torch.bincount(y, minlength=4).tolist()) == [2, 2, 2, 2]
+    assert strategy.estimators["photo"](z).shape == (8, 3, 32, 32)
+    plain = _paired("upsample", 1)
+    z, y = plain.noise(8)
+    assert z.shape == (8, 16) and y is None

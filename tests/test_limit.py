@@ -62,7 +62,10 @@ def test_run_with_limit_records_it(tmp_path):
     [record] = json.loads(res.stdout)
     classes = len(record["data"]["classes"])
     assert record["config"]["data"]["limit"] == 3
-    assert record["data"]["counts"] == {k: 3 * classes for k in ("train/photo", "train/sketch", "test/photo", "test/sketch")}
+    counts = record["data"]["counts"]
+    assert {k: counts[k] for k in ("test/photo", "test/sketch")} == {"test/photo": 3 * classes, "test/sketch": 3 * classes}
+    # the validation split (one image per class here) comes out of the limited train split
+    assert all(counts[f"train/{m}"] + counts[f"val/{m}"] == 3 * classes and counts[f"val/{m}"] == classes for m in ("photo", "sketch"))
     assert record["data"]["info"]["limit"]["per_class"] == 3
     # teachers trained on the subset are cached under their own key
     plain, _ = resolve_request(RunRequest(method="classifier-only", profile="smoke", overrides=TINY[1::2]))

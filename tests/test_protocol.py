@@ -67,9 +67,10 @@ def test_under_the_protocol_the_test_split_is_read_only_by_the_final_evaluation(
 
 
 def test_without_the_protocol_the_curves_read_test(monkeypatch, tmp_path):
-    """The configs made before the protocol monitor test mAP in their curves (no model was selected
-    by it): the spy sees it, which is what the protocol removes."""
-    record, log = _run_spying_on_test(monkeypatch, tmp_path)
+    """A config without a validation split (data.validation: null, as every config made before the
+    protocol) monitors test mAP in its curves (no model is selected by it): the spy sees it, which
+    is what the protocol, the default, removes."""
+    record, log = _run_spying_on_test(monkeypatch, tmp_path, "--set", "data.validation=null")
     assert not all(log)
     assert "val/photo" not in record["data"]["counts"]
 
@@ -114,7 +115,7 @@ def test_the_round_is_chosen_on_validation_and_recorded(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["params.select=best-val"], "set data.validation"),
+    (["params.select=best-val", "data.validation=null"], "set data.validation"),
     (["params.select=best-val", "data.validation=0.2", "curve_eval_every=0"], "set curve_eval_every"),
 ])
 def test_selection_without_a_validation_split_fails_before_any_work(extra, message):
@@ -140,3 +141,17 @@ def test_a_budget_of_teacher_image_passes_ends_the_run_and_is_recorded(monkeypat
     values = anytime(record)
     assert len(values) == len(BUDGET_FRACTIONS) and all(isinstance(v, float) for v in values)
     assert values[-1] == [a["value"] for a in record["anytime"] if a["teacher images"] <= 1000][-1]
+
+
+def test_a_synthesis_warm_up_spends_budget_before_the_first_encoder_step(monkeypatch, tmp_path):
+    """params.warmup_rounds: synthesis alone first (teacher passes counted), so the first curve
+    evaluation of the untrained students already sits after the warm-up's passes."""
+    plain, _ = _run_spying_on_test(monkeypatch, tmp_path / "plain", "--set", "data.validation=0.2", "--set", "params.rounds=4")
+    warm, _ = _run_spying_on_test(monkeypatch, tmp_path / "warm", "--set", "data.validation=0.2", "--set", "params.rounds=4",
+                                  "--set", "params.warmup_rounds=3")
+    per_round = plain["budget"]["teacher_images"] / 4
+    assert plain["anytime"][0]["teacher images"] == 0
+    assert warm["anytime"][0]["teacher images"] > 0
+    # the warm-up's rounds leave out the students' (adversarial) term: fewer teacher passes than full rounds would spend
+    assert warm["budget"]["teacher_images"] <= plain["budget"]["teacher_images"] + 3 * per_round
+    assert warm["budget"]["rounds"] == 4 and warm["metrics"] != plain["metrics"]

@@ -683,7 +683,7 @@ def _truncated_checkpoint(path: Path, tmp: Path) -> str:
 
 
 def _foreign_checkpoint(path: Path, tmp: Path) -> str:
-    torch.save({"round": 4, "rng": {}, "config_hash": "0123456789ab"}, path)
+    torch.save({"round": 4, "rng": {}, "streams": {}, "config_hash": "0123456789ab"}, path)
     return "it belongs to another config (hash 0123456789ab"
 
 
@@ -845,7 +845,7 @@ def test_a_non_finite_metric_is_a_failed_run_not_a_result(tmp_path, monkeypatch)
 
     monkeypatch.setattr(dfbench.evaluation, "evaluate_embedder", nan_metrics)
     results = tmp_path / "results"
-    res = invoke(results, "--method", "dfsbir", *_sets("params.rounds=1", "params.log_every=1"))
+    res = invoke(results, "--method", "dfsbir", *_sets("params.rounds=1", "params.log_every=1", "curve_eval_every=0"))
     assert res.exit_code == 2 and res.output.startswith("Error: The evaluation gave non-finite metrics (mAP@all = nan)")
     [path] = records(results)
     rec = json.loads(path.read_text())

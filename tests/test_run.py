@@ -50,7 +50,7 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert rec["env"]["torch"] and rec["env"]["device"] == "cpu"
     assert rec["started_at"] and rec["finished_at"]
     curves = (path.parent / rec["run_id"] / "curves.csv").read_text().splitlines()
-    assert curves[0].startswith("round,align") and len(curves) > 1
+    assert curves[0].startswith("round,teacher images,align") and len(curves) > 1
     # a second identical run is skipped; --force runs again
     again = run_cli("--method", "dfsbir", "--profile", "smoke", *_sets(), results=tmp_path)
     assert again.exit_code == 0 and "existed" in again.output
@@ -87,7 +87,7 @@ def test_independent_variant_and_ablation(tmp_path):
         (["--method", "dfsbir", "--dataset", "shape"], "Did you mean 'shapes'"),
         (["--method", "dfsbir", "--profile", "fast"], "Unknown profile 'fast'"),
         (["--method", "dfsbir", "--set", "params.round=3"], "Unknown config key 'params.round'"),
-        (["--method", "dfsbir", "--set", "params.weights.onehot=1"], "Unknown name 'onehot' in params.weights. Did you mean 'one_hot'?"),
+        (["--method", "dfsbir", "--set", "params.weights.onehot=1"], "Unknown name 'onehot' in params.weights. Did you mean 'one_hot'"),
         (["--method", "dfsbir", "--dataset", "folder"], "--data-root"),
         (["--method", "dfsbir", "--dataset", "folder", "--data-root", "/nonexistent/dfbench"], "/nonexistent/dfbench"),
     ],

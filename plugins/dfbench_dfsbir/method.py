@@ -89,6 +89,10 @@ class DFSBIR(DataFreeMethod):
         "cpu": {
             "params": {
                 "rounds": 400,
+                # the estimators converge before the encoders train (docs/methods.md, "Converged
+                # synthesis"): class-conditional pairs and 400 synthesis-only rounds first
+                "warmup_rounds": 400,
+                "inversion": {"conditional": True},
                 "encoder_steps": 2,
                 "batch_size": 64,
                 "replay_size": 4096,
@@ -149,7 +153,7 @@ class DFSBIRPlus(DFSBIR):
             }
         },
         "smoke": {"params": {**DFSBIR.profiles["smoke"]["params"], "readout": "proxy"}},
-        "cpu": {"params": {"rounds": 300}},
+        "cpu": {"params": {"rounds": 300, "warmup_rounds": 400, "inversion": {"conditional": True}}},
         "paper": _with_release(
             {
                 "params": {

@@ -43,6 +43,11 @@ class EstimatorOptions(Options):
         OptimizerOptions, help="the estimators' optimiser", name="adam", lr=1e-3, betas=[0.5, 0.999], weight_decay=0.0
     )
     bn_first_layer_scale: float = option(1.0, min=0.0, help="weight of the first BatchNorm layer in the bn term")
+    conditional: bool = option(
+        False,
+        help="class-conditional estimators: each noise vector comes with a class (balanced over the batch) that both "
+        "estimators receive, and the pair is labelled with it (the one_hot term's target) instead of the teachers' argmax",
+    )
 
 
 class PairedEstimators(InversionStrategy):
@@ -53,10 +58,12 @@ class PairedEstimators(InversionStrategy):
         super().__init__(ctx, options, weights, variant)
         size = ctx.image_size
         net = ESTIMATOR_ARCHES[options["arch"]]
+        self.num_classes = ctx.num_classes
+        in_dim = options["z_dim"] + (self.num_classes if options["conditional"] else 0)
         self.estimators = torch.nn.ModuleDict(
             {
-                "photo": net(options["z_dim"], size, channels=3, width=options["width"]),
-                "sketch": net(options["z_dim"], size, channels=int(options["sketch_channels"]), width=options["width"]),
+                "photo": net(in_dim, size, channels=3, width=options["width"]),
+                "sketch": net(in_dim, size, channels=int(options["sketch_channels"]), width=options["width"]),
             }
         ).to(ctx.device)
         ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
@@ -75,8 +82,17 @@ class PairedEstimators(InversionStrategy):
         Their BatchNorm running statistics are averaged over the ranks after each ``synthesize``."""
         self._train_forward = wrap(_Pair(self.estimators), broadcast_buffers=False)
 
-    def noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.options["z_dim"], generator=self.generator).to(self.ctx.device)
+    def noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The estimators' input for ``n`` pairs, and the pairs' classes (conditional estimators:
+        balanced classes, appended to the noise one-hot; else None)."""
+        z = torch.randn(n, self.options["z_dim"], generator=self.generator)
+        if not self.options["conditional"]:
+            return z.to(self.ctx.device), None
+        from dfbench_datafree.common import sample_targets
+
+        y = sample_targets(n, self.num_classes, "balanced", self.generator)
+        z = torch.cat([z, torch.nn.functional.one_hot(y, self.num_classes).float()], dim=1)
+        return z.to(self.ctx.device), y.to(self.ctx.device)
 
     def synthesize(self, students) -> SynthBatch:
         opt = self.opt
@@ -84,12 +100,14 @@ class PairedEstimators(InversionStrategy):
         hooks = BatchNormStatsHooks(self.bn_modules, self.options["bn_first_layer_scale"])
         with students_frozen(students), hooks:
             for _ in range(int(self.options["steps"])):
-                z = self.noise(int(self.options["batch_size"]))
+                z, y = self.noise(int(self.options["batch_size"]))
                 if self._train_forward is not None:
                     images = self._train_forward(z)
                 else:
                     images = {m: g(z) for m, g in self.estimators.items()}
-                state = SynthesisState(images, self.ctx.teachers, self.variant, students, bn_hooks=hooks, **self.term_inputs)
+                targets = None if y is None else {m: y for m in images}
+                state = SynthesisState(images, self.ctx.teachers, self.variant, students, bn_hooks=hooks, targets=targets,
+                                       **self.term_inputs)
                 loss, self.last_parts = weighted_sum(state, self.weights)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -109,7 +127,7 @@ class PairedEstimators(InversionStrategy):
     def sample(self, n: int) -> dict:
         """Pairs from fresh noise (for pictures), estimators in eval mode."""
         self.estimators.eval()
-        z = self.noise(n)
+        z, _ = self.noise(n)
         return {m: g(z) for m, g in self.estimators.items()}
 
     def state_dict(self) -> dict:

@@ -14,6 +14,7 @@ def dfbench_register_inversions(register):
 #: the built-in synthesis loss terms (dfbench.terms), with the one line each shows in 'dfbench list'
 TERMS = {
     "one_hot": "Cross-entropy of the teacher's logits against their argmax or target (DAFL, DF-SBIR's L_sem).",
+    "pair_one_hot": "Cross-entropy of both teachers' logits against the pair's jointly most likely class (dfbench).",
     "entropy": "Entropy of the batch-mean softmax, lowest for a batch spread over the classes (DAFL, L_sem).",
     "balance": "KL of the batch-mean softmax from uniform (DFQ's class balance).",
     "activation": "Minus the mean absolute penultimate teacher feature (DAFL, L_sem).",

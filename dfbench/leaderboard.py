@@ -102,6 +102,7 @@ def records_frame(records: list[dict]):
             # what a row compares like with like on (docs/protocol.md): the teachers and the readout
             "teachers": _teacher_variant(r),
             "readout": _param(r, "readout"),
+            "space": readout_space(_param(r, "readout")),
             # the compute a data-free run spent (teacher image passes) and its validation mAP along the way
             "teacher_images": (r.get("budget") or {}).get("teacher_images"),
             **{f"anytime_{i}": v for i, v in enumerate(anytime(r))},
@@ -109,7 +110,7 @@ def records_frame(records: list[dict]):
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "teachers", "readout",
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "teachers", "readout", "space",
                "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
@@ -146,7 +147,7 @@ def summarise(df):
         expected = g["expected_seeds"].dropna()
         expected = int(expected.max()) if len(expected) else len(done)
         row = summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected)
-        out.append({**row, "data": data, "teachers": g["teachers"].iloc[0], "readout": g["readout"].iloc[0]})
+        out.append({**row, "data": data, "teachers": g["teachers"].iloc[0], "readout": g["readout"].iloc[0], "space": g["space"].iloc[0]})
     return pd.DataFrame(out)
 
 
@@ -159,6 +160,18 @@ def _teacher_variant(record: dict) -> str:
     if {"photo", "sketch"} <= roles:
         return "independent"
     return ", ".join(sorted(roles)) or "none"
+
+
+#: the space each readout retrieves in: rows are compared like with like within one space. A
+#: student's ``proxy`` readout (softmax of its scaled cosines to the teacher's class weights) and a
+#: teacher's ``probs`` are both class posteriors; a student's ``raw`` embedding and a teacher's
+#: penultimate ``features`` are both learned feature spaces. A readout not listed is its own space.
+READOUT_SPACES = {"raw": "embedding", "features": "embedding", "logits": "class-score", "probs": "class-posterior",
+                  "proxy": "class-posterior"}
+
+
+def readout_space(readout: str) -> str:
+    return READOUT_SPACES.get(readout, readout)
 
 
 def _param(record: dict, key: str) -> str:
@@ -375,10 +388,11 @@ def render(
 
 def like_groups(summary):
     """The rows of ``summary`` grouped by what makes them comparable (docs/protocol.md): the same
-    teachers and the same readout, as [((teachers, readout), rows)], the groups in name order."""
-    keys = summary[["teachers", "readout"]].fillna("-").astype(str)
-    return [((t, r), summary[(keys["teachers"] == t) & (keys["readout"] == r)])
-            for t, r in sorted(set(zip(keys["teachers"], keys["readout"])))]
+    teachers and readouts into the same space (:data:`READOUT_SPACES`), as [((teachers, space),
+    rows)], the groups in name order."""
+    keys = summary[["teachers", "space"]].fillna("-").astype(str)
+    return [((t, r), summary[(keys["teachers"] == t) & (keys["space"] == r)])
+            for t, r in sorted(set(zip(keys["teachers"], keys["space"])))]
 
 
 def like_for_like_tables(summary, link_base: str | None = None) -> str:
@@ -387,10 +401,12 @@ def like_for_like_tables(summary, link_base: str | None = None) -> str:
     groups = like_groups(summary)
     if len(groups) == 1:
         return dataset_table(summary, None, link_base)
-    parts = [f"## {t} teachers, {r} readout\n\n{dataset_table(rows, None, link_base)}" for (t, r), rows in groups]
+    parts = [f"## {t} teachers, {r} readouts\n\n{dataset_table(rows, None, link_base)}" for (t, r), rows in groups]
     return (
-        "Rows are ranked only against rows with the same teachers and the same readout (docs/protocol.md, "
-        "\"Like for like\"): one table per pair.\n\n" + "\n\n".join(parts)
+        "Rows are ranked only against rows with the same teachers and a readout into the same space (docs/protocol.md, "
+        "\"Like for like\"): one table per pair. Readout spaces: `embedding` (a student's raw embedding, a teacher's "
+        "penultimate features), `class-posterior` (a teacher's softmax, a student's softmax over its scaled cosines to "
+        "the teacher's class weights: `proxy`), `class-score` (logits).\n\n" + "\n\n".join(parts)
     )
 
 

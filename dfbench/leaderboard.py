@@ -513,40 +513,37 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
 
 
 def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()) -> str:
-    best = summary.sort_values("mAP@all_mean", ascending=False, na_position="last").drop_duplicates(["dataset", "method"]).copy()
-    best["_cell"] = [_overview_cell(r) for _, r in best.iterrows()]
-    table = best.pivot(index="method", columns="dataset", values="_cell")
-    table = table.fillna("-")
-    like = {m: " · ".join(sorted({f"{_cell(r, 'teachers')} teachers, {_cell(r, 'readout')} readout" for _, r in g.iterrows()}))
-            for m, g in best.groupby("method")}
-    rows = [{"method": m, "teachers, readout": like[m], **table.loc[m].to_dict()} for m in table.index]
-    columns = ["method", "teachers, readout", *table.columns]
-    sources = []
-    for i, rep in enumerate(reported, start=1):
-        if rep.metric != "mAP@all":
-            continue
-        sources.append(f"{'*' * i} reported: {rep.source}; not produced by dfbench (other teachers, splits and image sizes).")
-        for method, values in rep.values.items():
-            rows.append({"method": f"{method} (reported{'*' * i})", **{d: f"{v:.3f}" for d, v in values.items()}})
-            columns += [d for d in values if d not in columns]
+    """The leaderboards' README: mAP@all of every row (a suite's label, else the method) per dataset,
+    one table per (teachers, readout space) group as in the dataset pages; no row is picked as a
+    method's "best" (that choice would read the test column). Numbers a paper reported follow in
+    their own table, for orientation only."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=columns).fillna("-")
-    lines = [HEADER, "", "# Leaderboards", "", "mAP@all of each method's best complete config per dataset. Rows marked "
-             "*reported* are numbers a paper published, shown for orientation only: they never enter a mean or a rank. "
-             "Rows compare like with like only when they share teachers (`unified`: one classifier of both modalities; "
-             "`independent`: a photo and a sketch classifier trained apart, the paper's setting) and readout (`proxy`, "
-             "`probs`, `logits`: retrieval in the teachers' class space; `raw`: the students' own embedding); see "
-             "docs/protocol.md.", ""]
-    lines.append(_markdown(frame))
-    if sources:
-        lines += [""] + sources
+    lines = [HEADER, "", "# Leaderboards", "",
+             "mAP@all (mean over seeds) of every row, one table per group of rows that compare like with like "
+             "(docs/protocol.md): the same teachers (`independent`: a photo and a sketch classifier trained apart, the "
+             "paper's setting; `unified`: one classifier of both modalities, the release's variant) and readouts into "
+             "the same space (`class-posterior`: a teacher's softmax (`probs`) or a student's softmax over its scaled "
+             "cosines to the teacher's class weights (`proxy`); `embedding`: a student's raw embedding (`raw`) or a "
+             "teacher's penultimate features; `class-score`: logits). Each row's label names its readout.", ""]
+    for (teachers, space), g in like_groups(summary):
+        g = g.assign(_cell=[_overview_cell(r) for _, r in g.iterrows()])
+        table = g.pivot_table(index="method", columns="dataset", values="_cell", aggfunc="first").fillna("-")
+        lines += [f"## {teachers} teachers, {space} readouts", "", _markdown(table.reset_index().rename(columns={"method": "row"})), ""]
+    rows, sources = [], []
+    for i, rep in enumerate([r for r in reported if r.metric == "mAP@all"], start=1):
+        sources.append(f"{'*' * i} {rep.source}; not produced by dfbench (other teachers, splits and image sizes).")
+        rows += [{"method": f"{method} (reported{'*' * i})", **{d: f"{v:.3f}" for d, v in values.items()}} for method, values in rep.values.items()]
+    if rows:
+        lines += ["## Reported by papers", "", "For orientation only: these never enter a mean or a rank.", "",
+                  _markdown(pd.DataFrame(rows).fillna("-")), "", *sources, ""]
     tables = [f"[{d}]({d}.md)" for d in sorted(summary["dataset"].unique())] + [f"[{f.removesuffix('.md')}]({f})" for f in suite_files]
-    lines += ["", "Per-dataset and per-suite tables: " + ", ".join(tables), "",
+    lines += ["Per-dataset and per-suite tables: " + ", ".join(tables), "",
               "Where things live: the run records these tables are computed from are in `records/<dataset>/<method>/` "
               "beside this file (one JSON per run, its pictures in the folder of the same name); "
               "the suites that produced them are `benchmarks/*.yaml` in the checkout. `dfbench leaderboard` rebuilds "
-              "these files from the records, `dfbench leaderboard --check` verifies them, from any folder.", ""]
+              "these files from the records, `dfbench leaderboard --check` verifies them, from any folder. Tables made "
+              "before the protocol are kept in `archive/`.", ""]
     return "\n".join(lines)
 
 

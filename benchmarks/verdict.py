@@ -1,0 +1,56 @@
+"""The verdict on the paper's claim, from the committed records only (docs/methods.md opens with it).
+
+For each dataset, pairs of leaderboard rows that share teachers and readout space are compared
+seed for seed and query for query (dfbench.compare): does dfsbir, with converged synthesis, beat
+classifier-only? How much headroom does the supervised bound show? Does convergence matter?
+
+    python benchmarks/verdict.py [--results leaderboards/records] [--dataset qd-cifar10 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+#: (A, B, the question) — rows of benchmarks/<dataset>.yaml, same teachers and readout space
+PAIRS = (
+    ("dfsbir (proxy)", "classifier-only (probs)", "class posteriors, independent teachers: does data-free training beat the teachers' own posteriors?"),
+    ("dfsbir (raw)", "classifier-only (features)", "embeddings, independent teachers: the paper's readout against the teachers' features"),
+    ("dfsbir-plus (proxy)", "classifier-only (probs)", "class posteriors: dfbench's recipe"),
+    ("dfsbir (proxy)", "dfsbir (proxy, unconditional estimators)", "does converged synthesis (pairs the teachers label alike) matter?"),
+    ("supervised (proxy)", "classifier-only (probs)", "headroom: the same encoders and loss on real pairs"),
+    ("supervised (raw)", "classifier-only (features)", "headroom in embedding space"),
+    ("dfsbir (proxy, unified teacher)", "classifier-only (probs, unified teacher)", "the unified teacher (the release's variant)"),
+)
+
+
+def main(argv=None) -> None:
+    from dfbench.compare import compare, markdown
+    from dfbench.errors import ConfigError
+    from dfbench.leaderboard import load_records
+    from dfbench.locations import committed_records
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=None, help="records folder (default: the committed records)")
+    ap.add_argument("--dataset", action="append", default=None)
+    args = ap.parse_args(argv)
+    results = args.results or committed_records()
+    records = load_records(results)
+    for dataset in args.dataset or sorted({r["dataset"] for r in records}):
+        done, missing = [], []
+        for a, b, question in PAIRS:
+            try:
+                done.append((compare(records, results, dataset, a, b), question))
+            except ConfigError:
+                missing.append(f"{a} vs {b}")
+        print(f"## {dataset}\n")
+        print(markdown([c for c, _ in done]))
+        for c, q in done:
+            print(f"\n- {c.a} vs {c.b}: {q}")
+        if missing:
+            print(f"\nNot yet measured (no seed with both rows completed): {'; '.join(missing)}.")
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -309,17 +309,17 @@ def leaderboard(results, out, check, suites_dir, fmt):
     import os
 
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
-    tables, dataset_keys = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
+    tables, dataset_keys, labels = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {}, {})
     records = lb.load_records(results)
     if fmt != "md":
-        click.echo(lb.export(lb.dataset_summary(records, tables, dataset_keys), fmt), nl=False)
+        click.echo(lb.export(lb.dataset_summary(records, tables, dataset_keys, labels), fmt), nl=False)
         return
     reported = lb.load_reported(suites_dir / "reported")
     if not check:  # before any work: an --out that is a file or read-only is an error up front
         from dfbench.fileio import check_writable_dir
 
         check_writable_dir(out, "leaderboard folder", "--out")
-    files = lb.render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
+    files = lb.render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys, labels=labels)
     if check:
         stale = lb.check(files, out)
         if stale:
@@ -332,16 +332,17 @@ def leaderboard(results, out, check, suites_dir, fmt):
         click.echo(str(out / name))
 
 
-def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
+def _suite_tables(suites_dir: Path) -> tuple[list, dict, dict]:
     """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records,
-    and {(dataset, method, config hash): seeds asked for} of every run of the other suites."""
+    {(dataset, method, config hash): seeds asked for} of every run of the other suites, and
+    {(dataset, method, config hash): the row label those suites give it}."""
     from dfbench import config as cfgmod
     from dfbench import suites
     from dfbench.leaderboard import SuiteTable
     from dfbench.runner import RunRequest, resolve_request
 
     system = _plugins()
-    tables, dataset_keys = [], {}
+    tables, dataset_keys, labels = [], {}, {}
     for spec in suites.all_suites(suites_dir, system.registry("methods").names()):
         table = SuiteTable(spec.name, spec.description, spec.seeds)
         seen = set()
@@ -356,9 +357,10 @@ def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
             if not spec.own_leaderboard:
                 key = (item.dataset, item.method, chash)
                 dataset_keys[key] = max(dataset_keys.get(key, 0), len(spec.seeds))
+                labels.setdefault(key, item.label)
         if spec.own_leaderboard:
             tables.append(table)
-    return tables, dataset_keys
+    return tables, dataset_keys, labels
 
 
 @cli.command()

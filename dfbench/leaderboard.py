@@ -357,6 +357,7 @@ def render(
     suite_tables: list[SuiteTable] = (),
     reported: list[Reported] = (),
     dataset_keys: dict | None = None,
+    labels: dict | None = None,
 ) -> dict[str, str]:
     """{file name: markdown} for every dataset with records, every own-table suite with at least one
     record, plus README.md. ``link_base``: the results folder as seen from the output folder, for
@@ -364,14 +365,15 @@ def render(
     produced it, or when its (dataset, method, config hash) is a run of an own-table suite and not
     of any other suite (``dataset_keys``, {key: seeds that suite asks for}): a method's former
     default config that an ablation now keeps as one of its rows. A row of the dataset tables expects
-    as many seeds as the most any suite asks for it (also when its records came from plain runs)."""
+    as many seeds as the most any suite asks for it (also when its records came from plain runs),
+    and is labelled as its suite now labels it (``labels``, {key: label})."""
     own = {t.name for t in suite_tables}
     files = {}
     for table in suite_tables:
         text = suite_table(records, table, link_base)
         if text is not None:
             files[f"{table.name}.md"] = text
-    summary = dataset_summary(records, suite_tables, dataset_keys)
+    summary = dataset_summary(records, suite_tables, dataset_keys, labels)
     if summary is None:
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
@@ -410,7 +412,8 @@ def like_for_like_tables(summary, link_base: str | None = None) -> str:
     )
 
 
-def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), dataset_keys: dict | None = None):
+def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), dataset_keys: dict | None = None,
+                    labels: dict | None = None):
     """The rows of the per-dataset tables (:func:`summarise`), or None without records: the records
     of own-table suites left out, each row expecting the seeds its suites ask for (see :func:`render`)."""
     dataset_keys = dataset_keys or {}
@@ -424,7 +427,10 @@ def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), da
     if not records:
         return None
     df = records_frame(records)
-    asked = [dataset_keys.get(k) for k in zip(df["dataset"], df["method"], df["config_hash"])]
+    keys = list(zip(df["dataset"], df["method"], df["config_hash"]))
+    if labels:  # a row's label is the one its suite declares now (a record keeps the label it ran under)
+        df["label"] = [labels.get(k, label) for k, label in zip(keys, df["label"])]
+    asked = [dataset_keys.get(k) for k in keys]
     df["expected_seeds"] = [max((x for x in (e, a) if _known(x)), default=None) for e, a in zip(df["expected_seeds"], asked)]
     return summarise(df)
 

@@ -1,6 +1,6 @@
 """The summary printed at the end of ``dfbench run``: what the number means.
 
-A newcomer reads the teachers' test accuracies, the time of each phase, the chance level of
+A newcomer reads the teachers' accuracies (on validation under the protocol), the time of each phase, the chance level of
 mAP@all, the committed leaderboard's figure for the same method, dataset, profile and config,
 where the record and pictures are, and what to run next. It stays on screen (stdout) after the
 progress bars are gone.
@@ -32,7 +32,7 @@ def chance_level(record: dict) -> float | None:
 
 
 def teacher_accuracies(record: dict) -> dict[str, float]:
-    """{role: overall test accuracy} of the run's teachers."""
+    """{role: overall accuracy} of the run's teachers (on the selection split: validation, else test)."""
     out = {}
     for role, info in sorted((record.get("teachers") or {}).items()):
         acc = (info or {}).get("accuracy")
@@ -109,7 +109,8 @@ def lines(record: dict, path: Path, results: Path | None = None, records_dir: Pa
     accs = teacher_accuracies(record)
     if accs:
         shown = ", ".join(f"{role} {acc:.3f}" for role, acc in accs.items())
-        out.append(f"teachers (test accuracy): {shown}" + (f"; chance {chance:.3f}" if chance else ""))
+        split = "validation" if any(k.startswith("val/") for k in ((record.get("data") or {}).get("counts") or {})) else "test"
+        out.append(f"teachers ({split} accuracy): {shown}" + (f"; chance {chance:.3f}" if chance else ""))
         if chance and min(accs.values()) < 2 * chance:
             out.append(
                 "  a teacher is near chance: what the students learn from it cannot be good (the smoke "

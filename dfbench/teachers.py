@@ -18,7 +18,8 @@ ROLES = ("photo", "sketch", "unified", "modality")
 
 @dataclass
 class TeacherSet:
-    """Frozen teachers by role, with their test accuracies (fractions in [0, 1])."""
+    """Frozen teachers by role, with their accuracies on the selection split (validation under the
+    protocol, else test; fractions in [0, 1])."""
 
     models: dict  # role -> dfbench.models.Classifier (eval mode, no grads)
     accuracy: dict = field(default_factory=dict)  # role -> float or {"photo": .., "sketch": ..}

@@ -89,16 +89,17 @@ class DFSBIR(DataFreeMethod):
         "cpu": {
             "params": {
                 "rounds": 400,
-                # the estimators converge before the encoders train (docs/methods.md, "Converged
-                # synthesis"): class-conditional pairs and 400 synthesis-only rounds first
+                # the estimators converge before the encoders train, and stay converged while they
+                # do (docs/methods.md, "Converged synthesis"): class-conditional pairs, 400
+                # synthesis-only rounds first, and the adversarial term at a tenth of its weight
                 "warmup_rounds": 400,
                 "inversion": {"conditional": True},
+                "weights": {"bn": 1.0, "adversarial": 0.1},
                 "encoder_steps": 2,
                 "batch_size": 64,
                 "replay_size": 4096,
                 "fresh_fraction": 0.25,
                 "readout": "proxy",
-                "weights": {"bn": 1.0},
                 "optimizer": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
             }
         },
@@ -153,7 +154,7 @@ class DFSBIRPlus(DFSBIR):
             }
         },
         "smoke": {"params": {**DFSBIR.profiles["smoke"]["params"], "readout": "proxy"}},
-        "cpu": {"params": {"rounds": 300, "warmup_rounds": 400, "inversion": {"conditional": True}}},
+        "cpu": {"params": {"rounds": 300, "warmup_rounds": 400, "inversion": {"conditional": True}, "weights": {"adversarial": 0.1}}},
         "paper": _with_release(
             {
                 "params": {

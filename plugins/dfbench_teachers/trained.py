@@ -85,7 +85,7 @@ class TrainedTeachers(TeacherLoader):
                         classes = overlap_classes(ctx.num_classes, tcfg["class_overlap"], ctx.seed)
                     train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task, classes)
                     acc = evaluate_teacher(model, role, ctx.benchmark, ctx.device)
-                    task.note(f"test acc {acc['all']:.3f}")
+                    task.note(f"{ctx.benchmark.selection_split} acc {acc['all']:.3f}")
                 entry = {
                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                     "accuracy": acc,

@@ -290,75 +290,20 @@ def leaderboard(results, out, check, suites_dir, fmt):
     Rows are ranked by mAP@all only with two or more seeds and a profile other than smoke; the
     others are shown unranked and marked (n=1, smoke).
     """
-    from dfbench import leaderboard as lb
-    from dfbench.locations import committed_records, suites_dir as default_suites
+    from dfbench.leaderboard import build_leaderboards
 
-    if results is None:
-        results = committed_records()
-        if results is None:
-            raise DfbenchError(
-                "No run records to build leaderboards from: the committed records (leaderboards/records in the "
-                "checkout) are not here, and no --results was given. Pass --results DIR (where 'dfbench run' or "
-                "'dfbench bench' wrote its records, 'results' by default)."
-            )
-        out = out or results.parent
-    out = out or Path("leaderboards")
-    if not results.is_dir():
-        raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
-    suites_dir = suites_dir or default_suites()
-    import os
-
-    link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
-    tables, dataset_keys = _suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
-    records = lb.load_records(results)
-    if fmt != "md":
-        click.echo(lb.export(lb.dataset_summary(records, tables, dataset_keys), fmt), nl=False)
-        return
-    reported = lb.load_reported(suites_dir / "reported")
-    if not check:  # before any work: an --out that is a file or read-only is an error up front
-        from dfbench.fileio import check_writable_dir
-
-        check_writable_dir(out, "leaderboard folder", "--out")
-    files = lb.render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
-    if check:
-        stale = lb.check(files, out)
-        if stale:
-            click.echo(f"Leaderboards out of date: {', '.join(stale)}. Run 'dfbench leaderboard --results {results} --out {out}'.", err=True)
-            sys.exit(1)
-        click.echo(f"{len(files)} leaderboard files in {out} match the records in {results}.")
-        return
-    lb.write(files, out)
-    for name in sorted(files):
-        click.echo(str(out / name))
-
-
-def _suite_tables(suites_dir: Path) -> tuple[list, dict]:
-    """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records,
-    and {(dataset, method, config hash): seeds asked for} of every run of the other suites."""
-    from dfbench import config as cfgmod
-    from dfbench import suites
-    from dfbench.leaderboard import SuiteTable
-    from dfbench.runner import RunRequest, resolve_request
-
-    system = _plugins()
-    tables, dataset_keys = [], {}
-    for spec in suites.all_suites(suites_dir, system.registry("methods").names()):
-        table = SuiteTable(spec.name, spec.description, spec.seeds)
-        seen = set()
-        for item in spec.items:
-            if (item.label, item.dataset) in seen:
-                continue
-            seen.add((item.label, item.dataset))
-            req = RunRequest(method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, overrides=item.overrides)
-            cfg, _ = resolve_request(req)
-            chash = cfgmod.config_hash(cfg)
-            table.rows.append((item.label, item.dataset, item.method, chash, item.profile))
-            if not spec.own_leaderboard:
-                key = (item.dataset, item.method, chash)
-                dataset_keys[key] = max(dataset_keys.get(key, 0), len(spec.seeds))
-        if spec.own_leaderboard:
-            tables.append(table)
-    return tables, dataset_keys
+    _plugins()
+    built = build_leaderboards(results, out=out, suites_dir=suites_dir, check=check, fmt=fmt)
+    if built.export is not None:
+        click.echo(built.export, nl=False)
+    elif built.stale:
+        click.echo(f"Leaderboards out of date: {', '.join(built.stale)}. Run 'dfbench leaderboard --results {built.results} --out {built.out}'.", err=True)
+        sys.exit(1)
+    elif check:
+        click.echo(f"{len(built.files)} leaderboard files in {built.out} match the records in {built.results}.")
+    else:
+        for path in built.written:
+            click.echo(str(path))
 
 
 @cli.command()
@@ -381,98 +326,33 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     smoke, shapes, qd-cifar10, ...) or a file; --suite FILE runs your own. Completed runs are
     skipped, a failed run is recorded (status failed) and the grid goes on.
     """
-    from dfbench import suites
+    from dfbench import interrupts, suites
     from dfbench.progress import Reporter
-    from dfbench.records import code_changed, is_completed, pin_code_state, read_record, record_path
-    from dfbench.runner import RunPlan, RunRequest, execute_resolved, resolve_request, write_early_failure
+    from dfbench.records import pin_code_state
+    from dfbench.runner import run_suite
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
     if bool(suite) == bool(suite_file):
         raise DfbenchError("Give one suite: a name (e.g. 'dfbench bench smoke') or your own file with --suite FILE.")
     spec = suites.load_suite(suite_file if suite_file else suites.find_suite(suite), system.registry("methods").names())
-    items = spec.items
-    if only_seeds:
-        missing = sorted(set(only_seeds) - set(spec.seeds))
-        if missing:
-            raise DfbenchError(f"Suite {spec.name} has no seed {missing[0]}: its seeds are {spec.seeds}.")
-        items = [item for item in items if item.seed in only_seeds]
-    if only_methods:
-        known = {item.method for item in spec.items} | {item.label for item in spec.items}
-        unknown = [m for m in only_methods if m not in known]
-        if unknown:
-            raise DfbenchError(
-                f"Suite {spec.name} has no row of method or label '{unknown[0]}'. Its methods: "
-                f"{', '.join(sorted({item.method for item in spec.items}))}; row labels are listed by "
-                f"'dfbench bench {suite} --dry-run'."
-            )
-        items = [item for item in items if item.method in only_methods or item.label in only_methods]
-    items = suites.shard_items(items, suites.parse_shard(shard))
     reporter = Reporter(enabled=False) if quiet or dry_run else Reporter()  # a dry run reports no "done"
-    counts = {"completed": 0, "skipped": 0, "failed": 0}
-    rows = []  # (label, record path, skipped) of every item, for the results table
-    warned_code_change = False
-    root = data_root or spec.data_root
-    with reporter.task(f"suite {spec.name}", total=len(items)) as task:
-        for item in items:
-            req = RunRequest(
-                method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, device=device,
-                data_root=str(root) if root else None, overrides=item.overrides, results=results,
-                cache_dir=cache_dir, force=force, suite={"name": spec.name, "label": item.label, "seeds": spec.seeds},
-            )
-            name = f"{item.label} / {item.dataset} / seed {item.seed}"
-            try:
-                cfg, method = resolve_request(req)
-            except DfbenchError as exc:
-                counts["failed"] += 1
-                reporter.log(f"FAILED {name}: {exc}")
-                task.advance(1)
-                continue
-            plan = RunPlan.of(cfg, results, strict=False)  # unreadable data: recorded as this run's failure
-            path = plan.path
-            rows.append((item.label, path, False))
-            existing = read_record(path)
-            done = is_completed(existing)
-            if dry_run:
-                click.echo(f"{'done' if done else 'todo'}\t{name}\t{path}")
-                task.advance(1)
-                continue
-            if done and not force:
-                counts["skipped"] += 1
-                rows[-1] = (item.label, path, True)
-                task.advance(1)
-                continue
-            if not warned_code_change and (changed := code_changed()) is not None:
-                warned_code_change = True
-                reporter.log(
-                    f"WARNING: the checkout changed since this bench started ({changed[0]} -> {changed[1]}): "
-                    "modules it has not imported yet come from the new code, so its runs from now on mix two "
-                    "code states (each record says so in env.code_changed_since_start). Stop it and start "
-                    "it again to run one code state: finished runs are skipped."
-                )
-            try:
-                execute_resolved(cfg, method, req, reporter, plan)
-                counts["completed"] += 1
-            except OutputPathError:  # no record can be written either: stop the grid, exit 2
-                raise
-            except KeyboardInterrupt as exc:
-                from dfbench import interrupts
-
-                _fail(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the interrupted "
-                      "one resumes from its last checkpoint if it saved one.", interrupts.exit_status(exc), prefix="")
-            except Exception as exc:  # a failed run is recorded and the grid goes on
-                counts["failed"] += 1
-                if read_record(path) is None or read_record(path).get("status") != "failed":
-                    write_early_failure(cfg, req, exc)
-                reporter.log(f"FAILED {name}: {type(exc).__name__}: {exc}")
-            task.advance(1)
+    try:
+        result = run_suite(spec, shard=shard, seeds=only_seeds, methods=only_methods, force=force, dry_run=dry_run,
+                           results=results, data_root=data_root, device=device, cache_dir=cache_dir, reporter=reporter)
+    except KeyboardInterrupt as exc:
+        _fail(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the interrupted "
+              "one resumes from its last checkpoint if it saved one.", interrupts.exit_status(exc), prefix="")
     if dry_run:
-        todo = sum(1 for _, path, _ in rows if (read_record(path) or {}).get("status") != "completed")
-        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(items)} runs listed, {todo} to do.")
+        for r in result.runs:
+            if r.path is not None:
+                click.echo(f"{r.status}\t{r.name}\t{r.path}")
+        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(result.runs)} runs listed, {result.todo()} to do.")
         return
-    _bench_table(spec.name, rows)
-    click.echo(f"suite {spec.name}: {counts['completed']} completed, {counts['skipped']} skipped, {counts['failed']} failed ({len(items)} runs{' in this shard' if shard else ''})")
-    if counts["failed"]:
+    _bench_table(spec.name, [(r.item.label, r.path, r.status == "skipped") for r in result.runs if r.path is not None])
+    click.echo(f"suite {spec.name}: {result.count('completed')} completed, {result.count('skipped')} skipped, "
+               f"{result.count('failed')} failed ({len(result.runs)} runs{' in this shard' if shard else ''})")
+    if result.failed():
         sys.exit(1)
 
 

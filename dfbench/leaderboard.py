@@ -550,7 +550,7 @@ def write(files: dict[str, str], out: Path) -> None:
         atomic_write_text(Path(out) / name, text)
 
 
-def check(files: dict[str, str], out: Path) -> list[str]:
+def stale_files(files: dict[str, str], out: Path) -> list[str]:
     """Names of files that differ from (or are missing in) ``out``."""
     stale = []
     for name, text in files.items():
@@ -558,3 +558,91 @@ def check(files: dict[str, str], out: Path) -> list[str]:
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             stale.append(name)
     return stale
+
+
+
+
+def suite_tables(suites_dir: Path) -> tuple[list, dict]:
+    """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records,
+    and {(dataset, method, config hash): seeds asked for} of every run of the other suites."""
+    from dfbench import config as cfgmod
+    from dfbench import suites
+    from dfbench.plugins import registry
+    from dfbench.runner import RunRequest, resolve_request
+
+    tables, dataset_keys = [], {}
+    for spec in suites.all_suites(suites_dir, registry("methods").names()):
+        table = SuiteTable(spec.name, spec.description, spec.seeds)
+        seen = set()
+        for item in spec.items:
+            if (item.label, item.dataset) in seen:
+                continue
+            seen.add((item.label, item.dataset))
+            req = RunRequest(method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, overrides=item.overrides)
+            cfg, _ = resolve_request(req)
+            chash = cfgmod.config_hash(cfg)
+            table.rows.append((item.label, item.dataset, item.method, chash, item.profile))
+            if not spec.own_leaderboard:
+                key = (item.dataset, item.method, chash)
+                dataset_keys[key] = max(dataset_keys.get(key, 0), len(spec.seeds))
+        if spec.own_leaderboard:
+            tables.append(table)
+    return tables, dataset_keys
+
+
+@dataclass
+class Leaderboards:
+    """What :func:`build_leaderboards` made: the files (name -> markdown) and, by mode, where they
+    were written, which differ from ``out`` (check), or the exported rows (csv, json)."""
+
+    results: Path
+    out: Path
+    files: dict = field(default_factory=dict)
+    written: list = field(default_factory=list)  # paths written (md)
+    stale: list | None = None  # with check: names that differ from out (empty: up to date)
+    export: str | None = None  # csv or json text of the per-dataset rows
+
+
+def build_leaderboards(results: Path | None = None, *, out: Path | None = None, suites_dir: Path | None = None,
+                       check: bool = False, fmt: str = "md") -> Leaderboards:
+    """Leaderboards from the run records in ``results`` (default: the committed records, written
+    beside them). ``fmt`` md writes (or with ``check`` compares) the markdown files in ``out``;
+    csv or json returns the per-dataset rows and writes nothing. The library call behind
+    ``dfbench leaderboard``."""
+    import os
+
+    from dfbench.errors import DfbenchError
+    from dfbench.locations import committed_records, suites_dir as default_suites
+
+    if results is None:
+        results = committed_records()
+        if results is None:
+            raise DfbenchError(
+                "No run records to build leaderboards from: the committed records (leaderboards/records in the "
+                "checkout) are not here, and no --results was given. Pass --results DIR (where 'dfbench run' or "
+                "'dfbench bench' wrote its records, 'results' by default)."
+            )
+        out = out or results.parent
+    results, out = Path(results), Path(out or "leaderboards")
+    if not results.is_dir():
+        raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
+    suites_dir = Path(suites_dir) if suites_dir else default_suites()
+    link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
+    tables, dataset_keys = suite_tables(suites_dir) if suites_dir.is_dir() else ([], {})
+    records = load_records(results)
+    built = Leaderboards(results, out)
+    if fmt != "md":
+        built.export = export(dataset_summary(records, tables, dataset_keys), fmt)
+        return built
+    reported = load_reported(suites_dir / "reported")
+    if not check:  # before any work: an --out that is a file or read-only is an error up front
+        from dfbench.fileio import check_writable_dir
+
+        check_writable_dir(out, "leaderboard folder", "--out")
+    built.files = render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys)
+    if check:
+        built.stale = stale_files(built.files, out)
+        return built
+    write(built.files, out)
+    built.written = [out / name for name in sorted(built.files)]
+    return built

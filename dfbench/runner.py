@@ -241,10 +241,15 @@ class MetricsNotFiniteError(DfbenchError):
     """The evaluation of a trained model gave a NaN or infinite metric."""
 
 
-def execute(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
+def run(req: RunRequest, reporter: Reporter | None = None) -> RunOutcome:
+    """Run one request (method, dataset, profile, seed, config layers) and write its record: the
+    library call behind ``dfbench run``."""
     reporter = reporter or Reporter()
     cfg, method = resolve_request(req)
     return execute_resolved(cfg, method, req, reporter)
+
+
+execute = run  # the name before run() had its public name
 
 
 def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter, plan: RunPlan | None = None) -> RunOutcome:
@@ -511,3 +516,139 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
     except Exception as exc:  # pictures are a convenience: never lose a result over one
         warnings.warn(f"could not draw the pictures of this run: {type(exc).__name__}: {exc}")
     return made
+
+
+@dataclass
+class SuiteRun:
+    """One item of a suite run: its status ("completed", "skipped", "failed"; in a dry run "done" or
+    "todo"), its record path (None when its config could not be resolved) and its error."""
+
+    item: object  # dfbench.suites.SuiteItem
+    status: str
+    path: Path | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.item.label} / {self.item.dataset} / seed {self.item.seed}"
+
+    def record(self) -> dict | None:
+        return read_record(self.path) if self.path is not None else None
+
+
+@dataclass
+class SuiteResult:
+    """What :func:`run_suite` did, item by item."""
+
+    suite: object  # dfbench.suites.Suite
+    runs: list[SuiteRun]
+    dry_run: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.runs if r.status == status)
+
+    def completed(self) -> list[SuiteRun]:
+        return [r for r in self.runs if r.status == "completed"]
+
+    def failed(self) -> list[SuiteRun]:
+        return [r for r in self.runs if r.status == "failed"]
+
+    def todo(self) -> int:
+        """Items with a record path but no completed record there (what a run would run)."""
+        return sum(1 for r in self.runs if r.path is not None and (r.record() or {}).get("status") != "completed")
+
+
+def select_items(spec, seeds=None, methods=None, shard: str | tuple | None = None) -> list:
+    """The items of suite ``spec`` run: only ``seeds``, only the rows of ``methods`` (a method name or
+    a row's label), shard ``i/n`` of them."""
+    from dfbench import suites
+
+    items = spec.items
+    if seeds:
+        missing = sorted(set(seeds) - set(spec.seeds))
+        if missing:
+            raise DfbenchError(f"Suite {spec.name} has no seed {missing[0]}: its seeds are {spec.seeds}.")
+        items = [item for item in items if item.seed in seeds]
+    if methods:
+        known = {item.method for item in spec.items} | {item.label for item in spec.items}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise DfbenchError(
+                f"Suite {spec.name} has no row of method or label '{unknown[0]}'. Its methods: "
+                f"{', '.join(sorted({item.method for item in spec.items}))}; row labels are listed by "
+                f"'dfbench bench {spec.name} --dry-run'."
+            )
+        items = [item for item in items if item.method in methods or item.label in methods]
+    return suites.shard_items(items, suites.parse_shard(shard) if isinstance(shard, str) or shard is None else shard)
+
+
+def run_suite(suite, *, shard=None, seeds=None, methods=None, force: bool = False, dry_run: bool = False,
+              results: Path, data_root=None, device: str = "auto", cache_dir: Path | None = None,
+              reporter: Reporter | None = None) -> SuiteResult:
+    """Run a suite (a :class:`dfbench.suites.Suite`, a suite's name or a suite file): every selected
+    item whose valid completed record is missing (``force``: every one). A failed run is recorded
+    (status failed) and the grid goes on; a folder no record can be written to stops it
+    (:class:`OutputPathError`), and so does Ctrl-C or SIGTERM (``KeyboardInterrupt``). The library
+    call behind ``dfbench bench``."""
+    from dfbench import suites
+    from dfbench.plugins import registry
+    from dfbench.records import pin_code_state
+
+    pin_code_state()  # before any plugin module is imported: records name the code the process started with
+    spec = suite if isinstance(suite, suites.Suite) else suites.load_suite(suites.find_suite(str(suite)), registry("methods").names())
+    items = select_items(spec, seeds, methods, shard)
+    reporter = reporter or Reporter(enabled=not dry_run)
+    root = data_root or spec.data_root
+    done = SuiteResult(spec, [], dry_run)
+    warned = [False]
+    with reporter.task(f"suite {spec.name}", total=len(items)) as task:
+        for item in items:
+            req = RunRequest(
+                method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, device=device,
+                data_root=str(root) if root else None, overrides=item.overrides, results=Path(results),
+                cache_dir=cache_dir, force=force, suite={"name": spec.name, "label": item.label, "seeds": spec.seeds},
+            )
+            done.runs.append(_suite_item(item, req, dry_run, reporter, warned))
+            task.advance(1)
+    return done
+
+
+def _suite_item(item, req: RunRequest, dry_run: bool, reporter: Reporter, warned: list) -> SuiteRun:
+    """Run (or, in a dry run, look up) one suite item."""
+    try:
+        cfg, method = resolve_request(req)
+    except DfbenchError as exc:
+        outcome = SuiteRun(item, "failed", error=str(exc))
+        reporter.log(f"FAILED {outcome.name}: {exc}")
+        return outcome
+    plan = RunPlan.of(cfg, req.results, strict=False)  # unreadable data: recorded as this run's failure
+    finished = plan.done()
+    if dry_run:
+        return SuiteRun(item, "done" if finished else "todo", plan.path)
+    if finished and not req.force:
+        return SuiteRun(item, "skipped", plan.path)
+    _warn_code_change(reporter, warned)
+    try:
+        execute_resolved(cfg, method, req, reporter, plan)
+        return SuiteRun(item, "completed", plan.path)
+    except OutputPathError:  # no record can be written either: stop the grid
+        raise
+    except Exception as exc:  # a failed run is recorded and the grid goes on
+        if (read_record(plan.path) or {}).get("status") != "failed":
+            write_early_failure(cfg, req, exc)
+        outcome = SuiteRun(item, "failed", plan.path, f"{type(exc).__name__}: {exc}")
+        reporter.log(f"FAILED {outcome.name}: {outcome.error}")
+        return outcome
+
+
+def _warn_code_change(reporter: Reporter, warned: list) -> None:
+    from dfbench.records import code_changed
+
+    if not warned[0] and (changed := code_changed()) is not None:
+        warned[0] = True
+        reporter.log(
+            f"WARNING: the checkout changed since this bench started ({changed[0]} -> {changed[1]}): "
+            "modules it has not imported yet come from the new code, so its runs from now on mix two "
+            "code states (each record says so in env.code_changed_since_start). Stop it and start "
+            "it again to run one code state: finished runs are skipped."
+        )

@@ -226,3 +226,27 @@ def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, mo
     row = next(line for line in table.splitlines() if line.startswith("| - ") and "classifier-only" in line)  # smoke: unranked
     assert "3/3 (2 mixed code)" in row
     assert "`(k mixed code)`" in table
+
+
+def test_run_suite_is_the_library_behind_bench(tmp_path):
+    """dfbench.runner.run_suite on the smoke suite writes the records 'dfbench bench' writes (same
+    paths, metrics and config hashes); a second call skips them; a dry run lists them done."""
+    from dfbench.runner import run_suite
+
+    spec = suites.load_suite(REPO / "benchmarks" / "smoke.yaml", ["classifier-only", "dfsbir"])
+    spec.items = [suites.SuiteItem(i.method, i.dataset, i.seed, i.profile, i.label, i.overrides + ["params.rounds=2"] * (i.method == "dfsbir"))
+                  for i in spec.items]
+    lib = run_suite(spec, results=tmp_path / "lib")
+    assert [r.status for r in lib.runs] == ["completed", "completed"] and not lib.failed()
+    suite_file = tmp_path / "smoke.yaml"
+    suite_file.write_text((REPO / "benchmarks" / "smoke.yaml").read_text().replace("methods: all", "methods: [classifier-only, dfsbir]")
+                          .replace("set:\n", "runs:\n  - {method: classifier-only}\n  - {method: dfsbir, set: {params.rounds: 2}}\nset:\n"))
+    res = CliRunner().invoke(cli, ["bench", "--suite", str(suite_file), "--quiet", "--results", str(tmp_path / "cli")])
+    assert res.exit_code == 0 and "2 completed, 0 skipped, 0 failed" in res.output, res.output
+    for r in lib.runs:
+        mine = r.record()
+        theirs = json.loads((tmp_path / "cli" / r.path.relative_to(tmp_path / "lib")).read_text())
+        assert (mine["metrics"], mine["config_hash"], mine["suite"]) == (theirs["metrics"], theirs["config_hash"], theirs["suite"])
+    again = run_suite(spec, results=tmp_path / "lib")
+    assert [r.status for r in again.runs] == ["skipped", "skipped"]
+    assert [r.status for r in run_suite(spec, results=tmp_path / "lib", dry_run=True).runs] == ["done", "done"]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 from dfbench.errors import ConfigError, did_you_mean
-from dfbench.options import Options, Spec, _strip_none, component, fields_of, option, options_class, section, validate
+from dfbench.options import Options, Spec, _strip_none, component, default_name_of, fields_of, option, options_class, section, validate
 
 PROFILES = ("smoke", "cpu", "paper")
 
@@ -107,12 +107,12 @@ class RunOptions(Options):
     """The resolved config of one run: the keys every run has, and the method's ``params``."""
 
     method: str = option("", help="the method (dfbench list --kind methods)")
-    dataset: str = option("shapes", help="the dataset (dfbench list --kind datasets)")
+    dataset: str = default_name_of("datasets", help="the dataset (dfbench list --kind datasets)")
     profile: Literal["smoke", "cpu", "paper"] = option("cpu", help="scale of the run: smoke (seconds), cpu (minutes), paper (GPU)")
     seed: int = option(0, min=0, max=2**32 - 1, help="the run's seed (python, numpy and torch)")
     device: str = option("auto", help="auto | cpu | cuda | cuda:N")
     data: DataOptions = section(DataOptions, help="the data")
-    teachers: dict = component("teachers", "loader", "trained", fill=True, help="where the frozen teachers come from")
+    teachers: dict = component("teachers", "loader", fill=True, help="where the frozen teachers come from")
     students: StudentOptions = section(StudentOptions, help="the student encoders")
     eval: EvalOptions = section(EvalOptions, help="retrieval evaluation")
     checkpoint_every: int = option(50, min=0, help="save a resumable training checkpoint every this many rounds (0: never)")
@@ -225,7 +225,9 @@ def check_profile(profile: str) -> None:
 def profile_defaults(profile: str, method_profiles: dict, method_cls=None) -> dict:
     """The resolved config of ``profile`` before any file or --set layer (``method``, ``dataset``,
     ``seed`` and ``device`` at their defaults)."""
-    return resolve(method=getattr(method_cls, "name", ""), dataset="shapes", profile=profile, seed=0, device="auto",
+    from dfbench.options import registered_default
+
+    return resolve(method=getattr(method_cls, "name", ""), dataset=registered_default("datasets"), profile=profile, seed=0, device="auto",
                    method_profiles=method_profiles, method_cls=method_cls, check=False)
 
 
@@ -257,11 +259,11 @@ def resolve(
     schema = method_schema(method_cls, method_profiles)
     cfg = {k: v for k, v in RunOptions.defaults().items() if k not in ("params", "teachers")}
     cfg.update(method=method, dataset=dataset, profile=profile, seed=seed, device=device, params={})
-    cfg["teachers"] = component_defaults(_spec(RunOptions, "teachers"), "trained", profile, registry)
     layers = [CORE_PROFILES[profile], *method_layers(profile, method_profiles)]
     for source, layer in (("--config file", file_config), ("--set", overrides)):
         if layer:
             layers.append(_without_head(layer, source))
+    cfg["teachers"] = component_defaults(_spec(RunOptions, "teachers"), _first_loader(layers, registry), profile, registry)
     for layer in layers:
         if not isinstance(layer, dict):
             raise ConfigError(f"A config layer must be a mapping of keys to values, got {type(layer).__name__}.")
@@ -282,6 +284,19 @@ def resolve(
         if dataset_options is not Options:  # the dataset's own options, when it declares them
             validate(dataset_options, cfg["data"]["options"], "data.options", registry)
     return {k: cfg[k] for k in fields_of(RunOptions) if k in cfg}
+
+
+def _first_loader(layers: list, registry) -> str:
+    """The teacher loader the teachers section starts from: the one the first layer that touches
+    the section names (starting from it is what switching to it does), else the default loader."""
+    for layer in layers:
+        section = layer.get("teachers") if isinstance(layer, dict) else None
+        if isinstance(section, dict):
+            name = section.get("loader")
+            if isinstance(name, str) and name in registry("teachers"):
+                return name
+            break
+    return registry("teachers").default_name()
 
 
 def _without_head(layer: dict, source: str) -> dict:

@@ -45,7 +45,14 @@ PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: the tiny dataset every check runs on (the test suite's smoke size)
 TINY_OPTIONS = {"train_per_class": 24, "test_per_class": 12}
 TINY_OVERRIDES = [f"data.options.{k}={v}" for k, v in TINY_OPTIONS.items()]
-CHECK_DATASET = "shapes"
+
+
+def check_dataset() -> str:
+    """The dataset every check runs on: the one its plugin declared the default (the embedded
+    shapes dataset of the built-ins, whose sizes TINY_OPTIONS sets)."""
+    from dfbench.plugins import registry
+
+    return registry("datasets").default_name()
 
 
 @dataclass
@@ -123,13 +130,13 @@ class Checker:
             self._ctx_cache["device"] = choose_device(self.requested_device)
         return self._ctx_cache["device"]
 
-    def config(self, *, method: str | None = None, params: dict | None = None, loader: str = "trained") -> dict:
+    def config(self, *, method: str | None = None, params: dict | None = None, loader: str | None = None) -> dict:
         from dfbench import config as cfgmod
         from dfbench.engine import DATA_FREE_BASE
 
         cfg = cfgmod.resolve(
             method=method or "check-plugin",
-            dataset=CHECK_DATASET,
+            dataset=check_dataset(),
             profile="smoke",
             seed=self.seed,
             device=self.requested_device,
@@ -137,7 +144,8 @@ class Checker:
             overrides=cfgmod.parse_set(TINY_OVERRIDES),
         )
         cfg["method"] = method
-        cfg["teachers"]["loader"] = loader
+        if loader is not None:
+            cfg["teachers"]["loader"] = loader
         if params is not None:
             cfg["params"] = params
         return cfg
@@ -149,8 +157,8 @@ class Checker:
             self._ctx_cache["benchmark"] = load_benchmark(self.config(), self.cache_dir)
         return self._ctx_cache["benchmark"]
 
-    def context(self, *, method: str | None = None, params: dict | None = None, loader: str = "trained", teachers=True):
-        """A fresh run context on the tiny benchmark; teachers of every role (built-in ``trained``
+    def context(self, *, method: str | None = None, params: dict | None = None, loader: str | None = None, teachers=True):
+        """A fresh run context on the tiny benchmark; teachers of every role (the default
         loader, cached) unless ``teachers`` is False or a loader name is checked."""
         from dfbench.context import RunContext
         from dfbench.teachers import ROLES
@@ -163,7 +171,7 @@ class Checker:
                 from dfbench.reproducibility import seed_everything
 
                 seed_everything(self.seed)
-                self._ctx_cache["teachers"] = registry("teachers").load("trained")().load(ctx, set(ROLES))
+                self._ctx_cache["teachers"] = registry("teachers").load(registry("teachers").default_name())().load(ctx, set(ROLES))
             ctx.teachers = self._ctx_cache["teachers"]
         return ctx
 
@@ -770,7 +778,7 @@ class Checker:
         for profile in PROFILES:
             try:
                 cfg = cfgmod.resolve(
-                    method=entry.name, dataset=CHECK_DATASET, profile=profile, seed=self.seed, device="cpu",
+                    method=entry.name, dataset=check_dataset(), profile=profile, seed=self.seed, device="cpu",
                     method_profiles=profiles,
                 )
                 params = cfg["params"]
@@ -792,7 +800,7 @@ class Checker:
 
         def one_run(folder: str):
             req = RunRequest(
-                method=entry.name, dataset=CHECK_DATASET, profile="smoke", seed=self.seed, device=self.requested_device,
+                method=entry.name, dataset=check_dataset(), profile="smoke", seed=self.seed, device=self.requested_device,
                 overrides=list(TINY_OVERRIDES), results=self.tmpdir() / folder, cache_dir=self.cache_dir, force=True,
             )
             cfg, method = resolve_request(req)

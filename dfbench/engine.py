@@ -51,9 +51,9 @@ class DataFreeOptions(Options):
     variant: Literal["unified", "independent"] = option(
         "unified", help="teachers judged against: one unified classifier, or a photo and a sketch classifier trained apart"
     )
-    inversion: dict = component("inversions", "strategy", "estimators", help="how pairs are synthesised from the teachers")
+    inversion: dict = component("inversions", "strategy", help="how pairs are synthesised from the teachers")
     weights: dict = weights_of("terms", help="weight of each synthesis loss term (0 or absent: not computed)")
-    alignment: dict = component("losses", "loss", "proxy-anchor", help="the loss that aligns the two encoders")
+    alignment: dict = component("losses", "loss", help="the loss that aligns the two encoders")
     rounds: int = option(200, min=0, help="synthesis rounds (0: evaluate the students as initialised); with a budget, the most rounds")
     budget: int | None = option(
         None, min=1, optional=True,

@@ -79,11 +79,31 @@ def section(options_cls: type, *, help: str, **defaults) -> Any:
     return field(default_factory=lambda: options_cls(**defaults), metadata={_META: Spec(help=help)})
 
 
-def component(kind: str, key: str, default: str, *, help: str, fill: bool = False) -> Any:
+def registered_default(kind: str, required: bool = True) -> str | None:
+    """The name of the component a plugin declared the default of ``kind``
+    (``register(..., default=True)``), read from the registry when it is asked for. ``required``:
+    none is an error naming the kind, else None."""
+    from dfbench.plugins import registry
+
+    return registry(kind).default_name() if required else registry(kind).default_or_none()
+
+
+def component(kind: str, key: str, default: str | None = None, *, help: str, fill: bool = False) -> Any:
     """A config section naming a registered component of ``kind`` under ``key``; its other keys are
     that component's own options (its ``Options`` class). With ``fill`` the resolved config holds
-    all of them (the component's defaults, then its ``profiles`` entry for the run's profile)."""
-    return field(default_factory=lambda: {key: default}, metadata={_META: Spec(help=help, kind=kind, key=key, fill=fill)})
+    all of them (the component's defaults, then its ``profiles`` entry for the run's profile).
+    Without ``default`` the section defaults to the component its plugin declared the default of
+    ``kind`` (the core names no plugin's component)."""
+    return field(
+        default_factory=lambda: {key: default if default is not None else registered_default(kind, required=False)},
+        metadata={_META: Spec(help=help, kind=kind, key=key, fill=fill)},
+    )
+
+
+def default_name_of(kind: str, *, help: str) -> Any:
+    """A string option naming a registered component of ``kind``, by default the one its plugin
+    declared the default of the kind."""
+    return field(default_factory=lambda: registered_default(kind, required=False) or "", metadata={_META: Spec(help=help)})
 
 
 def weights_of(kind: str, *, help: str, default: dict | None = None) -> Any:
@@ -390,6 +410,8 @@ def check_component(spec: Spec, value, where: str, registry, default=None) -> di
     if not isinstance(value, Mapping):
         raise _bad(where, f"must be a section naming a {_noun(spec.kind)} under '{spec.key}', got {_describe_value(value)}", spec)
     name = selected(spec, value, default)
+    if name is None and spec.key not in value and registry is not None:
+        registry(spec.kind).default_name()  # no default declared for the kind: say so
     if not isinstance(name, str) or not name:
         raise _bad(_join(where, spec.key), f"must name a registered {_noun(spec.kind)}, got {_describe_value(name)}", spec)
     if registry is None:

@@ -27,7 +27,7 @@ from typing import Any
 import pluggy
 
 from dfbench import hookspecs
-from dfbench.registry import KINDS, DuplicateNameError, Registry, make_register
+from dfbench.registry import KINDS, DefaultError, DuplicateNameError, Registry, make_register
 
 ENTRY_POINT_GROUP = "dfbench"
 BUILTIN_DISTRIBUTION = "dfbench"
@@ -150,7 +150,7 @@ class PluginSystem:
                 kwargs = {"register": make_register(registry, plugin_name, builtin=info.builtin)}
                 try:
                     impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
-                except DuplicateNameError as exc:
+                except (DuplicateNameError, DefaultError) as exc:
                     info.error = f"while registering {kind}: {exc}"
                 except KeyboardInterrupt:
                     raise

@@ -34,6 +34,7 @@ class Entry:
     plugin: str
     description: str = ""
     extra: dict = field(default_factory=dict)
+    default: bool = False  # the default of its kind (register(..., default=True))
     _loaded: Any = field(default=None, repr=False)
 
     def load(self) -> Any:
@@ -84,12 +85,17 @@ class Entry:
             "name": self.name,
             "plugin": self.plugin,
             "description": self.description,
+            **({"default": True} if self.default else {}),
             **({"target": self.target} if isinstance(self.target, str) else {}),
         }
 
 
 class DuplicateNameError(DfbenchError):
     pass
+
+
+class DefaultError(DfbenchError):
+    """Two defaults of one kind, or none where a config needs one."""
 
 
 class Registry:
@@ -101,8 +107,10 @@ class Registry:
         # name -> every plugin that registered it, for names registered more than once
         self.conflicts: dict[str, list[str]] = {}
         self.builtin_names: set[str] = set()
+        self._default: str | None = None
 
-    def add(self, name: str, target: Any, *, plugin: str, description: str = "", builtin: bool = False, **extra) -> Entry:
+    def add(self, name: str, target: Any, *, plugin: str, description: str = "", builtin: bool = False,
+            default: bool = False, **extra) -> Entry:
         if not isinstance(name, str) or not name:
             raise DfbenchError(
                 f"Plugin '{plugin}' tried to register a {KIND_NOUN[self.kind]} without a name; "
@@ -123,8 +131,17 @@ class Registry:
                 f"'{plugin}'. Uninstall one of them, rename one registration, or limit loading with "
                 f"DFBENCH_LOAD_PLUGINS."
             )
-        entry = Entry(self.kind, name, target, plugin, description or "", dict(extra))
+        if default and self._default is not None:
+            other = self._entries[self._default]
+            raise DefaultError(
+                f"Two plugins declare the default {KIND_NOUN[self.kind]}: '{other.name}' of '{other.plugin}' and "
+                f"'{name}' of '{plugin}'. A kind has one default: drop default=True from one register() call "
+                f"(the second one was rejected), or limit loading with DFBENCH_LOAD_PLUGINS."
+            )
+        entry = Entry(self.kind, name, target, plugin, description or "", dict(extra), bool(default))
         self._entries[name] = entry
+        if default:
+            self._default = name
         if builtin:
             self.builtin_names.add(name)
         return entry
@@ -150,6 +167,20 @@ class Registry:
     def load(self, name: str) -> Any:
         return self.get(name).load()
 
+    def default_name(self) -> str:
+        """The name of the component its plugin declared the default of this kind
+        (``register(..., default=True)``); a clear error when none did."""
+        if self._default is None:
+            raise DefaultError(
+                f"No {KIND_NOUN[self.kind]} is declared the default, and the config names none: name one "
+                f"(see 'dfbench list --kind {self.kind}'), or register one with default=True in a plugin. "
+                f"Known {self.kind}: {', '.join(self.names()) or '(none)'}."
+            )
+        return self._default
+
+    def default_or_none(self) -> str | None:
+        return self._default
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -165,6 +196,8 @@ class Registry:
     def remove_plugin(self, plugin: str) -> None:
         for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
             del self._entries[name]
+            if name == self._default:
+                self._default = None
             self.builtin_names.discard(name)
         for name, plugins in list(self.conflicts.items()):
             if plugin in plugins:
@@ -174,8 +207,9 @@ class Registry:
 def make_register(registry: Registry, plugin: str, builtin: bool = False) -> Callable[..., Entry]:
     """The ``register`` callback handed to one plugin's hook implementation."""
 
-    def register(name: str, target: Any, description: str = "", **extra) -> Entry:
-        return registry.add(name, target, plugin=plugin, description=description, builtin=builtin, **extra)
+    def register(name: str, target: Any, description: str = "", default: bool = False, **extra) -> Entry:
+        return registry.add(name, target, plugin=plugin, description=description, builtin=builtin, default=default, **extra)
 
-    register.__doc__ = f"Register a {KIND_NOUN[registry.kind]}: register(name, target, description=...)."
+    register.__doc__ = (f"Register a {KIND_NOUN[registry.kind]}: register(name, target, description=..., default=False); "
+                        "default=True makes it the one a config gets when it names none (one per kind).")
     return register

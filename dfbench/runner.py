@@ -62,7 +62,7 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
     file_cfg = _load_config_file(req.config_file) if req.config_file else {}
     overrides = cfgmod.parse_set(req.overrides)
     head = {}
-    for key, default in (("method", None), ("dataset", "shapes"), ("profile", "cpu"), ("seed", 0), ("device", "auto")):
+    for key, default in (("method", None), ("dataset", None), ("profile", "cpu"), ("seed", 0), ("device", "auto")):
         given, written = getattr(req, key), file_cfg.get(key)
         if given is not None and written is not None and given != written:
             raise ConfigError(
@@ -70,6 +70,8 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
                 f"{given!r}. Remove one of them (the file's top-level '{key}' or the --{key} option)."
             )
         head[key] = given if given is not None else written if written is not None else default
+    if head["dataset"] is None:  # the dataset its plugin declared the default
+        head["dataset"] = registry("datasets").default_name()
     if not head["method"]:
         raise DfbenchError("No method given: pass --method NAME (see 'dfbench list --kind methods').")
     method_cls = registry("methods").load(head["method"])

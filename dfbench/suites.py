@@ -70,6 +70,12 @@ def _flatten_set(mapping: dict | None, where: str) -> list[str]:
     return out
 
 
+def _default_dataset() -> str:
+    from dfbench.plugins import registry
+
+    return registry("datasets").default_name()
+
+
 def find_suite(name_or_path: str, benchmarks_dir: Path | None = None) -> Path:
     """A suite file: ``name_or_path`` itself, or a suite of that name in ``benchmarks_dir`` (by
     default ./benchmarks when it holds suites, else the ones shipped beside the dfbench package)."""
@@ -101,7 +107,7 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise ConfigError(f"'seeds' in suite {path} must be a non-empty list of integers.")
-    datasets = raw.get("datasets", ["shapes"])
+    datasets = raw["datasets"] if "datasets" in raw else [_default_dataset()]
     table = raw.get("leaderboard", "dataset")
     if table not in ("dataset", "own"):
         raise ConfigError(f"'leaderboard' in suite {path} must be 'dataset' (rows in leaderboards/<dataset>.md) or 'own' (leaderboards/{name}.md), got '{table}'.")

@@ -6,6 +6,7 @@ def dfbench_register_inversions(register):
     register(
         "estimators",
         "dfbench_inversions.estimators:PairedEstimators",
+        default=True,
         description="Two DCGAN-style estimators (photo, sketch) fed the same noise, trained on a "
         "weighted sum of synthesis terms (DF-SBIR, Chaudhuri et al. CVPR 2023).",
     )

@@ -138,7 +138,7 @@ def _bench(name="shapes", num_classes=4, size=16, train=None):
 
 @pytest.mark.parametrize("squash,resolution", [("tanh", None), ("clamp", None), ("tanh", 4)])
 def test_prior_images_in_range_and_grey_sketches(tmp_path, squash, resolution):
-    from dfbench_baselines.strategies import GaussianPrior
+    from dfbench_inversions.prior import GaussianPrior
 
     ctx = _ctx(tmp_path, _bench())
     opts = {**GaussianPrior.defaults, "batch_size": 20, "std": 2.0, "squash": squash, "resolution": resolution}
@@ -156,7 +156,7 @@ def test_prior_images_in_range_and_grey_sketches(tmp_path, squash, resolution):
 
 
 def test_prior_rejects_synthesis_terms_and_bad_options(tmp_path):
-    from dfbench_baselines.strategies import GaussianPrior
+    from dfbench_inversions.prior import GaussianPrior
 
     ctx = _ctx(tmp_path, _bench())
     with pytest.raises(ConfigError, match="weights"):
@@ -168,7 +168,7 @@ def test_prior_rejects_synthesis_terms_and_bad_options(tmp_path):
 
 
 def test_pair_by_labels_matches_where_possible():
-    from dfbench_baselines.strategies import pair_by_labels
+    from dfbench_inversions.common import pair_by_labels
 
     photo = torch.tensor([0, 1, 1, 2, 3, 3])
     sketch = torch.tensor([1, 3, 0, 0, 1, 2])
@@ -321,7 +321,7 @@ def test_optional_logits_travel_through_batches_and_pool():
 # -- alternative data ---------------------------------------------------------------------------------
 
 def test_alt_data_never_reads_the_benchmark_train_split(tmp_path):
-    from dfbench_baselines.strategies import AlternativeData
+    from dfbench_inversions.alt_data import AlternativeData
 
     bench = _bench("shapes", num_classes=4)
     ctx = _ctx(tmp_path, bench, "alt-data", data_options={"train_per_class": 2, "test_per_class": 1})
@@ -347,7 +347,7 @@ def test_alt_data_never_reads_the_benchmark_train_split(tmp_path):
 
 
 def test_alt_data_refuses_the_benchmark_itself(tmp_path):
-    from dfbench_baselines.strategies import AlternativeData
+    from dfbench_inversions.alt_data import AlternativeData
 
     ctx = _ctx(tmp_path, _bench("shapes"), "alt-data", data_options={"train_per_class": 2, "test_per_class": 1})
     with pytest.raises(ConfigError, match="own seed"):
@@ -372,7 +372,7 @@ def _labelled_train(num_classes=4, per_class=(3, 2, 0, 5), sketch_per_class=(2, 
 
 
 def test_supervised_pairs_share_true_labels(tmp_path):
-    from dfbench_baselines.strategies import RealPairs
+    from dfbench_inversions.real import RealPairs
 
     bench = _bench("shapes", num_classes=4, size=8, train=_labelled_train())
     ctx = _ctx(tmp_path, bench, "supervised", size=8)
@@ -389,7 +389,7 @@ def test_supervised_pairs_share_true_labels(tmp_path):
 
 
 def test_real_pairs_refuse_data_free_methods(tmp_path):
-    from dfbench_baselines.strategies import RealPairs
+    from dfbench_inversions.real import RealPairs
 
     bench = _bench("shapes", num_classes=4, size=8, train=_labelled_train())
     with pytest.raises(ConfigError, match="data-free"):
@@ -397,7 +397,7 @@ def test_real_pairs_refuse_data_free_methods(tmp_path):
 
 
 def test_shift_flip_moves_content():
-    from dfbench_baselines.strategies import _shift_flip
+    from dfbench_inversions.real import _shift_flip
 
     x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
     moved = 0
@@ -415,7 +415,7 @@ def test_shift_flip_moves_content():
 def test_alt_data_source_defaults_for_another_benchmark(tmp_path):
     from types import SimpleNamespace
 
-    from dfbench_baselines.strategies import AlternativeData
+    from dfbench_inversions.alt_data import AlternativeData
 
     ctx = _ctx(tmp_path, _bench("folder"), "alt-data", dataset="folder", data_options={"in_memory": True})
     fake = SimpleNamespace(options=dict(AlternativeData.defaults), ctx=ctx, SAME_SOURCE_SEED_OFFSET=1000)

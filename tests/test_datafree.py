@@ -23,9 +23,9 @@ from dfbench.models import build_classifier, freeze
 from dfbench.perf import Perf
 from dfbench.records import METRIC_KEYS
 from dfbench.teachers import TeacherSet
-from dfbench_datafree.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets
-from dfbench_datafree.generators import ModalityGenerators
-from dfbench_datafree.pixels import PixelInversion
+from dfbench_inversions.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets
+from dfbench_inversions.generators import ModalityGenerators
+from dfbench_inversions.pixels import PixelInversion
 from dfbench_datafree.plugin import METHODS
 
 NAMES = sorted(METHODS)

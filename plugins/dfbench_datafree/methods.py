@@ -26,8 +26,8 @@ from __future__ import annotations
 import copy
 
 from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
-from dfbench_datafree.generators import ModalityGenerators
-from dfbench_datafree.pixels import PixelInversion
+from dfbench_inversions.generators import ModalityGenerators
+from dfbench_inversions.pixels import PixelInversion
 
 ALIGNMENT = {"loss": "proxy-anchor", "margin": 0.1, "alpha": 32.0}
 

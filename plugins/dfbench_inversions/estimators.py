@@ -88,7 +88,7 @@ class PairedEstimators(InversionStrategy):
         z = torch.randn(n, self.options["z_dim"], generator=self.generator)
         if not self.options["conditional"]:
             return z.to(self.ctx.device), None
-        from dfbench_datafree.common import sample_targets
+        from dfbench_inversions.common import sample_targets
 
         y = sample_targets(n, self.num_classes, "balanced", self.generator)
         z = torch.cat([z, torch.nn.functional.one_hot(y, self.num_classes).float()], dim=1)

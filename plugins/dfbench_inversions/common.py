@@ -1,6 +1,7 @@
-"""Parts the ``pixels`` and ``generators`` strategies share: class targets, pairing by label,
-the teacher's augmented views, BatchNorm-statistics hooks with a moving average, and the DCGAN
-weight initialisation used when a generator is re-initialised.
+"""Parts the inversion strategies share: class targets, pairing by label, the teacher's augmented
+views, BatchNorm-statistics hooks with a moving average and the DCGAN weight initialisation used
+when a generator is re-initialised (``pixels``, ``generators``, ``estimators``); teacher labels of
+given images and their pairing (``prior``, ``alt-data``, ``real``).
 
 Random draws use a CPU ``torch.Generator`` and are moved to the run's device afterwards, so a run
 draws the same numbers on every device, and nothing here waits for the device (no ``.item()`` or
@@ -193,3 +194,53 @@ def dcgan_init(module: nn.Module, gen: torch.Generator) -> None:
                 m.weight.copy_(1.0 + torch.randn(m.weight.shape, generator=gen) * 0.02)
                 m.bias.zero_()
             m.reset_running_stats()
+
+@torch.no_grad()
+def teacher_logits(ctx, images: torch.Tensor, modality: str, variant: str, batch_size: int = 256) -> torch.Tensor:
+    """Logits of the teacher that judges ``modality`` under ``variant`` (frozen, in batches)."""
+    teacher = ctx.teachers.for_modality(modality, variant)
+    out = [teacher(images[i : i + batch_size].to(ctx.device)) for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, ctx.num_classes, device=ctx.device)
+
+
+def pair_by_labels(photo_labels: torch.Tensor, sketch_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A permutation ``perm`` of the sketches such that ``sketch_labels[perm[i]] == photo_labels[i]``
+    for as many rows as the two label multisets allow; unmatched rows get the leftover sketches
+    in random order."""
+    n = len(photo_labels)
+    if len(sketch_labels) != n:
+        raise ValueError("pair_by_labels needs as many sketches as photos")
+    pl, sl = photo_labels.cpu(), sketch_labels.cpu()
+    perm = torch.full((n,), -1, dtype=torch.long)
+    used = torch.zeros(n, dtype=torch.bool)
+    for c in torch.unique(pl).tolist():
+        rows = torch.nonzero(pl == c).flatten()
+        cands = torch.nonzero(sl == c).flatten()
+        cands = cands[torch.randperm(len(cands), generator=generator)]
+        k = min(len(rows), len(cands))
+        perm[rows[:k]] = cands[:k]
+        used[cands[:k]] = True
+    free_rows = torch.nonzero(perm < 0).flatten()
+    left = torch.nonzero(~used).flatten()
+    perm[free_rows] = left[torch.randperm(len(left), generator=generator)]
+    return perm.to(photo_labels.device)
+
+
+def batch_from(ctx, photo, sketch, variant, generator, pair: bool) -> SynthBatch:
+    lp = teacher_logits(ctx, photo, "photo", variant)
+    ls = teacher_logits(ctx, sketch, "sketch", variant)
+    yp, ys = lp.argmax(1), ls.argmax(1)
+    if pair:
+        perm = pair_by_labels(yp, ys, generator)
+        sketch, ls, ys = sketch[perm], ls[perm], ys[perm]
+    return SynthBatch(photo, sketch, yp, ys, lp, ls)
+
+
+
+def refuse_weights(strategy: str, weights: dict) -> None:
+    """Strategies that optimise nothing take no synthesis loss terms."""
+    if weights:
+        raise ConfigError(
+            f"The '{strategy}' strategy optimises nothing, so synthesis loss terms do not apply; "
+            f"set params.weights to {{}} (got {', '.join(sorted(weights))})."
+        )

@@ -8,7 +8,7 @@ weighted synthesis terms (students frozen, in eval mode) and returns a batch of 
 Options, each one a mechanism of one of the papers:
 
 - ``targets``: ``none`` (DAFL, DFAD, ZSKT, DFQ): samples are labelled by their teacher's argmax,
-  and photos are paired with sketches of the same label (:func:`~dfbench_datafree.common.pair_by_label`);
+  and photos are paired with sketches of the same label (:func:`~dfbench_inversions.common.pair_by_label`);
   ``random``/``balanced`` (CMI, Fast): one target class per row, given to both modalities, used by
   the ``one_hot`` term and as the pair's label.
 - ``conditional``: the generators also receive the target class (one-hot, concatenated to the
@@ -48,7 +48,7 @@ from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.models import Estimator
 from dfbench.options import Options, option, section
 from dfbench.terms import SynthesisState, students_frozen, weighted_sum
-from dfbench_datafree.common import (
+from dfbench_inversions.common import (
     TARGET_MODES,
     bn_hooks,
     bn_modules,

@@ -27,7 +27,7 @@ from dfbench.errors import ConfigError
 from dfbench.inversion import InversionStrategy, SynthBatch
 from dfbench.options import Options, option, section
 from dfbench.terms import SynthesisState, students_frozen, weighted_sum
-from dfbench_datafree.common import TARGET_MODES, bn_hooks, bn_modules, check_choice, jitter_flip, paired_batch, sample_targets
+from dfbench_inversions.common import TARGET_MODES, bn_hooks, bn_modules, check_choice, jitter_flip, paired_batch, sample_targets
 
 
 

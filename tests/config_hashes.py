@@ -14,10 +14,10 @@ from pathlib import Path
 
 
 def collect() -> dict:
-    from dfbench import config as cfgmod
-    from dfbench import suites
-    from dfbench.plugins import registry
-    from dfbench.runner import RunRequest, resolve_request
+    from dfbench.app import config as cfgmod
+    from dfbench.app import suites
+    from dfbench.api.plugins import registry
+    from dfbench.app.runner import RunRequest, resolve_request
 
     out = {}
     for method in registry("methods").names():

@@ -9,13 +9,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dfbench.cli import cli
-from dfbench.context import RunContext
-from dfbench.datasets import MODALITIES, Benchmark, ImageSet, TensorImageSet
-from dfbench.errors import ConfigError
-from dfbench.inversion import ReplayPool, SynthBatch, concat_batches
-from dfbench.models import build_classifier, freeze
-from dfbench.teachers import TeacherSet
+from dfbench.app.cli import cli
+from dfbench.api.context import RunContext
+from dfbench.api.datasets import MODALITIES, Benchmark, ImageSet, TensorImageSet
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import ReplayPool, SynthBatch, concat_batches
+from dfbench.train.models import build_classifier, freeze
+from dfbench.api.teachers import TeacherSet
 
 BASELINES = ["classifier-only", "unimodal-kd", "gaussian-prior", "avg-weights", "meta-data", "alt-data", "supervised"]
 TEACHERS = {
@@ -40,7 +40,7 @@ def _honour_omp_threads():
 
 
 def _registered(kind: str, name: str) -> bool:
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     try:
         registry(kind).get(name)
@@ -54,7 +54,7 @@ def _registered(kind: str, name: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BASELINES)
 def test_smoke_run(name, tmp_path):
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     strategy = registry("methods").load(name).profiles["base"]["params"].get("inversion", {}).get("strategy")
     if strategy and not _registered("inversions", strategy):  # 'pixels'/'generators' come from the datafree plugin
@@ -73,7 +73,7 @@ def test_smoke_run(name, tmp_path):
 
 
 def test_only_the_bound_reads_train_data():
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     flags = {name: registry("methods").load(name).uses_train_data for name in BASELINES}
     assert flags == {name: name == "supervised" for name in BASELINES}
@@ -239,7 +239,7 @@ def test_teacher_embedder_readouts():
 # -- knowledge distillation -------------------------------------------------------------------------
 
 class _Students:
-    """What the kd loss uses of dfbench.students.Students: scaled cosines to the proxies."""
+    """What the kd loss uses of dfbench.train.students.Students: scaled cosines to the proxies."""
 
     variant = "independent"
     scale = 32.0
@@ -251,7 +251,7 @@ class _Students:
         return self._proxies[m]
 
     def class_logits_from_embedding(self, emb, m):
-        from dfbench.students import Students
+        from dfbench.train.students import Students
 
         return Students.class_logits_from_embedding(self, emb, m)
 
@@ -280,7 +280,7 @@ def test_kd_is_zero_when_student_equals_teacher():
 
 
 def test_engine_supplies_missing_teacher_logits(tmp_path):
-    from dfbench.engine import teacher_logits
+    from dfbench.train.engine import teacher_logits
 
     ctx = _ctx(tmp_path, _bench())
     x = torch.rand(4, 3, 16, 16) * 2 - 1
@@ -426,10 +426,10 @@ def test_alt_data_source_defaults_for_another_benchmark(tmp_path):
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profile_resolves_to_known_options(profile):
-    from dfbench import config as cfgmod
-    from dfbench.options import component_options
-    from dfbench.plugins import registry
-    from dfbench.terms import check_weights
+    from dfbench.app import config as cfgmod
+    from dfbench.api.options import component_options
+    from dfbench.api.plugins import registry
+    from dfbench.train.terms import check_weights
 
     for name in BASELINES:
         method = registry("methods").load(name)

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dfbench import suites
-from dfbench.cli import cli
-from dfbench.errors import ConfigError
+from dfbench.app import suites
+from dfbench.app.cli import cli
+from dfbench.api.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,7 @@ def test_missing_seeds_show_incomplete_and_failures_are_recorded(tmp_path):
     assert res.exit_code == 1 and "1 completed, 0 skipped, 1 failed" in res.output
     failed = [json.loads(p.read_text()) for p in (results / "folder").rglob("*.json")]
     assert failed and failed[0]["status"] == "failed" and "'folder'" in failed[0]["error"]
-    from dfbench import leaderboard as lb
+    from dfbench.app import leaderboard as lb
 
     files = lb.render(lb.load_records(results))
     assert "incomplete (1/2 seeds: 0." in files["shapes.md"] and "| -  " in files["shapes.md"]  # unranked, marked partial
@@ -158,8 +158,8 @@ def test_own_table_suites_and_reported_rows(tmp_path):
 
 
 def test_dataset_rows_expect_the_suites_seeds_and_former_defaults_move_to_their_ablation():
-    from dfbench import leaderboard as lb
-    from dfbench.records import SCHEMA
+    from dfbench.app import leaderboard as lb
+    from dfbench.app.records import SCHEMA
 
     def rec(chash, seed, suite=None):
         return {"schema": SCHEMA, "dataset": "d", "method": "m", "config_hash": chash, "seed": seed, "status": "completed",
@@ -176,7 +176,7 @@ def test_dataset_rows_expect_the_suites_seeds_and_former_defaults_move_to_their_
 
 
 def test_code_state_names_commit_and_uncommitted_diff(monkeypatch):
-    from dfbench import records
+    from dfbench.app import records
 
     answers = {"rev-parse": "abc123\n", "diff": ""}
     monkeypatch.setattr(records, "_git", lambda *args: answers[args[0]])
@@ -194,7 +194,7 @@ def test_code_state_names_commit_and_uncommitted_diff(monkeypatch):
 def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, monkeypatch):
     """A long bench imports plugin modules lazily: a checkout changed midway mixes two code states.
     Records keep the state the process started with and name the new one; the bench warns once."""
-    from dfbench import records, runner
+    from dfbench.app import records, runner
 
     state = {"now": "commit-A"}
     monkeypatch.setattr(records, "code_state", lambda: state["now"])
@@ -229,9 +229,9 @@ def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, mo
 
 
 def test_run_suite_is_the_library_behind_bench(tmp_path):
-    """dfbench.runner.run_suite on the smoke suite writes the records 'dfbench bench' writes (same
+    """dfbench.app.runner.run_suite on the smoke suite writes the records 'dfbench bench' writes (same
     paths, metrics and config hashes); a second call skips them; a dry run lists them done."""
-    from dfbench.runner import run_suite
+    from dfbench.app.runner import run_suite
 
     spec = suites.load_suite(REPO / "benchmarks" / "smoke.yaml", ["classifier-only", "dfsbir"])
     spec.items = [suites.SuiteItem(i.method, i.dataset, i.seed, i.profile, i.label, i.overrides + ["params.rounds=2"] * (i.method == "dfsbir"))

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from dfbench import hookimpl
-from dfbench.cli import cli
-from dfbench.errors import DfbenchError, UnknownNameError
-from dfbench.registry import DuplicateNameError, Registry
+from dfbench.app.cli import cli
+from dfbench.api.errors import DfbenchError, UnknownNameError
+from dfbench.api.registry import DuplicateNameError, Registry
 
 BUILTIN_DATASETS = {"shapes", "folder", "qd-cifar10", "quickdraw", "sketchy", "tuberlin"}
 
@@ -109,7 +109,7 @@ def test_plugin_failing_while_registering_is_reported(plugin_system):
 
 
 def test_cli_startup_does_not_import_torch():
-    code = "import sys; from dfbench.cli import cli; from dfbench.plugins import get_plugins; get_plugins(); print('torch' in sys.modules)"
+    code = "import sys; from dfbench.app.cli import cli; from dfbench.api.plugins import get_plugins; get_plugins(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -191,7 +191,7 @@ def test_a_plugin_declares_the_default_of_its_kind(plugin_system):
         "datasets": "shapes", "teachers": "trained", "inversions": "estimators", "losses": "proxy-anchor"}
     registry = Registry("losses")
     registry.add("first", _Unnamed, plugin="plugin-a", default=True)
-    from dfbench.registry import DefaultError
+    from dfbench.api.registry import DefaultError
 
     with pytest.raises(DefaultError) as exc:
         registry.add("second", _Unnamed, plugin="plugin-b", default=True)

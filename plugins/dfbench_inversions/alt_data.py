@@ -9,10 +9,10 @@ from typing import Literal
 
 import torch
 
-from dfbench.datasets import MODALITIES
-from dfbench.errors import ConfigError
-from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.options import Options, option
+from dfbench.api.datasets import MODALITIES
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import InversionStrategy, SynthBatch
+from dfbench.api.options import Options, option
 from dfbench_inversions.common import refuse_weights, teacher_logits
 
 
@@ -94,7 +94,7 @@ class AlternativeData(InversionStrategy):
 
     def source_spec(self) -> dict:
         """The resolved source: dataset name, root, seed and options."""
-        from dfbench.plugins import registry
+        from dfbench.api.plugins import registry
 
         o, cfg = self.options, self.ctx.config
         bench_name, data = cfg["dataset"], cfg["data"]
@@ -129,7 +129,7 @@ class AlternativeData(InversionStrategy):
     def _load_source(self):
         from pathlib import Path
 
-        from dfbench.datasets import DatasetOptions
+        from dfbench.api.datasets import DatasetOptions
 
         spec = self.source_spec()
         opts = DatasetOptions(

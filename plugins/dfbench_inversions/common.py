@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dfbench.errors import ConfigError
-from dfbench.inversion import SynthBatch
-from dfbench.terms import BatchNormStatsHooks
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import SynthBatch
+from dfbench.train.terms import BatchNormStatsHooks
 
 TARGET_MODES = ("none", "balanced", "random")
 

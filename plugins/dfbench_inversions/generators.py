@@ -41,13 +41,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from dfbench.datasets import MODALITIES
-from dfbench.engine import OptimizerOptions, build_optimizer
-from dfbench.errors import ConfigError
-from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.models import Estimator
-from dfbench.options import Options, option, section
-from dfbench.terms import SynthesisState, students_frozen, weighted_sum
+from dfbench.api.datasets import MODALITIES
+from dfbench.train.engine import OptimizerOptions, build_optimizer
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import InversionStrategy, SynthBatch
+from dfbench.train.models import Estimator
+from dfbench.api.options import Options, option, section
+from dfbench.train.terms import SynthesisState, students_frozen, weighted_sum
 from dfbench_inversions.common import (
     TARGET_MODES,
     bn_hooks,
@@ -176,7 +176,7 @@ class ModalityGenerators(InversionStrategy):
         gradients over the ranks, re-initialised weights are broadcast from rank 0, and BatchNorm
         running statistics are averaged after each round, so all ranks hold the same generators.
         Learnable noise stays per rank (each rank optimises its own samples)."""
-        from dfbench.distributed import sync_module
+        from dfbench.train.distributed import sync_module
 
         self._data_parallel = True
         sync_module(self.generators)
@@ -190,7 +190,7 @@ class ModalityGenerators(InversionStrategy):
         meta = o["meta"]
         parallel = getattr(self, "_data_parallel", False)
         if parallel:
-            from dfbench.distributed import average_batchnorm, average_gradients, sync_module
+            from dfbench.train.distributed import average_batchnorm, average_gradients, sync_module
         if o["reinit"]:
             self.reinitialise()
             if parallel:

@@ -21,12 +21,12 @@ from typing import Literal
 
 import torch
 
-from dfbench.datasets import MODALITIES
-from dfbench.engine import OptimizerOptions, build_optimizer
-from dfbench.errors import ConfigError
-from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.options import Options, option, section
-from dfbench.terms import SynthesisState, students_frozen, weighted_sum
+from dfbench.api.datasets import MODALITIES
+from dfbench.train.engine import OptimizerOptions, build_optimizer
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import InversionStrategy, SynthBatch
+from dfbench.api.options import Options, option, section
+from dfbench.train.terms import SynthesisState, students_frozen, weighted_sum
 from dfbench_inversions.common import TARGET_MODES, bn_hooks, bn_modules, check_choice, jitter_flip, paired_batch, sample_targets
 
 

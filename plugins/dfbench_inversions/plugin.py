@@ -43,7 +43,7 @@ def dfbench_register_inversions(register):
     )
 
 
-#: the built-in synthesis loss terms (dfbench.terms), with the one line each shows in 'dfbench list'
+#: the built-in synthesis loss terms (dfbench.train.terms), with the one line each shows in 'dfbench list'
 TERMS = {
     "one_hot": "Cross-entropy of the teacher's logits against their argmax or target (DAFL, DF-SBIR's L_sem).",
     "pair_one_hot": "Cross-entropy of both teachers' logits against the pair's jointly most likely class (dfbench).",
@@ -67,4 +67,4 @@ TERMS = {
 @hookimpl
 def dfbench_register_terms(register):
     for name, description in TERMS.items():
-        register(name, f"dfbench.terms:{name}", description=description)
+        register(name, f"dfbench.train.terms:{name}", description=description)

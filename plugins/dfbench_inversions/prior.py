@@ -1,7 +1,7 @@
 """``prior`` (Gaussian Prior): images drawn from an i.i.d. Gaussian in image space, squashed into
 [-1, 1] (sketches grey), labelled by the teachers (DF-SBIR's Gaussian Prior baseline).
 
-Like every strategy it returns a :class:`dfbench.inversion.SynthBatch`; teacher labels come from
+Like every strategy it returns a :class:`dfbench.api.inversion.SynthBatch`; teacher labels come from
 the teacher that judges each modality under the run's variant.
 """
 
@@ -13,9 +13,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from dfbench.errors import ConfigError
-from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.options import Options, option
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import InversionStrategy, SynthBatch
+from dfbench.api.options import Options, option
 from dfbench_inversions.common import batch_from, refuse_weights
 
 

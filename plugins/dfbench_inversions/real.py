@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dfbench.datasets import MODALITIES
-from dfbench.errors import ConfigError
-from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.options import Options, option
+from dfbench.api.datasets import MODALITIES
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import InversionStrategy, SynthBatch
+from dfbench.api.options import Options, option
 from dfbench_inversions.common import refuse_weights
 
 
@@ -50,7 +50,7 @@ class RealPairs(InversionStrategy):
 
     def __init__(self, ctx, options, weights, variant):
         super().__init__(ctx, options, weights, variant)
-        from dfbench.plugins import registry
+        from dfbench.api.plugins import registry
 
         method = ctx.config.get("method")
         method_cls = registry("methods").load(method) if method else None

@@ -2,7 +2,7 @@
 
 On random L2-normalised embeddings (seeded) it times
 
-  (a) ``dfbench.metrics.retrieval_metrics`` (exact, chunked, no full sort of any row),
+  (a) ``dfbench.train.metrics.retrieval_metrics`` (exact, chunked, no full sort of any row),
   (b) the per-query reference loop as the original DF-SBIR release writes it: fully sort every query's
       scores, then walk the ranking in Python accumulating AP item by item (``release_style_loop``),
   (b2) dfbench's own per-query reference (``reference_metrics``: the same full sort per query, with
@@ -44,7 +44,7 @@ if str(REPO) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dfbench.metrics import reference_metrics, retrieval_metrics  # noqa: E402
+from dfbench.train.metrics import reference_metrics, retrieval_metrics  # noqa: E402
 
 KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
 GIB = 2**30

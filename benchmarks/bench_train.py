@@ -7,7 +7,7 @@
 One round = the estimators' steps plus the encoder steps of the profile. The teachers are randomly
 initialised and frozen (throughput does not depend on what they learned), the data is a tiny
 ``shapes`` set (only its image size matters). For each variant of the execution settings
-(``perf.*``, see dfbench/perf.py; default: baseline, foreach optimisers, channels-last, both,
+(``perf.*``, see dfbench/train/perf.py; default: baseline, foreach optimisers, channels-last, both,
 torch.compile) it prints seconds per round (timed after warm-up rounds of the same fit, so
 compilation is excluded), images per second (synthesised images through estimator steps +
 encoder images), achieved FLOP/s (FLOP per round counted once by ``torch.utils.flop_counter``), that
@@ -50,12 +50,12 @@ def sync(device):
 def build_context(profile: str, device, overrides: list[str]):
     import torch
 
-    from dfbench import config as cfgmod
-    from dfbench.context import RunContext
-    from dfbench.datasets import DatasetOptions
-    from dfbench.models import freeze
-    from dfbench.plugins import registry
-    from dfbench.teachers import TeacherSet
+    from dfbench.app import config as cfgmod
+    from dfbench.api.context import RunContext
+    from dfbench.api.datasets import DatasetOptions
+    from dfbench.train.models import freeze
+    from dfbench.api.plugins import registry
+    from dfbench.api.teachers import TeacherSet
     from dfbench_datasets.shapes import ShapesDataset
     from dfbench_teachers.common import build_teacher
 
@@ -125,7 +125,7 @@ def main():
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dfbench.reproducibility import choose_device
+    from dfbench.train.reproducibility import choose_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -19,7 +19,7 @@ a subprocess with its own time limit (killed, and marked ``timeout``, when it ru
    finite metrics, and the two runs must give the same metrics;
 6. ``ddp-1gpu``: the dfsbir run under ``torchrun --nproc_per_node 1``; its record must say world
    size 1 and its metrics must be those of step 4 (with one process dfbench's distributed helpers
-   are no-ops by design, see dfbench/distributed.py, so this checks the torchrun launch path on the
+   are no-ops by design, see dfbench/train/distributed.py, so this checks the torchrun launch path on the
    machine; a process group with DDP-wrapped modules needs two or more processes, hence GPUs).
 
 Each row gives the seconds, the peak memory (sampled ten times a second; GPU: the device's used
@@ -570,7 +570,7 @@ def main(argv=None) -> int:
 
 def write_outputs(report: dict, paths: list) -> None:
     sys.path.insert(0, str(REPO))
-    from dfbench.fileio import atomic_write_json, atomic_write_text
+    from dfbench.api.fileio import atomic_write_json, atomic_write_text
 
     for path in paths:
         if path.suffix == ".json":

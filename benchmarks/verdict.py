@@ -25,10 +25,10 @@ PAIRS = (
 
 
 def main(argv=None) -> None:
-    from dfbench.compare import compare, markdown
-    from dfbench.errors import ConfigError
-    from dfbench.leaderboard import load_records
-    from dfbench.locations import committed_records
+    from dfbench.app.compare import compare, markdown
+    from dfbench.api.errors import ConfigError
+    from dfbench.app.leaderboard import load_records
+    from dfbench.api.locations import committed_records
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, default=None, help="records folder (default: the committed records)")

@@ -74,7 +74,7 @@ def _torch_threads():
 @pytest.fixture
 def plugin_system():
     """A fresh plugin system, reset after the test."""
-    from dfbench import plugins
+    from dfbench.api import plugins
 
     plugins.reset_plugins()
     system = plugins.get_plugins()

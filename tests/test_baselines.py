@@ -9,13 +9,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dfbench.cli import cli
-from dfbench.context import RunContext
-from dfbench.datasets import MODALITIES, Benchmark, ImageSet, TensorImageSet
-from dfbench.errors import ConfigError
-from dfbench.inversion import ReplayPool, SynthBatch, concat_batches
-from dfbench.models import build_classifier, freeze
-from dfbench.teachers import TeacherSet
+from dfbench.app.cli import cli
+from dfbench.api.context import RunContext
+from dfbench.api.datasets import MODALITIES, Benchmark, ImageSet, TensorImageSet
+from dfbench.api.errors import ConfigError
+from dfbench.api.inversion import ReplayPool, SynthBatch, concat_batches
+from dfbench.train.models import build_classifier, freeze
+from dfbench.api.teachers import TeacherSet
 
 BASELINES = ["classifier-only", "unimodal-kd", "gaussian-prior", "avg-weights", "meta-data", "alt-data", "supervised"]
 TEACHERS = {
@@ -40,7 +40,7 @@ def _honour_omp_threads():
 
 
 def _registered(kind: str, name: str) -> bool:
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     try:
         registry(kind).get(name)
@@ -54,7 +54,7 @@ def _registered(kind: str, name: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BASELINES)
 def test_smoke_run(name, tmp_path):
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     strategy = registry("methods").load(name).profiles["base"]["params"].get("inversion", {}).get("strategy")
     if strategy and not _registered("inversions", strategy):  # 'pixels'/'generators' come from the datafree plugin
@@ -73,7 +73,7 @@ def test_smoke_run(name, tmp_path):
 
 
 def test_only_the_bound_reads_train_data():
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     flags = {name: registry("methods").load(name).uses_train_data for name in BASELINES}
     assert flags == {name: name == "supervised" for name in BASELINES}
@@ -138,7 +138,7 @@ def _bench(name="shapes", num_classes=4, size=16, train=None):
 
 @pytest.mark.parametrize("squash,resolution", [("tanh", None), ("clamp", None), ("tanh", 4)])
 def test_prior_images_in_range_and_grey_sketches(tmp_path, squash, resolution):
-    from dfbench_baselines.strategies import GaussianPrior
+    from dfbench_inversions.prior import GaussianPrior
 
     ctx = _ctx(tmp_path, _bench())
     opts = {**GaussianPrior.defaults, "batch_size": 20, "std": 2.0, "squash": squash, "resolution": resolution}
@@ -156,7 +156,7 @@ def test_prior_images_in_range_and_grey_sketches(tmp_path, squash, resolution):
 
 
 def test_prior_rejects_synthesis_terms_and_bad_options(tmp_path):
-    from dfbench_baselines.strategies import GaussianPrior
+    from dfbench_inversions.prior import GaussianPrior
 
     ctx = _ctx(tmp_path, _bench())
     with pytest.raises(ConfigError, match="weights"):
@@ -168,7 +168,7 @@ def test_prior_rejects_synthesis_terms_and_bad_options(tmp_path):
 
 
 def test_pair_by_labels_matches_where_possible():
-    from dfbench_baselines.strategies import pair_by_labels
+    from dfbench_inversions.common import pair_by_labels
 
     photo = torch.tensor([0, 1, 1, 2, 3, 3])
     sketch = torch.tensor([1, 3, 0, 0, 1, 2])
@@ -239,7 +239,7 @@ def test_teacher_embedder_readouts():
 # -- knowledge distillation -------------------------------------------------------------------------
 
 class _Students:
-    """What the kd loss uses of dfbench.students.Students: scaled cosines to the proxies."""
+    """What the kd loss uses of dfbench.train.students.Students: scaled cosines to the proxies."""
 
     variant = "independent"
     scale = 32.0
@@ -251,7 +251,7 @@ class _Students:
         return self._proxies[m]
 
     def class_logits_from_embedding(self, emb, m):
-        from dfbench.students import Students
+        from dfbench.train.students import Students
 
         return Students.class_logits_from_embedding(self, emb, m)
 
@@ -280,7 +280,7 @@ def test_kd_is_zero_when_student_equals_teacher():
 
 
 def test_engine_supplies_missing_teacher_logits(tmp_path):
-    from dfbench.engine import teacher_logits
+    from dfbench.train.engine import teacher_logits
 
     ctx = _ctx(tmp_path, _bench())
     x = torch.rand(4, 3, 16, 16) * 2 - 1
@@ -321,7 +321,7 @@ def test_optional_logits_travel_through_batches_and_pool():
 # -- alternative data ---------------------------------------------------------------------------------
 
 def test_alt_data_never_reads_the_benchmark_train_split(tmp_path):
-    from dfbench_baselines.strategies import AlternativeData
+    from dfbench_inversions.alt_data import AlternativeData
 
     bench = _bench("shapes", num_classes=4)
     ctx = _ctx(tmp_path, bench, "alt-data", data_options={"train_per_class": 2, "test_per_class": 1})
@@ -347,7 +347,7 @@ def test_alt_data_never_reads_the_benchmark_train_split(tmp_path):
 
 
 def test_alt_data_refuses_the_benchmark_itself(tmp_path):
-    from dfbench_baselines.strategies import AlternativeData
+    from dfbench_inversions.alt_data import AlternativeData
 
     ctx = _ctx(tmp_path, _bench("shapes"), "alt-data", data_options={"train_per_class": 2, "test_per_class": 1})
     with pytest.raises(ConfigError, match="own seed"):
@@ -372,7 +372,7 @@ def _labelled_train(num_classes=4, per_class=(3, 2, 0, 5), sketch_per_class=(2, 
 
 
 def test_supervised_pairs_share_true_labels(tmp_path):
-    from dfbench_baselines.strategies import RealPairs
+    from dfbench_inversions.real import RealPairs
 
     bench = _bench("shapes", num_classes=4, size=8, train=_labelled_train())
     ctx = _ctx(tmp_path, bench, "supervised", size=8)
@@ -389,7 +389,7 @@ def test_supervised_pairs_share_true_labels(tmp_path):
 
 
 def test_real_pairs_refuse_data_free_methods(tmp_path):
-    from dfbench_baselines.strategies import RealPairs
+    from dfbench_inversions.real import RealPairs
 
     bench = _bench("shapes", num_classes=4, size=8, train=_labelled_train())
     with pytest.raises(ConfigError, match="data-free"):
@@ -397,7 +397,7 @@ def test_real_pairs_refuse_data_free_methods(tmp_path):
 
 
 def test_shift_flip_moves_content():
-    from dfbench_baselines.strategies import _shift_flip
+    from dfbench_inversions.real import _shift_flip
 
     x = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
     moved = 0
@@ -415,7 +415,7 @@ def test_shift_flip_moves_content():
 def test_alt_data_source_defaults_for_another_benchmark(tmp_path):
     from types import SimpleNamespace
 
-    from dfbench_baselines.strategies import AlternativeData
+    from dfbench_inversions.alt_data import AlternativeData
 
     ctx = _ctx(tmp_path, _bench("folder"), "alt-data", dataset="folder", data_options={"in_memory": True})
     fake = SimpleNamespace(options=dict(AlternativeData.defaults), ctx=ctx, SAME_SOURCE_SEED_OFFSET=1000)
@@ -426,10 +426,10 @@ def test_alt_data_source_defaults_for_another_benchmark(tmp_path):
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profile_resolves_to_known_options(profile):
-    from dfbench import config as cfgmod
-    from dfbench.options import component_options
-    from dfbench.plugins import registry
-    from dfbench.terms import check_weights
+    from dfbench.app import config as cfgmod
+    from dfbench.api.options import component_options
+    from dfbench.api.plugins import registry
+    from dfbench.train.terms import check_weights
 
     for name in BASELINES:
         method = registry("methods").load(name)

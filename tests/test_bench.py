@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dfbench import suites
-from dfbench.cli import cli
-from dfbench.errors import ConfigError
+from dfbench.app import suites
+from dfbench.app.cli import cli
+from dfbench.api.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,7 @@ def test_missing_seeds_show_incomplete_and_failures_are_recorded(tmp_path):
     assert res.exit_code == 1 and "1 completed, 0 skipped, 1 failed" in res.output
     failed = [json.loads(p.read_text()) for p in (results / "folder").rglob("*.json")]
     assert failed and failed[0]["status"] == "failed" and "'folder'" in failed[0]["error"]
-    from dfbench import leaderboard as lb
+    from dfbench.app import leaderboard as lb
 
     files = lb.render(lb.load_records(results))
     assert "incomplete (1/2 seeds: 0." in files["shapes.md"] and "| -  " in files["shapes.md"]  # unranked, marked partial
@@ -158,8 +158,8 @@ def test_own_table_suites_and_reported_rows(tmp_path):
 
 
 def test_dataset_rows_expect_the_suites_seeds_and_former_defaults_move_to_their_ablation():
-    from dfbench import leaderboard as lb
-    from dfbench.records import SCHEMA
+    from dfbench.app import leaderboard as lb
+    from dfbench.app.records import SCHEMA
 
     def rec(chash, seed, suite=None):
         return {"schema": SCHEMA, "dataset": "d", "method": "m", "config_hash": chash, "seed": seed, "status": "completed",
@@ -176,7 +176,7 @@ def test_dataset_rows_expect_the_suites_seeds_and_former_defaults_move_to_their_
 
 
 def test_code_state_names_commit_and_uncommitted_diff(monkeypatch):
-    from dfbench import records
+    from dfbench.app import records
 
     answers = {"rev-parse": "abc123\n", "diff": ""}
     monkeypatch.setattr(records, "_git", lambda *args: answers[args[0]])
@@ -194,7 +194,7 @@ def test_code_state_names_commit_and_uncommitted_diff(monkeypatch):
 def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, monkeypatch):
     """A long bench imports plugin modules lazily: a checkout changed midway mixes two code states.
     Records keep the state the process started with and name the new one; the bench warns once."""
-    from dfbench import records, runner
+    from dfbench.app import records, runner
 
     state = {"now": "commit-A"}
     monkeypatch.setattr(records, "code_state", lambda: state["now"])
@@ -226,3 +226,27 @@ def test_bench_records_and_warns_when_the_checkout_changes_under_it(tmp_path, mo
     row = next(line for line in table.splitlines() if line.startswith("| - ") and "classifier-only" in line)  # smoke: unranked
     assert "3/3 (2 mixed code)" in row
     assert "`(k mixed code)`" in table
+
+
+def test_run_suite_is_the_library_behind_bench(tmp_path):
+    """dfbench.app.runner.run_suite on the smoke suite writes the records 'dfbench bench' writes (same
+    paths, metrics and config hashes); a second call skips them; a dry run lists them done."""
+    from dfbench.app.runner import run_suite
+
+    spec = suites.load_suite(REPO / "benchmarks" / "smoke.yaml", ["classifier-only", "dfsbir"])
+    spec.items = [suites.SuiteItem(i.method, i.dataset, i.seed, i.profile, i.label, i.overrides + ["params.rounds=2"] * (i.method == "dfsbir"))
+                  for i in spec.items]
+    lib = run_suite(spec, results=tmp_path / "lib")
+    assert [r.status for r in lib.runs] == ["completed", "completed"] and not lib.failed()
+    suite_file = tmp_path / "smoke.yaml"
+    suite_file.write_text((REPO / "benchmarks" / "smoke.yaml").read_text().replace("methods: all", "methods: [classifier-only, dfsbir]")
+                          .replace("set:\n", "runs:\n  - {method: classifier-only}\n  - {method: dfsbir, set: {params.rounds: 2}}\nset:\n"))
+    res = CliRunner().invoke(cli, ["bench", "--suite", str(suite_file), "--quiet", "--results", str(tmp_path / "cli")])
+    assert res.exit_code == 0 and "2 completed, 0 skipped, 0 failed" in res.output, res.output
+    for r in lib.runs:
+        mine = r.record()
+        theirs = json.loads((tmp_path / "cli" / r.path.relative_to(tmp_path / "lib")).read_text())
+        assert (mine["metrics"], mine["config_hash"], mine["suite"]) == (theirs["metrics"], theirs["config_hash"], theirs["suite"])
+    again = run_suite(spec, results=tmp_path / "lib")
+    assert [r.status for r in again.runs] == ["skipped", "skipped"]
+    assert [r.status for r in run_suite(spec, results=tmp_path / "lib", dry_run=True).runs] == ["done", "done"]

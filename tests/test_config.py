@@ -2,8 +2,8 @@
 
 import pytest
 
-from dfbench import config as c
-from dfbench.errors import ConfigError
+from dfbench.app import config as c
+from dfbench.api.errors import ConfigError
 
 METHOD = {"base": {"params": {"rounds": 10, "weights": {"a": 1.0}}}, "cpu": {"params": {"rounds": 20}}, "smoke": {"teachers": {"epochs": 1}}}
 

@@ -18,7 +18,7 @@ def test_builtin_plugin_keeps_its_contracts(plugin, tmp_path_factory):
 
 
 def test_a_failed_contract_names_itself(monkeypatch):
-    from dfbench import conformance
+    from dfbench.app import conformance
 
     failing = [conformance.Check("losses/x", "finite loss", conformance.FAIL, "loss is nan"),
                conformance.Check("losses/x", "shape", conformance.PASS, "")]

@@ -8,24 +8,24 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from dfbench.rng import Streams
+from dfbench.train.rng import Streams
 
 import pytest
 import torch
 import torch.nn as nn
 from click.testing import CliRunner
 
-import dfbench.cli
-from dfbench import terms as T
-from dfbench.datasets import MODALITIES
-from dfbench.options import component_options
-from dfbench.models import build_classifier, freeze
-from dfbench.perf import Perf
-from dfbench.records import METRIC_KEYS
-from dfbench.teachers import TeacherSet
-from dfbench_datafree.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets
-from dfbench_datafree.generators import ModalityGenerators
-from dfbench_datafree.pixels import PixelInversion
+import dfbench.app.cli
+from dfbench.train import terms as T
+from dfbench.api.datasets import MODALITIES
+from dfbench.api.options import component_options
+from dfbench.train.models import build_classifier, freeze
+from dfbench.train.perf import Perf
+from dfbench.app.records import METRIC_KEYS
+from dfbench.api.teachers import TeacherSet
+from dfbench_inversions.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets
+from dfbench_inversions.generators import ModalityGenerators
+from dfbench_inversions.pixels import PixelInversion
 from dfbench_datafree.plugin import METHODS
 
 NAMES = sorted(METHODS)
@@ -50,7 +50,7 @@ def test_method_smoke_run(tmp_path, name):
         "run", "--quiet", "--results", str(tmp_path), "--method", name, "--profile", "smoke",
         "--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12",
     ]
-    res = CliRunner().invoke(dfbench.cli.cli, argv)
+    res = CliRunner().invoke(dfbench.app.cli.cli, argv)
     assert res.exit_code == 0, res.output
     [path] = sorted((tmp_path / "shapes" / name).glob("*.json"))
     rec = json.loads(path.read_text())
@@ -142,7 +142,7 @@ def test_class_targets_are_shared_by_both_modalities(kind):
 
 
 def test_conditional_without_targets_is_a_config_error():
-    from dfbench.errors import ConfigError
+    from dfbench.api.errors import ConfigError
 
     with pytest.raises(ConfigError, match="needs class targets"):
         _generators(_ctx(), {"one_hot": 1.0}, conditional=True)
@@ -213,7 +213,7 @@ def test_contrastive_lowest_when_the_two_views_match():
     # memory features equal to the positives are hard negatives: the loss rises
     bank = torch.nn.functional.normalize(x.flatten(1), dim=1)
     assert T.contrastive(_feature_state(x, x.clone(), {"photo": bank})).item() > matched + 0.5
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     assert registry("terms").load("contrastive") is T.contrastive
 

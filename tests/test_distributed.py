@@ -114,8 +114,8 @@ SYNC_CHECK = textwrap.dedent(
     """
     import json, os, pathlib, sys
     import torch
-    import dfbench.engine as engine
-    from dfbench import distributed as dist
+    import dfbench.train.engine as engine
+    from dfbench.train import distributed as dist
 
     fit = engine.DataFreeMethod.fit
 
@@ -129,7 +129,7 @@ SYNC_CHECK = textwrap.dedent(
             torch.distributed.all_gather(every, v)
             out[name] = max(float((w - every[0]).abs().max()) for w in every)
         # the sharded, gathered evaluation embeddings are those of one process embedding everything
-        from dfbench.evaluation import embed_set, embed_shard
+        from dfbench.train.evaluation import embed_set, embed_shard
         for modality, split_set in (("sketch", ctx.benchmark.get("test", "sketch")), ("photo", ctx.benchmark.get("test", "photo"))):
             full, full_labels = embed_set(embedder, split_set, modality, ctx.device, 50)
             gathered, gathered_labels = embed_shard(embedder, split_set, modality, ctx.device, 50)
@@ -139,7 +139,7 @@ SYNC_CHECK = textwrap.dedent(
         return embedder
 
     engine.DataFreeMethod.fit = checked_fit
-    from dfbench.cli import main
+    from dfbench.app.cli import main
     sys.argv = ["dfbench"] + sys.argv[1:]
     main()
     """
@@ -184,9 +184,9 @@ def test_generator_strategy_runs_distributed(tmp_path, cache):
 
 def test_strategy_without_distributed_support_is_refused():
     """A strategy that trains modules but has no distribute() stops with a clear error."""
-    from dfbench.engine import _distribute
-    from dfbench.errors import ConfigError
-    from dfbench.inversion import InversionStrategy
+    from dfbench.train.engine import _distribute
+    from dfbench.api.errors import ConfigError
+    from dfbench.api.inversion import InversionStrategy
 
     class Trains(InversionStrategy):
         name = "trains"
@@ -199,7 +199,7 @@ def test_strategy_without_distributed_support_is_refused():
 
 
 def test_single_process_helpers_are_no_ops(monkeypatch):
-    from dfbench import distributed as dist
+    from dfbench.train import distributed as dist
 
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)
@@ -216,8 +216,8 @@ def test_single_process_helpers_are_no_ops(monkeypatch):
 
 
 def test_global_batch_split_and_shards(monkeypatch):
-    from dfbench import distributed as dist
-    from dfbench.errors import ConfigError
+    from dfbench.train import distributed as dist
+    from dfbench.api.errors import ConfigError
 
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "3")
@@ -232,6 +232,6 @@ def test_global_batch_split_and_shards(monkeypatch):
         shares += list(dist.shard_range(10))
     assert shares == list(range(10))
     # rank 3 draws its own streams: named streams are keyed by the rank
-    from dfbench.rng import Streams
+    from dfbench.train.rng import Streams
 
     assert Streams(7, rank=3).seed_of("loop/encoder-batches") != Streams(7, rank=0).seed_of("loop/encoder-batches")

@@ -25,9 +25,9 @@ from click.testing import CliRunner
 from conftest import write_dist_info
 
 from dfbench import hookimpl
-from dfbench.alignment import AlignmentLoss
-from dfbench.cli import cli
-from dfbench.inversion import InversionStrategy, SynthBatch
+from dfbench.api.alignment import AlignmentLoss
+from dfbench.app.cli import cli
+from dfbench.api.inversion import InversionStrategy, SynthBatch
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "plugins" / "dfbench-example"
@@ -43,7 +43,7 @@ def example_dist(tmp_path_factory):
     """The checkout's dfbench-example as a distribution on the import path (first, so it wins over
     any installed copy), with a fresh plugin system that sees it; ``example_dist.pythonpath`` is the
     PYTHONPATH that shows it to a subprocess."""
-    from dfbench import plugins
+    from dfbench.api import plugins
 
     site = write_dist_info(tmp_path_factory.mktemp("site"), "dfbench-example", _checkout_version(), {"example": "dfbench_example.plugin"})
     entries = [str(site), str(EXAMPLE / "src")]
@@ -72,7 +72,7 @@ def example_dist(tmp_path_factory):
 
 
 def test_the_example_registers_through_its_entry_point(example_dist):
-    from dfbench.plugins import get_plugins, reset_plugins
+    from dfbench.api.plugins import get_plugins, reset_plugins
 
     assert {(ep.group, ep.name, ep.value) for ep in example_dist.entry_points} >= {("dfbench", "example", "dfbench_example.plugin")}
     reset_plugins()
@@ -85,7 +85,7 @@ def test_the_example_registers_through_its_entry_point(example_dist):
     # a real new method and loss, not a copy of a built-in
     method = system.registry("methods").load("triplet-pairs")
     assert method.__module__ == "dfbench_example.method"
-    from dfbench.engine import DataFreeMethod
+    from dfbench.train.engine import DataFreeMethod
 
     assert issubclass(method, DataFreeMethod) and {"smoke", "cpu", "paper"} <= set(method.profiles)
     assert method.profiles["base"]["params"]["alignment"]["loss"] == "triplet"

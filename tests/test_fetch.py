@@ -15,8 +15,8 @@ from conftest import test_data_root
 from click.testing import CliRunner
 from PIL import Image
 
-from dfbench.datasets import DatasetOptions
-from dfbench.errors import DataError, UnknownNameError
+from dfbench.api.datasets import DatasetOptions
+from dfbench.api.errors import DataError, UnknownNameError
 from dfbench_datasets import fetch as fetch_module
 from dfbench_datasets.commands import data
 from dfbench_datasets.qd_cifar10 import CLASSES, CLASS_NAMES, QDCifar10Dataset

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from dfbench.datasets import DatasetOptions
-from dfbench.errors import DataError
+from dfbench.api.datasets import DatasetOptions
+from dfbench.api.errors import DataError
 from dfbench_datasets import fetch as fetch_module
 from dfbench_datasets import releases
 from dfbench_datasets.commands import data

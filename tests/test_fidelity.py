@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfbench import terms as T
-from dfbench.errors import ConfigError
-from dfbench.models import ConvTransposeEstimator, Estimator, build_classifier
-from dfbench.students import Students
-from dfbench.teachers import TeacherSet
+from dfbench.train import terms as T
+from dfbench.api.errors import ConfigError
+from dfbench.train.models import ConvTransposeEstimator, Estimator, build_classifier
+from dfbench.train.students import Students
+from dfbench.api.teachers import TeacherSet
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_entropy_in_log10_is_the_natural_one_over_ln10():
 
 
 def test_strategies_pass_the_methods_entropy_log_base_to_the_terms():
-    from dfbench.inversion import InversionStrategy
+    from dfbench.api.inversion import InversionStrategy
 
     assert InversionStrategy(SimpleNamespace(params={}), {}, {}, "unified").term_inputs == {"entropy_log_base": "e"}
     strategy = InversionStrategy(SimpleNamespace(params={"entropy_log_base": 10}), {}, {}, "unified")
@@ -113,7 +113,7 @@ def test_adversarial_term_goes_through_the_students_head():
 
 
 def test_the_loop_builds_students_with_params_student_head():
-    from dfbench.engine import DataFreeOptions
+    from dfbench.train.engine import DataFreeOptions
 
     assert DataFreeOptions().student_head == "cosine"
     assert DataFreeOptions.from_data({"student_head": "linear"}, "params").student_head == "linear"
@@ -260,8 +260,8 @@ def test_paper_profile_resolves_to_the_release(method):
 @pytest.mark.parametrize("method", ["dfsbir", "dfsbir-plus", "dafl"])
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])
 def test_other_profiles_keep_todays_behaviour_and_hash(method, profile):
-    from dfbench.config import hashed_view, resolve
-    from dfbench.plugins import registry
+    from dfbench.app.config import hashed_view, resolve
+    from dfbench.api.plugins import registry
 
     cls = registry("methods").load(method)
     cfg = resolve(method=method, dataset="shapes", profile=profile, seed=0, device="cpu",

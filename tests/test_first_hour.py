@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO
 
-from dfbench import leaderboard as lb
-from dfbench import summary
-from dfbench.cli import cli
-from dfbench.records import SCHEMA
+from dfbench.app import leaderboard as lb
+from dfbench.app import summary
+from dfbench.app.cli import cli
+from dfbench.app.records import SCHEMA
 
 TINY = ["--set", "data.options.train_per_class=16", "--set", "data.options.test_per_class=8"]
 
@@ -95,7 +95,7 @@ def test_suites_are_found_from_any_folder(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["bench", "smoke", "--dry-run", "--results", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     lines = res.stdout.strip().splitlines()
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     assert sum(line.startswith("todo\t") for line in lines) == len(registry("methods"))  # methods: all
     assert lines[-1].startswith("dry run of suite smoke: nothing ran;") and "done in" not in res.output
@@ -178,7 +178,7 @@ def test_one_config_on_two_data_roots_is_two_leaderboard_rows(tmp_path):
 def test_summary_says_whether_the_committed_seed_is_reproduced(tmp_path):
     """The committed record of the run's own seed: reproduced bit for bit, or not, with the thread
     counts when they differ (CPU runs reproduce at the same count only)."""
-    from dfbench import summary
+    from dfbench.app import summary
 
     committed = {**_record("m", 0, 0.6097), "env": {"torch_threads": 1}}
     _write(tmp_path / "records", committed)

@@ -12,9 +12,10 @@ from conftest import test_data_root
 import torch
 from PIL import Image
 
-from dfbench.datasets import MODALITIES, SPLITS, DatasetOptions, FileImageSet, TensorImageSet
-from dfbench.errors import ConfigError, DataError
-from dfbench.imageio import BadImageWarning, read_image, scan_image_tree
+from dfbench.api.datasets import MODALITIES, SPLITS, DatasetOptions, TensorImageSet
+from dfbench.api.imageio import FileImageSet
+from dfbench.api.errors import ConfigError, DataError
+from dfbench.api.imageio import BadImageWarning, read_image, scan_image_tree
 from dfbench_datasets.extended import QuickDrawExtended, SketchyExtended, TUBerlinExtended, class_key
 from dfbench_datasets.folder import FolderDataset, UnpairedClassWarning
 from dfbench_datasets.qd_cifar10 import CLASS_NAMES, QDCifar10Dataset

@@ -9,11 +9,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dfbench import config as cfgmod
-from dfbench import subset
-from dfbench.cli import cli
-from dfbench.datasets import Benchmark, FileImageSet, TensorImageSet
-from dfbench.runner import RunRequest, resolve_request
+from dfbench.app import config as cfgmod
+from dfbench.train import subset
+from dfbench.app.cli import cli
+from dfbench.api.datasets import Benchmark, TensorImageSet
+from dfbench.api.imageio import FileImageSet
+from dfbench.app.runner import RunRequest, resolve_request
 
 TINY = ["--set", "data.options.train_per_class=16", "--set", "data.options.test_per_class=8"]
 
@@ -76,7 +77,7 @@ def test_run_with_limit_records_it(tmp_path):
 
 @pytest.mark.parametrize("bad", ["0", "-1", "true", "three"])
 def test_a_limit_that_is_not_a_positive_count_is_refused(bad):
-    from dfbench.errors import ConfigError
+    from dfbench.api.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.limit"):
         resolve_request(RunRequest(method="classifier-only", profile="smoke", overrides=[f"data.limit={bad}"]))

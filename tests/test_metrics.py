@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfbench.errors import DfbenchError
-from dfbench.metrics import evaluate_arrays, reference_metrics, retrieval_metrics
+from dfbench.api.errors import DfbenchError
+from dfbench.train.metrics import evaluate_arrays, reference_metrics, retrieval_metrics
 
 KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
 
@@ -258,7 +258,7 @@ def test_chunked_equals_unchunked_exactly():
 
 def test_chunking_with_many_queries_in_several_matmul_blocks():
     # more queries than one matmul block (MATMUL_BLOCK rows), chunk sizes that straddle blocks
-    from dfbench.metrics import MATMUL_BLOCK
+    from dfbench.train.metrics import MATMUL_BLOCK
 
     q, ql, g, gl = _random(19, MATMUL_BLOCK * 2 + 37, 900, 16, 12, 1)
     full = retrieval_metrics(q, ql, g, gl)
@@ -445,7 +445,7 @@ def test_reference_and_fast_match_a_literal_loop():
 def test_module_has_no_hidden_device_assumption():
     import inspect
 
-    import dfbench.metrics as mod
+    import dfbench.train.metrics as mod
 
     src = inspect.getsource(mod)
     assert ".cuda(" not in src and "'cuda'" not in src and '"cuda"' not in src

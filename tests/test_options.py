@@ -1,4 +1,4 @@
-"""Typed component options (dfbench.options) and the config schema assembled from them."""
+"""Typed component options (dfbench.api.options) and the config schema assembled from them."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Literal
 
 import pytest
 
-from dfbench import config as cfgmod
-from dfbench.errors import ConfigError, DfbenchError
-from dfbench.options import Options, component_options, option, options_class, section, to_data, validate
-from dfbench.plugins import get_plugins, registry
-from dfbench.registry import KINDS
-from dfbench.runner import RunRequest, resolve_request
+from dfbench.app import config as cfgmod
+from dfbench.api.errors import ConfigError, DfbenchError
+from dfbench.api.options import Options, component_options, option, options_class, section, to_data, validate
+from dfbench.api.plugins import get_plugins, registry
+from dfbench.api.registry import KINDS
+from dfbench.app.runner import RunRequest, resolve_request
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_bad_values_fail_when_the_config_is_resolved(override, message):
 def test_bad_value_is_a_clean_cli_error(tmp_path):
     from click.testing import CliRunner
 
-    from dfbench.cli import cli
+    from dfbench.app.cli import cli
 
     res = CliRunner().invoke(cli, ["run", "-m", "dfsbir", "--profile", "smoke", "--results", str(tmp_path / "r"),
                                    "--set", "params.batch_size=0"])
@@ -138,7 +138,7 @@ def test_a_third_party_components_options_are_checked():
     """A plugin's component declares its options like a built-in: they are checked, shown and
     delivered typed."""
     from dfbench import hookimpl
-    from dfbench.alignment import AlignmentLoss
+    from dfbench.api.alignment import AlignmentLoss
 
     @dataclass
     class MarginOptions(Options):

@@ -1,17 +1,17 @@
-"""Execution settings (dfbench.perf) and keys added later: validated, kept out of the hash where they
+"""Execution settings (dfbench.train.perf) and keys added later: validated, kept out of the hash where they
 should be (amp and non-default values enter it), and the loop runs
 with each of them and gives the same result where the arithmetic is the same."""
 
 import pytest
 import torch
 
-from dfbench import config as cfgmod
-from dfbench.errors import ConfigError
-from dfbench.perf import Perf
+from dfbench.app import config as cfgmod
+from dfbench.api.errors import ConfigError
+from dfbench.train.perf import Perf
 
 
 def _cfg(**perf):
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     method = registry("methods").load("dfsbir")
     return cfgmod.resolve(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu",
@@ -41,13 +41,13 @@ def test_amp_only_acts_on_cuda():
 
 
 def _fit(tmp_path, **perf):
-    from dfbench.runner import RunRequest, execute_resolved, resolve_request
+    from dfbench.app.runner import RunRequest, execute_resolved, resolve_request
 
     over = ["params.rounds=3", "checkpoint_every=0"] + [f"perf.{k}={str(v).lower()}" for k, v in perf.items()]
     req = RunRequest(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu", overrides=over,
                      results=tmp_path / f"r{len(perf)}{sorted(perf)}")
     cfg, method = resolve_request(req)
-    from dfbench.progress import Reporter
+    from dfbench.api.progress import Reporter
 
     out = execute_resolved(cfg, method, req, Reporter(enabled=False))
     return out.record
@@ -66,7 +66,7 @@ def test_foreach_and_channels_last_runs_match_the_default(tmp_path):
 
 
 def test_keys_added_later_hash_as_before_at_their_default():
-    from dfbench.plugins import registry
+    from dfbench.api.plugins import registry
 
     method = registry("methods").load("dfsbir")
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 from PIL import Image
 
-from dfbench import pictures
+from dfbench.app import pictures
 
 
 def _dark(image, box) -> int:

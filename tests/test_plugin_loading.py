@@ -188,7 +188,7 @@ def imported_modules(args: list[str], site: Path, cwd: Path) -> set[str]:
         import atexit, json, sys
         atexit.register(lambda: print("MODULES=" + json.dumps(sorted(sys.modules)), file=sys.stderr))
         sys.argv = ["dfbench", *{args!r}]
-        from dfbench.cli import main
+        from dfbench.app.cli import main
         main()
         """
     )
@@ -203,13 +203,13 @@ def imported_modules(args: list[str], site: Path, cwd: Path) -> set[str]:
 @pytest.mark.parametrize("args", [["--help"], ["list"], ["plugins"]])
 def test_startup_imports_no_torch_with_every_plugin_installed(site, tmp_path, args):
     modules = imported_modules(args, site, tmp_path)
-    assert "dfbench.cli" in modules and "good_plugin" in modules
+    assert "dfbench.app.cli" in modules and "good_plugin" in modules
     heavy = {m for m in modules if m.split(".")[0] in ("torch", "torchvision", "numpy", "pandas", "matplotlib")}
     assert not heavy, f"'dfbench {' '.join(args)}' imports {sorted(heavy)[:5]}"
 
 
 def test_every_hookspec_is_documented():
-    from dfbench import hookspecs
+    from dfbench.api import hookspecs
 
     doc = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
     specs = [(name, fn) for name, fn in vars(hookspecs).items() if callable(fn) and hasattr(fn, "dfbench_spec")]

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from dfbench import hookimpl
-from dfbench.cli import cli
-from dfbench.errors import DfbenchError, UnknownNameError
-from dfbench.registry import DuplicateNameError, Registry
+from dfbench.app.cli import cli
+from dfbench.api.errors import DfbenchError, UnknownNameError
+from dfbench.api.registry import DuplicateNameError, Registry
 
 BUILTIN_DATASETS = {"shapes", "folder", "qd-cifar10", "quickdraw", "sketchy", "tuberlin"}
 
@@ -109,7 +109,7 @@ def test_plugin_failing_while_registering_is_reported(plugin_system):
 
 
 def test_cli_startup_does_not_import_torch():
-    code = "import sys; from dfbench.cli import cli; from dfbench.plugins import get_plugins; get_plugins(); print('torch' in sys.modules)"
+    code = "import sys; from dfbench.app.cli import cli; from dfbench.api.plugins import get_plugins; get_plugins(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -183,3 +183,36 @@ def test_builtin_components_take_the_register_descriptions(plugin_system):
         for entry in plugin_system.registry(kind):
             cls = entry.load()
             assert (cls.name, cls.description) == (entry.name, entry.description), (kind, entry.name)
+
+
+def test_a_plugin_declares_the_default_of_its_kind(plugin_system):
+    """The core names no plugin's component: the defaults are the built-ins' register(..., default=True)."""
+    assert {k: plugin_system.registry(k).default_name() for k in ("datasets", "teachers", "inversions", "losses")} == {
+        "datasets": "shapes", "teachers": "trained", "inversions": "estimators", "losses": "proxy-anchor"}
+    registry = Registry("losses")
+    registry.add("first", _Unnamed, plugin="plugin-a", default=True)
+    from dfbench.api.registry import DefaultError
+
+    with pytest.raises(DefaultError) as exc:
+        registry.add("second", _Unnamed, plugin="plugin-b", default=True)
+    assert "'first' of 'plugin-a' and 'second' of 'plugin-b'" in str(exc.value)
+    assert registry.default_name() == "first" and "second" not in registry
+    registry.remove_plugin("plugin-a")
+    with pytest.raises(DefaultError, match="No alignment loss is declared the default"):
+        registry.default_name()
+
+
+class _SecondDefault:
+    @hookimpl
+    def dfbench_register_datasets(self, register):
+        register("other-default", f"{__name__}:_Unnamed", description="x", default=True)
+
+
+def test_a_second_default_is_refused_and_the_plugin_reported(plugin_system):
+    try:
+        plugin_system.register_plugin(_SecondDefault(), name="second-default")
+        assert plugin_system.registry("datasets").default_name() == "shapes"
+        error = plugin_system.info["second-default"].error
+        assert "default dataset: 'shapes' of 'datasets' and 'other-default' of 'second-default'" in error
+    finally:
+        plugin_system.unregister_plugin("second-default")

@@ -8,10 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from dfbench import runner
-from dfbench.cli import cli
-from dfbench.datasets import ImageSet
-from dfbench.plugins import get_plugins
+from dfbench.app import runner
+from dfbench.app.cli import cli
+from dfbench.api.datasets import ImageSet
+from dfbench.api.plugins import get_plugins
 
 TINY = ["--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12"]
 
@@ -78,8 +78,8 @@ def test_without_the_protocol_the_curves_read_test(monkeypatch, tmp_path):
 def test_the_validation_split_is_carved_per_class_and_fixed_by_the_data_seed():
     import torch
 
-    from dfbench import subset
-    from dfbench.datasets import Benchmark, TensorImageSet
+    from dfbench.train import subset
+    from dfbench.api.datasets import Benchmark, TensorImageSet
 
     def bench():
         labels = torch.arange(4).repeat_interleave(10)
@@ -119,7 +119,7 @@ def test_the_round_is_chosen_on_validation_and_recorded(monkeypatch, tmp_path):
     (["params.select=best-val", "data.validation=0.2", "curve_eval_every=0"], "set curve_eval_every"),
 ])
 def test_selection_without_a_validation_split_fails_before_any_work(extra, message):
-    from dfbench.errors import ConfigError
+    from dfbench.api.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         runner.resolve_request(runner.RunRequest(method="dfsbir", profile="smoke", overrides=extra))
@@ -129,7 +129,7 @@ def test_a_budget_of_teacher_image_passes_ends_the_run_and_is_recorded(monkeypat
     """params.budget: the run stops after the round in which the teachers have seen the budget's
     images (counted, monitoring excluded); the record states what was spent and the validation
     mAP@all along the way, which the leaderboard reads at fractions of the budget."""
-    from dfbench.leaderboard import BUDGET_FRACTIONS, anytime
+    from dfbench.app.leaderboard import BUDGET_FRACTIONS, anytime
 
     record, _ = _run_spying_on_test(monkeypatch, tmp_path, "--set", "data.validation=0.2", "--set", "params.rounds=100",
                                     "--set", "params.budget=1000", "--set", "params.log_every=2")

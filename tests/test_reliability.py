@@ -24,11 +24,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dfbench.cli import cli
-from dfbench.datasets import MODALITIES
-from dfbench.imageio import BadImageWarning
-from dfbench.records import METRIC_KEYS
-from dfbench.safeload import load_torch_file
+from dfbench.app.cli import cli
+from dfbench.api.datasets import MODALITIES
+from dfbench.api.imageio import BadImageWarning
+from dfbench.app.records import METRIC_KEYS
+from dfbench.api.safeload import load_torch_file
 
 TINY = ["data.options.train_per_class=24", "data.options.test_per_class=12"]
 
@@ -266,7 +266,7 @@ def _cache_read_only(tmp):
 
 def _record_path_is_a_folder(tmp):
     """Someone made a folder where the run's record goes (the run would finish, then fail to write)."""
-    from dfbench.runner import RunRequest, resolve_request, run_identity
+    from dfbench.app.runner import RunRequest, resolve_request, run_identity
 
     req = RunRequest(method="dfsbir", profile="smoke", overrides=TINY)
     cfg, _ = resolve_request(req)
@@ -532,7 +532,7 @@ def test_nan_loss_stops_the_run_and_records_why(tmp_path):
 
 def test_a_crash_in_a_plugin_is_recorded_then_surfaces(tmp_path, monkeypatch):
     """A bug (not bad input) keeps its record with the traceback; the CLI lets it surface."""
-    from dfbench.engine import DataFreeMethod
+    from dfbench.train.engine import DataFreeMethod
 
     def broken_fit(self, ctx):
         raise RuntimeError("a bug in a plugin")
@@ -639,7 +639,7 @@ def test_two_runs_into_one_results_folder_never_expose_a_partial_file(tmp_path):
     assert not list(results.rglob("*.tmp")) and not list(results.rglob("checkpoint.pt"))
     assert seen_ckpt > 0 and seen_json, "the reader saw nothing while the runs were going"
 
-    from dfbench.leaderboard import load_records
+    from dfbench.app.leaderboard import load_records
 
     assert len(load_records(results)) == 2
 
@@ -649,7 +649,7 @@ def test_atomic_writes_respect_the_umask(tmp_path):
     import os
     import stat
 
-    from dfbench.fileio import atomic_write_text
+    from dfbench.api.fileio import atomic_write_text
 
     old = os.umask(0o022)
     try:
@@ -664,8 +664,8 @@ def test_atomic_writes_respect_the_umask(tmp_path):
 
 def _run_folder(results: Path, *sets) -> Path:
     """The run folder (checkpoint, curves) a smoke dfsbir run with these --set items uses."""
-    from dfbench.records import artifacts_dir
-    from dfbench.runner import RunRequest, resolve_request, run_identity
+    from dfbench.app.records import artifacts_dir
+    from dfbench.app.runner import RunRequest, resolve_request, run_identity
 
     cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", overrides=[*TINY, *sets]))
     return artifacts_dir(results, "shapes", "dfsbir", run_identity(cfg, None))
@@ -704,7 +704,7 @@ BAD_CHECKPOINTS = {
 def test_a_bad_checkpoint_is_named_and_the_run_starts_over(tmp_path, case):
     """The run warns (naming the file and why), trains from round 0, runs no code from the file,
     and its own checkpoint replaces the bad one; the record is complete and does not claim a resume."""
-    from dfbench.checkpoint import CheckpointWarning
+    from dfbench.train.checkpoint import CheckpointWarning
 
     results = tmp_path / "results"
     sets = ("params.rounds=4", "params.log_every=2", "checkpoint_every=2")
@@ -722,8 +722,8 @@ def test_a_bad_checkpoint_is_named_and_the_run_starts_over(tmp_path, case):
 
 
 def test_ctrl_c_never_promises_a_resume_from_a_refused_checkpoint(tmp_path, capsys):
-    from dfbench.checkpoint import CheckpointWarning, Checkpointer
-    from dfbench.cli import _interrupted
+    from dfbench.train.checkpoint import CheckpointWarning, Checkpointer
+    from dfbench.app.cli import _interrupted
 
     path = tmp_path / "checkpoint.pt"
     _foreign_checkpoint(path, tmp_path)
@@ -732,7 +732,7 @@ def test_ctrl_c_never_promises_a_resume_from_a_refused_checkpoint(tmp_path, caps
         assert ckpt.load() is None
     assert not ckpt.resumable and path.is_file()
     with pytest.raises(SystemExit) as exc:
-        from dfbench.interrupts import RunInterrupted
+        from dfbench.app.interrupts import RunInterrupted
 
         _interrupted(RunInterrupted(KeyboardInterrupt(), path if ckpt.resumable else None, ckpt.last_round, ckpt.every), False)
     assert exc.value.code == 130
@@ -747,7 +747,7 @@ def test_checkpoints_load_without_running_code_and_restore_every_generator(tmp_p
 
     import numpy as np
 
-    from dfbench.checkpoint import Checkpointer, set_rng_state
+    from dfbench.train.checkpoint import Checkpointer, set_rng_state
 
     ckpt = Checkpointer(tmp_path / "c.pt", every=1, config_hash="abc")
     random.seed(3), np.random.seed(3), torch.manual_seed(3)
@@ -827,8 +827,8 @@ def test_an_invalid_record_at_the_run_path_is_not_already_done(tmp_path, content
 
 def test_run_ids_of_the_default_data_are_unchanged():
     """Records of runs without --data-root (every committed record) keep '<config_hash>-s<seed>'."""
-    from dfbench import config as cfgmod
-    from dfbench.runner import RunRequest, data_identity, resolve_request, run_identity
+    from dfbench.app import config as cfgmod
+    from dfbench.app.runner import RunRequest, data_identity, resolve_request, run_identity
 
     cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", seed=3))
     assert data_identity(cfg) is None
@@ -836,14 +836,14 @@ def test_run_ids_of_the_default_data_are_unchanged():
 
 
 def test_a_non_finite_metric_is_a_failed_run_not_a_result(tmp_path, monkeypatch):
-    import dfbench.evaluation
+    import dfbench.train.evaluation
 
-    real = dfbench.evaluation.evaluate_embedder
+    real = dfbench.train.evaluation.evaluate_embedder
 
     def nan_metrics(*args, **kwargs):
         return {**real(*args, **kwargs), "mAP@all": float("nan")}
 
-    monkeypatch.setattr(dfbench.evaluation, "evaluate_embedder", nan_metrics)
+    monkeypatch.setattr(dfbench.train.evaluation, "evaluate_embedder", nan_metrics)
     results = tmp_path / "results"
     res = invoke(results, "--method", "dfsbir", *_sets("params.rounds=1", "params.log_every=1", "curve_eval_every=0"))
     assert res.exit_code == 2 and res.output.startswith("Error: The evaluation gave non-finite metrics (mAP@all = nan)")
@@ -853,7 +853,7 @@ def test_a_non_finite_metric_is_a_failed_run_not_a_result(tmp_path, monkeypatch)
 
 
 def test_records_name_every_component_and_its_distribution(shapes_teachers, tmp_path):
-    from dfbench.runner import components_used, RunRequest, resolve_request
+    from dfbench.app.runner import components_used, RunRequest, resolve_request
 
     cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke"))
     used = components_used(cfg)
@@ -919,7 +919,7 @@ BAD_RECORDS = {
 
 @pytest.mark.parametrize("case", list(BAD_RECORDS))
 def test_leaderboard_names_a_bad_record_and_goes_on(tmp_path, case):
-    from dfbench.records import BadRecordWarning
+    from dfbench.app.records import BadRecordWarning
 
     make, reason = BAD_RECORDS[case]
     folder = tmp_path / "results" / "shapes" / "dfsbir"
@@ -1076,7 +1076,7 @@ def test_a_hostile_plugin_is_isolated_and_reported(tmp_path, case):
 
 
 def test_no_code_path_unpickles_what_it_reads():
-    """docs/security.md: every torch file goes through dfbench.safeload; nothing else unpickles."""
+    """docs/security.md: every torch file goes through dfbench.api.safeload; nothing else unpickles."""
     repo = Path(__file__).resolve().parent.parent
     forbidden = re.compile(r"weights_only\s*=\s*False|pickle\.loads?\(|allow_pickle\s*=\s*True|yaml\.load\(|yaml\.unsafe_load|torch\.load\(")
     offenders = []

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dfbench.datasets import MODALITIES, SPLITS, DatasetOptions
-from dfbench.errors import ConfigError
+from dfbench.api.datasets import MODALITIES, SPLITS, DatasetOptions
+from dfbench.api.errors import ConfigError
 from dfbench_datasets.extended import (
     ZERO_SHOT_TEST_CLASSES, QuickDrawExtended, SketchyExtended, TUBerlinExtended, class_key,
 )

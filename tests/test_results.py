@@ -9,9 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dfbench import queries
-from dfbench.cli import cli
-from dfbench.metrics import retrieval_metrics
+from dfbench.app import queries
+from dfbench.app.cli import cli
+from dfbench.train.metrics import retrieval_metrics
 
 TINY = ["--set", "data.options.train_per_class=16", "--set", "data.options.test_per_class=8"]
 

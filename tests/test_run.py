@@ -6,8 +6,8 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from dfbench.cli import cli
-from dfbench.records import METRIC_KEYS
+from dfbench.app.cli import cli
+from dfbench.app.records import METRIC_KEYS
 
 # a tiny shapes set keeps every run here to seconds
 TINY = ["data.options.train_per_class=24", "data.options.test_per_class=12"]
@@ -138,8 +138,8 @@ def test_checkpoint_teachers_roundtrip_and_mismatch(tmp_path):
 def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
     """curve_eval_every puts test mAP@all in the curves (and curves.png) without changing training:
     the metrics equal those of a run without it, bit for bit, and the config hash is the same."""
-    from dfbench.progress import Reporter
-    from dfbench.runner import RunRequest, execute_resolved, resolve_request
+    from dfbench.api.progress import Reporter
+    from dfbench.app.runner import RunRequest, execute_resolved, resolve_request
 
     out = {}
     for every in (0, 2):

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPO, write_dist_info
 
-from dfbench.cli import cli
+from dfbench.app.cli import cli
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_new_plugin_never_overwrites(tmp_path):
 
 def test_docs_open_with_the_generated_plain_method():
     """docs/plugins.md shows exactly the code 'dfbench new-plugin mine' writes, before anything else."""
-    from dfbench import scaffold
+    from dfbench.app import scaffold
 
     docs = (REPO / "docs" / "plugins.md").read_text()
     generated = scaffold.files("mine")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dfbench.datasets import MODALITIES, Benchmark, DatasetOptions, TensorImageSet
-from dfbench.errors import ConfigError
+from dfbench.api.datasets import MODALITIES, Benchmark, DatasetOptions, TensorImageSet
+from dfbench.api.errors import ConfigError
 from dfbench_datasets import shapes
 from dfbench_datasets.shapes import ShapesDataset
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dfbench import terms as T
-from dfbench.models import Classifier
-from dfbench.teachers import TeacherSet
+from dfbench.train import terms as T
+from dfbench.train.models import Classifier
+from dfbench.api.teachers import TeacherSet
 
 
 class _Fixed(nn.Module):
@@ -132,7 +132,7 @@ def test_adversarial_terms_sign_and_zero():
 
 
 def test_check_weights_rejects_unknown_and_drops_zero():
-    from dfbench.errors import ConfigError
+    from dfbench.api.errors import ConfigError
 
     assert T.check_weights({"one_hot": 1, "entropy": 0}) == {"one_hot": 1.0}
     with pytest.raises(ConfigError, match="Did you mean 'one_hot'"):
@@ -155,7 +155,7 @@ def test_proxy_anchor_hand_case():
 
 
 def test_terms_are_registered_components_that_declare_what_they_need():
-    from dfbench.plugins import get_plugins, registry
+    from dfbench.api.plugins import get_plugins, registry
 
     get_plugins()
     terms = registry("terms")
@@ -174,9 +174,9 @@ def test_a_plugin_adds_a_synthesis_term():
     import torch
 
     from dfbench import hookimpl
-    from dfbench.config import resolve
-    from dfbench.engine import DataFreeMethod
-    from dfbench.plugins import get_plugins, registry
+    from dfbench.app.config import resolve
+    from dfbench.train.engine import DataFreeMethod
+    from dfbench.api.plugins import get_plugins, registry
 
     @T.term("modality_teacher")
     def brightness(s):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dfbench.alignment import AlignmentLoss
-from dfbench.options import Options, option
+from dfbench.api.alignment import AlignmentLoss
+from dfbench.api.options import Options, option
 
 
 @dataclass

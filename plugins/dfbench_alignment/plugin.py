@@ -6,6 +6,7 @@ def dfbench_register_losses(register):
     register(
         "proxy-anchor",
         "dfbench_alignment.proxy_anchor:ProxyAnchor",
+        default=True,
         description="Proxy-Anchor loss (Kim et al. CVPR 2020) with the teachers' frozen classifier "
         "weights as proxies: the paper's L_metric.",
     )

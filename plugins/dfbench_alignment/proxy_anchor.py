@@ -22,8 +22,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from dfbench.alignment import AlignmentLoss
-from dfbench.options import Options, option
+from dfbench.api.alignment import AlignmentLoss
+from dfbench.api.options import Options, option
 
 
 def proxy_anchor_loss(emb: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor, margin: float, alpha: float) -> torch.Tensor:

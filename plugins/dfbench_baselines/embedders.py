@@ -15,7 +15,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from dfbench.errors import ConfigError
+from dfbench.api.errors import ConfigError
 
 #: every readout of a classifier: its penultimate features, its logits, its class probabilities
 READOUTS = ("features", "logits", "probs")
@@ -59,7 +59,7 @@ def average_classifiers(a, b):
     parameter and floating buffer (BatchNorm running means and variances included); integer
     buffers (BatchNorm's batch counters) are the rounded-down mean. Raises :class:`ConfigError`
     when the two networks differ in architecture (type, tensor names or shapes)."""
-    from dfbench.models import freeze
+    from dfbench.train.models import freeze
 
     if getattr(a, "arch", None) != getattr(b, "arch", None) or type(a.backbone) is not type(b.backbone):
         raise ConfigError(

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from dfbench.alignment import AlignmentLoss
-from dfbench.options import Options, option
-from dfbench.errors import ConfigError
+from dfbench.api.alignment import AlignmentLoss
+from dfbench.api.options import Options, option
+from dfbench.api.errors import ConfigError
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float = 1.0):

@@ -3,7 +3,7 @@
 Chaudhuri, Bhunia, Song, Dutta, "Data-Free Sketch-Based Image Retrieval", CVPR 2023 compares
 CrossX-DFL (``dfsbir``) with six baselines (names from its poster; protocols our reading, see
 docs/baselines.md). Every baseline that trains uses the shared engine
-(:class:`dfbench.engine.DataFreeMethod`) and changes only what the baseline is about: the source
+(:class:`dfbench.train.engine.DataFreeMethod`) and changes only what the baseline is about: the source
 of the training images (strategy and synthesis terms) or the encoder loss.
 
 Teachers: the paper's setting, a photo and a sketch classifier trained apart (``variant:
@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
-from dfbench.methods import Method
-from dfbench.options import Options, option
-from dfbench.teachers import roles_for_variant
+from dfbench.train.engine import DATA_FREE_BASE, DataFreeMethod
+from dfbench.api.methods import Method
+from dfbench.api.options import Options, option
+from dfbench.api.teachers import roles_for_variant
 from dfbench_datafree.methods import DAFL, deepinversion_profiles
 
 # -- dfsbir's schedules, per profile (taken from its declaration, never copied) -----------------------
@@ -44,7 +44,7 @@ METRIC = {"loss": "proxy-anchor", "margin": 0.1, "alpha": 32.0}  # dfsbir's L_me
 
 
 def _merge(*parts: dict) -> dict:
-    from dfbench.config import deep_merge
+    from dfbench.api.options import deep_merge
 
     out: dict = {}
     for part in parts:

@@ -53,28 +53,6 @@ def dfbench_register_methods(register):
 
 
 @hookimpl
-def dfbench_register_inversions(register):
-    register(
-        "prior",
-        "dfbench_baselines.strategies:GaussianPrior",
-        description="Images drawn from a Gaussian prior in image space (tanh/clamp to [-1, 1], grey "
-        "sketches), labelled by the teachers, paired by label (DF-SBIR's Gaussian Prior baseline).",
-    )
-    register(
-        "alt-data",
-        "dfbench_baselines.strategies:AlternativeData",
-        description="Real images of another dataset (option 'source', default shapes) labelled by the "
-        "teachers and paired by label; never the benchmark's train split (DF-SBIR's Alternative Data).",
-    )
-    register(
-        "real",
-        "dfbench_baselines.strategies:RealPairs",
-        description="Class-matched photo/sketch pairs of the benchmark's real train split with true "
-        "labels; only for methods that declare uses_train_data (the supervised bound).",
-    )
-
-
-@hookimpl
 def dfbench_register_losses(register):
     register(
         "kd",

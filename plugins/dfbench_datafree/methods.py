@@ -1,5 +1,5 @@
 """Eight data-free distillation methods, adapted to data-free SBIR as declarations over the shared
-engine (:class:`dfbench.engine.DataFreeMethod`).
+engine (:class:`dfbench.train.engine.DataFreeMethod`).
 
 Common adaptation (docs/datafree.md has the full account): every method inverts one teacher per
 modality (``variant: independent``: the photo and the sketch classifier, trained apart), pairs
@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import copy
 
-from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
-from dfbench_datafree.generators import ModalityGenerators
-from dfbench_datafree.pixels import PixelInversion
+from dfbench.train.engine import DATA_FREE_BASE, DataFreeMethod
+from dfbench_inversions.generators import ModalityGenerators
+from dfbench_inversions.pixels import PixelInversion
 
 ALIGNMENT = {"loss": "proxy-anchor", "margin": 0.1, "alpha": 32.0}
 

@@ -57,20 +57,3 @@ METHODS = {
 def dfbench_register_methods(register):
     for name, (cls, description) in METHODS.items():
         register(name, f"dfbench_datafree.methods:{cls}", description=description)
-
-
-@hookimpl
-def dfbench_register_inversions(register):
-    register(
-        "pixels",
-        "dfbench_datafree.pixels:PixelInversion",
-        description="Pixels optimised with Adam under random jitter/flip (DeepInversion); class targets "
-        "shared by both modalities, or none (BatchNorm-only inversion, pairs by teacher argmax).",
-    )
-    register(
-        "generators",
-        "dfbench_datafree.generators:ModalityGenerators",
-        description="One generator per modality; options for class targets, conditional input, "
-        "learnable noise, per-round re-initialisation, meta-learning (Reptile/FOMAML), contrastive "
-        "memory and moving-average BatchNorm statistics.",
-    )

@@ -142,8 +142,8 @@ def check(name, data_root, image_size, skip_bad_images):
     """Load dataset NAME and print its classes, counts and load time."""
     import time
 
-    from dfbench.datasets import SPLITS, MODALITIES, DatasetOptions
-    from dfbench.plugins import registry
+    from dfbench.api.datasets import SPLITS, MODALITIES, DatasetOptions
+    from dfbench.api.plugins import registry
 
     import torch  # noqa: F401  (imported before the clock starts: the load time is the dataset's own)
 

@@ -41,10 +41,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfbench.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, default_data_dir
-from dfbench.errors import ConfigError, DataError
-from dfbench.imageio import make_file_image_set, scan_image_tree
-from dfbench.options import Options, option
+from dfbench.api.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, default_data_dir
+from dfbench.api.errors import ConfigError, DataError
+from dfbench.api.imageio import make_file_image_set, scan_image_tree
+from dfbench.api.options import Options, option
 
 from dfbench_datasets.folder import _rel, check_extra
 
@@ -225,7 +225,7 @@ class ExtendedDataset(DatasetPlugin):
         explicit_root = options.data_root is not None
         root = Path(options.data_root).expanduser() if explicit_root else self.default_root()
         if not root.is_dir():
-            from dfbench.locations import default_data_label
+            from dfbench.api.locations import default_data_label
 
             how = "given with --data-root" if explicit_root else f"(the default: {default_data_label(self.name)})"
             state = "is not a folder" if root.exists() else "does not exist"

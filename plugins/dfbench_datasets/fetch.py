@@ -31,9 +31,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfbench.datasets import default_cache_dir, default_data_dir
-from dfbench.errors import DataError, UnknownNameError, did_you_mean
-from dfbench.fileio import atomic_open
+from dfbench.api.datasets import default_cache_dir, default_data_dir
+from dfbench.api.errors import DataError, UnknownNameError, did_you_mean
+from dfbench.api.fileio import atomic_open
 
 from dfbench_datasets.qd_cifar10 import CLASSES, DEFAULT_COUNTS
 
@@ -123,7 +123,7 @@ def download_prefix(url: str, nbytes: int, quiet: bool = False, description: str
 
 
 def download_file(url: str, dest: Path, md5: str | None = None, quiet: bool = False) -> Path:
-    """Download ``url`` to ``dest`` atomically (dfbench.fileio.atomic_open: a temporary sibling
+    """Download ``url`` to ``dest`` atomically (dfbench.api.fileio.atomic_open: a temporary sibling
     renamed when complete and checked, removed on any failure)."""
     digest = hashlib.md5()
     with atomic_open(dest, "wb") as fh:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dfbench.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, TensorImageSet
-from dfbench.errors import ConfigError, DataError, did_you_mean
-from dfbench.imageio import make_file_image_set, read_images, scan_image_tree
-from dfbench.options import Options, option
+from dfbench.api.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, TensorImageSet
+from dfbench.api.errors import ConfigError, DataError, did_you_mean
+from dfbench.api.imageio import make_file_image_set, read_images, scan_image_tree
+from dfbench.api.options import Options, option
 
 log = logging.getLogger("dfbench.datasets")
 
@@ -224,7 +224,7 @@ def _describe_have(where: list) -> str:
 
 
 def _suffixes():
-    from dfbench.datasets import IMAGE_SUFFIXES
+    from dfbench.api.datasets import IMAGE_SUFFIXES
 
     return IMAGE_SUFFIXES
 
@@ -264,7 +264,7 @@ def _fingerprint(layout: FolderLayout) -> str:
 
 
 def _load_cache(path: Path, key: str):
-    from dfbench.safeload import load_torch_file
+    from dfbench.api.safeload import load_torch_file
 
     if not path.is_file():
         return None
@@ -288,7 +288,7 @@ def _load_cache(path: Path, key: str):
 
 
 def _save_cache(path: Path, prefix: str, key: str, sets: dict, skipped: list) -> None:
-    from dfbench.fileio import atomic_torch_save
+    from dfbench.api.fileio import atomic_torch_save
 
     payload = {
         "format": CACHE_FORMAT,
@@ -435,7 +435,7 @@ class FolderDataset(DatasetPlugin):
 
     def revision(self, options: DatasetOptions) -> str:
         """The content revision of the data (every file's relative path and size, and its class),
-        read from the file listing alone: part of a run's identity (dfbench.runner.data_identity)."""
+        read from the file listing alone: part of a run's identity (dfbench.app.runner.data_identity)."""
         return _fingerprint(self.layout(options))
 
     def load(self, options: DatasetOptions) -> Benchmark:

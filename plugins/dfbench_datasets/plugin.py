@@ -8,6 +8,7 @@ def dfbench_register_datasets(register):
     register(
         "shapes",
         "dfbench_datasets.shapes:ShapesDataset",
+        default=True,
         description="Embedded default: procedurally generated photos (filled, textured objects on "
         "clutter) and hand-drawn-looking sketches of 12 shape classes; no download.",
     )

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dfbench.datasets import DatasetOptions, default_data_dir
-from dfbench.errors import DataError
+from dfbench.api.datasets import DatasetOptions, default_data_dir
+from dfbench.api.errors import DataError
 
 from dfbench_datasets.folder import FolderDataset, FolderLayout
 

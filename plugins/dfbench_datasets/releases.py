@@ -42,9 +42,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dfbench.datasets import default_cache_dir, default_data_dir
-from dfbench.errors import DataError
-from dfbench.fileio import atomic_write_json
+from dfbench.api.datasets import default_cache_dir, default_data_dir
+from dfbench.api.errors import DataError
+from dfbench.api.fileio import atomic_write_json
 
 from dfbench_datasets.fetch import FetchResult, _clean_stale_partials, _open, _progress
 

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dfbench.datasets import MODALITIES, Benchmark, DatasetOptions, DatasetPlugin
-from dfbench.errors import ConfigError
-from dfbench.options import Options, option
+from dfbench.api.datasets import MODALITIES, Benchmark, DatasetOptions, DatasetPlugin
+from dfbench.api.errors import ConfigError
+from dfbench.api.options import Options, option
 from dfbench_datasets.drawing import CLASS_NAMES, SHAPES, render_photo, render_sketch
 
 GENERATOR = "shapes-v1"
@@ -151,7 +151,7 @@ def _read_cache(path: Path, expected: dict) -> dict | None:
 
 
 def _write_cache(path: Path, arrays: dict) -> None:
-    from dfbench.fileio import atomic_open
+    from dfbench.api.fileio import atomic_open
 
     try:
         with atomic_open(path, "wb") as fh:
@@ -182,7 +182,7 @@ class ShapesDataset(DatasetPlugin):
     def load(self, options: DatasetOptions) -> Benchmark:
         import torch
 
-        from dfbench.datasets import TensorImageSet
+        from dfbench.api.datasets import TensorImageSet
 
         extra = dict(options.extra or {})
         unknown = sorted(set(extra) - set(EXTRA_KEYS))

@@ -23,7 +23,7 @@ side, the keys' defaults.
 
 from __future__ import annotations
 
-from dfbench.engine import DATA_FREE_BASE, DataFreeMethod
+from dfbench.train.engine import DATA_FREE_BASE, DataFreeMethod
 
 PAPER_WEIGHTS = {
     "one_hot": 3.0,  # L_sem: samples the teacher is sure of
@@ -51,7 +51,7 @@ RELEASE = {
 
 def _with_release(layer: dict) -> dict:
     """A ``paper`` profile layer with the release's values of :data:`RELEASE` merged in."""
-    from dfbench.config import deep_merge
+    from dfbench.api.options import deep_merge
 
     return deep_merge(layer, RELEASE)
 

@@ -1,8 +1,8 @@
 """Paired estimators: g_photo(z) and g_sketch(z) from the same noise z (DF-SBIR's estimators).
 
 Two architectures (``arch``): ``upsample`` (dfbench's, nearest upsampling + conv + LeakyReLU,
-:class:`dfbench.models.Estimator`) and ``convtranspose`` (the release's DCGAN stack,
-:class:`dfbench.models.ConvTransposeEstimator`, ``width`` being its ngf). The sketch estimator
+:class:`dfbench.train.models.Estimator`) and ``convtranspose`` (the release's DCGAN stack,
+:class:`dfbench.train.models.ConvTransposeEstimator`, ``width`` being its ngf). The sketch estimator
 draws one grey channel replicated to three (``sketch_channels: 1``) or three channels of its own
 as in the release (``sketch_channels: 3``).
 
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import torch  # noqa: I001
 
-from dfbench.distributed import average_batchnorm
+from dfbench.train.distributed import average_batchnorm
 from dataclasses import dataclass
 from typing import Literal
 
-from dfbench.engine import OptimizerOptions, build_optimizer
-from dfbench.options import Options, option, section
-from dfbench.inversion import InversionStrategy, SynthBatch
-from dfbench.models import ESTIMATOR_ARCHES
-from dfbench.terms import BatchNormStatsHooks, SynthesisState, students_frozen, weighted_sum
+from dfbench.train.engine import OptimizerOptions, build_optimizer
+from dfbench.api.options import Options, option, section
+from dfbench.api.inversion import InversionStrategy, SynthBatch
+from dfbench.train.models import ESTIMATOR_ARCHES
+from dfbench.train.terms import BatchNormStatsHooks, SynthesisState, students_frozen, weighted_sum
 
 
 @dataclass
@@ -88,7 +88,7 @@ class PairedEstimators(InversionStrategy):
         z = torch.randn(n, self.options["z_dim"], generator=self.generator)
         if not self.options["conditional"]:
             return z.to(self.ctx.device), None
-        from dfbench_datafree.common import sample_targets
+        from dfbench_inversions.common import sample_targets
 
         y = sample_targets(n, self.num_classes, "balanced", self.generator)
         z = torch.cat([z, torch.nn.functional.one_hot(y, self.num_classes).float()], dim=1)

@@ -1,6 +1,6 @@
 """The ``checkpoint`` teacher loader: state-dict files given per role in ``teachers.checkpoints``.
 
-A file holds either a bare state dict of :func:`dfbench.models.build_classifier`'s network or a
+A file holds either a bare state dict of :func:`dfbench.train.models.build_classifier`'s network or a
 dict with a ``state_dict`` key (as the ``trained`` loader's cache files do). The architecture is
 taken from ``teachers.arch``/``width``/``feature_dim``; a mismatch (other architecture, other
 class count) is reported with the expected and found shapes.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dfbench.errors import TeacherError
-from dfbench.models import freeze
-from dfbench.safeload import UnreadableTorchFile, load_torch_file
-from dfbench.teachers import TeacherLoader, TeacherSet
+from dfbench.api.errors import TeacherError
+from dfbench.train.models import freeze
+from dfbench.api.safeload import UnreadableTorchFile, load_torch_file
+from dfbench.api.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, teacher_outputs
 from dfbench_teachers.options import PROFILES, TeacherOptions
 
@@ -39,7 +39,7 @@ class CheckpointTeachers(TeacherLoader):
             if not path.is_file():
                 raise TeacherError(f"Teacher checkpoint {path} (role '{role}') does not exist. Check teachers.checkpoints.{role}.")
             try:
-                blob = load_torch_file(path)  # no code runs from the file (dfbench.safeload)
+                blob = load_torch_file(path)  # no code runs from the file (dfbench.api.safeload)
             except UnreadableTorchFile as exc:
                 raise TeacherError(
                     f"Teacher checkpoint {path} (role '{role}') could not be read as a torch file ({exc}). "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dfbench.datasets import MODALITIES
-from dfbench.models import build_classifier, freeze
+from dfbench.api.datasets import MODALITIES
+from dfbench.train.models import build_classifier, freeze
 
 
 def teacher_outputs(role: str, num_classes: int) -> int:
@@ -42,11 +42,11 @@ def overlap_classes(num_classes: int, overlap: float, seed: int) -> dict:
     """Classes each modality's teacher learns when they share only a fraction ``overlap`` of them
     (the paper's partial-overlap experiment): ``round(overlap * C)`` shared classes, the others
     split evenly between photo-only and sketch-only ones, by a permutation seeded with ``seed``."""
-    from dfbench.errors import ConfigError
+    from dfbench.api.errors import ConfigError
 
     if not 0.0 < float(overlap) <= 1.0:
         raise ConfigError(f"teachers.class_overlap must be in (0, 1], got {overlap}.")
-    from dfbench.rng import stream_seed
+    from dfbench.train.rng import stream_seed
 
     gen = torch.Generator().manual_seed(stream_seed(seed, "teachers/class-overlap"))
     order = torch.randperm(num_classes, generator=gen).tolist()
@@ -120,7 +120,7 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
             opt.step()
             sched.step()
         if not torch.isfinite(loss):  # one check per epoch: never cache a diverged teacher
-            from dfbench.errors import TrainingDivergedError
+            from dfbench.api.errors import TrainingDivergedError
 
             raise TrainingDivergedError(
                 f"Training the {role} teacher diverged (loss {float(loss)}). Lower teachers.lr "

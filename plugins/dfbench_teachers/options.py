@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dfbench.config import Arch
-from dfbench.options import Options, option, section
+from dfbench.api.options import Arch
+from dfbench.api.options import Options, option, section
 
 
 @dataclass

@@ -6,6 +6,7 @@ def dfbench_register_teachers(register):
     register(
         "trained",
         "dfbench_teachers.trained:TrainedTeachers",
+        default=True,
         description="Default: trains the photo, sketch, unified and modality classifiers on the "
         "train split only, caches them by dataset, architecture, seed and config.",
     )

@@ -15,7 +15,7 @@ def _isolated_cache(tmp_path_factory):
 def example_plugins():
     """dfbench's plugin system with this plugin in it: through its entry point when the
     distribution is installed, else registered directly (a source checkout)."""
-    from dfbench import plugins
+    from dfbench.api import plugins
 
     import dfbench_example.plugin as module
 

@@ -5,10 +5,10 @@ from importlib import metadata
 
 import pytest
 
-from dfbench import config as cfgmod
-from dfbench.options import component_options
-from dfbench.config import PROFILES
-from dfbench.terms import check_weights
+from dfbench.app import config as cfgmod
+from dfbench.api.options import component_options
+from dfbench.app.config import PROFILES
+from dfbench.train.terms import check_weights
 from dfbench_dfsbir.method import DFSBIR
 from dfbench_example.method import TripletPairs, on_top_of
 from dfbench_example.triplet import CrossModalTriplet
@@ -72,8 +72,8 @@ def test_profiles_differ_from_dfsbir_only_where_declared():
 
 @pytest.mark.slow
 def test_smoke_run(tmp_path, example_plugins):
-    from dfbench.progress import Reporter
-    from dfbench.runner import RunRequest, execute
+    from dfbench.api.progress import Reporter
+    from dfbench.app.runner import RunRequest, execute
 
     req = RunRequest(
         method="triplet-pairs", profile="smoke", device="cpu", results=tmp_path,

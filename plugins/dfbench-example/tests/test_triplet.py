@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dfbench.errors import ConfigError
+from dfbench.api.errors import ConfigError
 from dfbench_example.triplet import CrossModalTriplet, cosine_distances, triplet_loss
 
 

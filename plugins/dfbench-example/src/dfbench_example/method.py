@@ -1,7 +1,7 @@
 """``triplet-pairs``: paired estimators, encoders aligned by a cross-modal triplet loss.
 
 A data-free method is a declaration over dfbench's shared engine
-(:class:`dfbench.engine.DataFreeMethod`): this one reuses the registered ``estimators`` inversion
+(:class:`dfbench.train.engine.DataFreeMethod`): this one reuses the registered ``estimators`` inversion
 strategy (two generators fed the same noise, as in DF-SBIR) and names the ``triplet`` alignment
 loss of this plugin. What differs from ``dfsbir``:
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 
-from dfbench.engine import DataFreeMethod
+from dfbench.train.engine import DataFreeMethod
 from dfbench_dfsbir.method import DFSBIR
 
 #: What triplet-pairs changes in dfsbir's ``params``, per profile (None removes a key).

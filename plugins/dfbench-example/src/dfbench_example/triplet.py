@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dfbench.alignment import AlignmentLoss
-from dfbench.options import Options, option
-from dfbench.errors import ConfigError
+from dfbench.api.alignment import AlignmentLoss
+from dfbench.api.options import Options, option
+from dfbench.api.errors import ConfigError
 
 MINING = ("hard", "all")
 

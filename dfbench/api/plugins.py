@@ -1,0 +1,255 @@
+"""Plugin discovery and the component registries.
+
+Plugins are modules named by entry points of the ``dfbench`` group. dfbench's built-in plugins are
+declared in its own ``pyproject.toml`` the same way, so they go through the public path. Each entry
+point is loaded in its own ``try``: a plugin that fails to import (or fails while registering) is
+reported by ``dfbench plugins`` and as a warning, and everything else keeps working.
+
+``DFBENCH_LOAD_PLUGINS=a,b`` loads the built-ins and only the named third-party entry points;
+``DFBENCH_LOAD_PLUGINS=`` (set but empty) loads the built-ins only.
+
+Plugins are code the user chose to install, but no plugin can take the tool over: built-ins load
+and register first, and a third-party entry point or component that reuses a built-in's name is
+rejected and reported (the built-in keeps it); a plugin command cannot replace a built-in command;
+a plugin that calls ``sys.exit`` or raises any other ``BaseException`` while importing or
+registering is isolated like one that raises an ``Exception`` (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from dfbench.api import hookspecs
+from dfbench.api.registry import KINDS, DefaultError, DuplicateNameError, Registry, make_register
+
+ENTRY_POINT_GROUP = "dfbench"
+BUILTIN_DISTRIBUTION = "dfbench"
+HOOK_FOR_KIND = {kind: f"dfbench_register_{kind}" for kind in KINDS}
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": sorted(self.hooks),
+            "error": self.error,
+        }
+
+
+class PluginSystem:
+    """A pluggy manager plus one :class:`Registry` per component kind."""
+
+    def __init__(self, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager("dfbench")
+        self.pm.add_hookspecs(hookspecs)
+        self.info: dict[str, PluginInfo] = {}
+        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        if load_entry_points:
+            self._load_entry_points()
+        self.rebuild()
+
+    # -- discovery ------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        wanted = os.environ.get("DFBENCH_LOAD_PLUGINS")
+        allowed = None if wanted is None else {p.strip() for p in wanted.split(",") if p.strip()}
+        # built-ins first: a third-party entry point can never take a built-in's name
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not _is_builtin(e), e.name)):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            builtin = dist_name == BUILTIN_DISTRIBUTION
+            if allowed is not None and not builtin and ep.name not in allowed:
+                continue
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist_name,
+                version=dist.version if dist is not None else None,
+                builtin=builtin,
+            )
+            if ep.name in self.info:
+                if self.info[ep.name].module != ep.value or self.info[ep.name].distribution != dist_name:
+                    self._reject_entry_point(info, self.info[ep.name])
+                continue  # the same entry point seen twice (a path listed twice)
+            self.info[ep.name] = info
+            try:
+                module = ep.load()
+                self.pm.register(module, name=ep.name)
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a broken plugin (sys.exit included) is reported, never fatal
+                info.error = _describe(exc)
+
+    def _reject_entry_point(self, info: PluginInfo, holder: PluginInfo) -> None:
+        """Report an entry point whose name is taken (it is not imported)."""
+        owner = "the built-in plugin" if holder.builtin else f"the plugin of {holder.distribution or holder.module}"
+        info.error = (
+            f"its entry point name '{info.name}' is already used by {owner} '{holder.name}' "
+            f"({holder.module}); it was not loaded. Rename the entry point in its package."
+        )
+        info.name = f"{info.name} ({info.distribution or info.module})"  # listed beside the holder
+        self.info[info.name] = info
+
+    def register_plugin(self, obj: Any, name: str, version: str | None = None) -> None:
+        """Register a plugin object directly (tests, notebooks)."""
+        self.info[name] = PluginInfo(name=name, module=repr(obj), version=version)
+        self.pm.register(obj, name=name)
+        self.rebuild()
+
+    def unregister_plugin(self, name: str) -> None:
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin, name=name)
+        self.info.pop(name, None)
+        self.rebuild()
+
+    # -- registries -----------------------------------------------------------------------------
+    def rebuild(self) -> None:
+        """(Re)fill the registries by calling every plugin's register hooks."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = getattr(exc, "plugin", None)
+            plugin_name = self.pm.get_name(name) if name is not None else None
+            if plugin_name in self.info:
+                self.info[plugin_name].error = f"unknown hook: {exc}"
+                self.pm.unregister(name=plugin_name)
+                return self.rebuild()
+            raise
+        self.registries = {kind: Registry(kind) for kind in KINDS}
+        for info in self.info.values():
+            info.hooks = []
+            if info.error and info.error.startswith("while registering"):
+                info.error = None
+        for kind, hook_name in HOOK_FOR_KIND.items():
+            hook = getattr(self.pm.hook, hook_name)
+            registry = self.registries[kind]
+            for impl in self._builtins_first(hook.get_hookimpls()):
+                plugin_name = impl.plugin_name
+                info = self.info.setdefault(plugin_name, PluginInfo(plugin_name, repr(impl.plugin)))
+                info.hooks.append(hook_name)
+                kwargs = {"register": make_register(registry, plugin_name, builtin=info.builtin)}
+                try:
+                    impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+                except (DuplicateNameError, DefaultError) as exc:
+                    info.error = f"while registering {kind}: {exc}"
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:
+                    registry.remove_plugin(plugin_name)
+                    info.error = f"while registering {kind}: {_describe(exc)}"
+        for impl in self.pm.hook.dfbench_register_commands.get_hookimpls():
+            info = self.info.get(impl.plugin_name)
+            if info is not None:
+                info.hooks.append("dfbench_register_commands")
+
+    def _builtins_first(self, impls: list) -> list:
+        """Hook implementations, built-in plugins' first (so built-in names are taken first)."""
+        return sorted(impls, key=lambda impl: not getattr(self.info.get(impl.plugin_name), "builtin", False))
+
+    def register_commands(self, cli) -> None:
+        """Add the plugins' commands to ``cli``; none may replace a command that is already there
+        (a built-in's, or an earlier plugin's): such a replacement is undone and reported."""
+        for impl in self._builtins_first(self.pm.hook.dfbench_register_commands.get_hookimpls()):
+            before = dict(cli.commands)
+            kwargs = {"register": cli.add_command, "cli": cli}
+            error = None
+            try:
+                impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                error = f"while registering commands: {_describe(exc)}"
+            replaced = sorted(name for name, command in before.items() if cli.commands.get(name) is not command)
+            for name in replaced:
+                cli.commands[name] = before[name]
+            if replaced and error is None:
+                error = (
+                    f"while registering commands: it tried to replace the command(s) {', '.join(replaced)}, "
+                    "which it may not; the original command(s) stay. Give the plugin's command another name."
+                )
+            info = self.info.get(impl.plugin_name)
+            if info is not None and error is not None:
+                info.error = error
+
+    def registry(self, kind: str) -> Registry:
+        return self.registries[kind]
+
+    def broken(self) -> list[PluginInfo]:
+        return [i for i in self.info.values() if i.error]
+
+
+def _is_builtin(ep) -> bool:
+    dist = getattr(ep, "dist", None)
+    return dist is not None and dist.metadata["Name"] == BUILTIN_DISTRIBUTION
+
+
+def component_origin(kind: str, name: str) -> dict:
+    """Which plugin, distribution and version provide the component ``name`` of ``kind``
+    (written into every record: a result names the code that made it)."""
+    system = get_plugins()
+    entry = system.registry(kind).get(name)
+    info = system.info.get(entry.plugin)
+    return {
+        "name": name,
+        "plugin": entry.plugin,
+        "distribution": info.distribution if info else None,
+        "version": info.version if info else None,
+        "builtin": bool(info.builtin) if info else False,
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" ({tb[-1].filename}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+_SYSTEM: PluginSystem | None = None
+
+
+def get_plugins() -> PluginSystem:
+    """The process-wide plugin system, created on first use."""
+    global _SYSTEM
+    if _SYSTEM is None:
+        _SYSTEM = PluginSystem()
+    return _SYSTEM
+
+
+def reset_plugins() -> None:
+    """Forget the loaded plugins (tests; after installing a package)."""
+    global _SYSTEM
+    _SYSTEM = None
+
+
+def registry(kind: str) -> Registry:
+    return get_plugins().registry(kind)
+
+
+def warn_broken(stream=None) -> None:
+    stream = stream or sys.stderr
+    for info in get_plugins().broken():
+        print(
+            f"warning: plugin '{info.name}' failed to load and is skipped: {info.error} "
+            "(see 'dfbench plugins')",
+            file=stream,
+        )

@@ -1,0 +1,524 @@
+"""The ``dfbench`` command line.
+
+Start-up imports neither torch nor any plugin's implementation: plugins register lazy
+``module:attribute`` targets, imported only when a command uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from dfbench import __version__
+from dfbench.api.errors import DfbenchError, OutputPathError
+from dfbench.api.registry import KINDS
+
+
+class DfbenchGroup(click.Group):
+    """Turns :class:`DfbenchError` into a one-paragraph message and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DfbenchError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM outside a run's own handling (issue 15)
+            from dfbench.app import interrupts
+
+            _fail(interrupts.early_message(exc), interrupts.exit_status(exc), prefix="")
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except DfbenchError as exc:  # raised outside invoke (e.g. while completing)
+            _fail(str(exc), exc.exit_code)
+
+
+def _fail(message: str, code: int = 2, prefix: str = "Error: "):
+    # one paragraph, even when the message quotes a multi-line error of a library
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    click.echo(f"{prefix}{message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=DfbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dfbench")
+def cli():
+    """dfbench: benchmarks for data-free cross-modal learning (data-free SBIR).
+
+    \b
+    First run (embedded dataset, no download; about a minute on 2 cores):
+      dfbench run --method classifier-only
+    """
+
+
+def _console():
+    """A rich console for results on stdout: wide enough for the tables when not a terminal."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def _plugins():
+    from dfbench.api.plugins import get_plugins, warn_broken
+
+    system = get_plugins()
+    warn_broken()
+    return system
+
+
+@cli.command(name="list")
+@click.option("--kind", type=click.Choice(KINDS), help="Only components of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {kind, name, plugin, description, options}.")
+def list_cmd(kind, as_json):
+    """List registered methods, datasets, teacher loaders, inversion strategies and alignment losses."""
+    system = _plugins()
+    kinds = [kind] if kind else list(KINDS)
+    rows = [entry.as_dict() for k in kinds for entry in system.registry(k)]
+    if as_json:
+        from dfbench.app.config import component_options_rows
+
+        for k in kinds:  # each component's options, with their types, defaults and help
+            for entry, row in zip(system.registry(k), [r for r in rows if r["kind"] == k]):
+                row["options"] = component_options_rows(entry)
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = _console()
+    for k in kinds:
+        table = Table(title=k, title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("plugin")
+        table.add_column("description")
+        for r in rows:
+            if r["kind"] == k:
+                table.add_row(r["name"], r["plugin"], r["description"])
+        console.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json):
+    """Show installed plugins: name, version, hooks, and the error of any that failed to load."""
+    from dfbench.api.plugins import get_plugins
+
+    infos = [i.as_dict() for i in get_plugins().info.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("name", "distribution", "version", "hooks", "error"):
+        table.add_column(col)
+    for i in infos:
+        table.add_row(i["name"], i["distribution"] or "", i["version"] or "", ", ".join(h.replace("dfbench_register_", "") for h in i["hooks"]), i["error"] or "")
+    _console().print(table)
+
+
+@cli.command()
+@click.option("--method", "-m", help="Method name (see 'dfbench list --kind methods').")
+@click.option("--dataset", "-d", default=None, help="Dataset name [default: shapes, the embedded one].")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset.")
+@click.option("--profile", "-p", default=None, help="smoke | cpu | paper [default: cpu].")
+@click.option("--seed", "-s", "seeds", type=int, multiple=True, help="Seed; repeat for several runs [default: 0].")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. params.rounds=100.")
+@click.option("--device", default=None, help="auto | cpu | cuda | cuda:N [default: auto].")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
+@click.option("--force", is_flag=True, help="Run again even when a completed record exists.")
+@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable image files with a warning instead of failing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N images per class of every split and modality (any dataset; part of the run's identity).")
+@click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, limit, print_config, as_json, quiet):
+    """Run one method on one dataset and write a run record per seed.
+
+    Started by torchrun, one run trains data-parallel on all its processes (docs/scaling.md).
+    """
+    from dfbench.train import distributed
+    from dfbench.api.progress import Reporter
+    from dfbench.app.records import pin_code_state
+    from dfbench.app.runner import RunRequest, execute_resolved, resolve_request
+
+    pin_code_state()  # before any plugin module is imported: records name the code the process started with
+    _plugins()
+    main_rank = distributed.is_main()  # under torchrun only rank 0 reports and prints
+    reporter = Reporter(enabled=False) if quiet or not main_rank else Reporter()
+    outcomes = []
+    for seed in seeds or (None,):  # None: the config file's seed, else 0
+        req = RunRequest(
+            method=method,
+            dataset=dataset,
+            profile=profile,
+            seed=seed,
+            device=device,
+            data_root=str(data_root) if data_root else None,
+            config_file=str(config_file) if config_file else None,
+            overrides=list(overrides),
+            results=results,
+            cache_dir=cache_dir,
+            force=force,
+            skip_bad_images=skip_bad_images,
+            limit=limit,
+        )
+        cfg, method_obj = resolve_request(req)
+        if print_config:
+            from dfbench.app.config import annotated_yaml
+
+            click.echo(annotated_yaml(cfg))
+            return
+        try:
+            outcome = execute_resolved(cfg, method_obj, req, reporter)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc, len(seeds) > 1)
+        if outcome.skipped:
+            reporter.log(f"skipped: a completed record exists at {outcome.path} (use --force to run again)")
+        else:
+            reporter.log(f"record written to {outcome.path}")
+        outcomes.append(outcome)
+    if not main_rank:
+        return
+    if as_json:
+        click.echo(json.dumps([o.record for o in outcomes], indent=2))
+    else:
+        _summary(outcomes)
+
+
+def _interrupted(exc: BaseException, several_seeds: bool):
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) in 'dfbench run': say what is kept and how to resume
+    (no traceback). A checkpoint is named only when a rerun can resume from it
+    (:class:`dfbench.app.interrupts.RunInterrupted` says which)."""
+    from dfbench.app import interrupts
+
+    done = " Seeds already finished are skipped." if several_seeds else ""
+    stopped = interrupts.what(exc)
+    run = exc if isinstance(exc, interrupts.RunInterrupted) else None
+    checkpoint = (run.checkpoint, run.last_round, run.every) if run is not None else None
+    if checkpoint is not None and checkpoint[0] is not None and Path(checkpoint[0]).is_file():
+        path, last_round, _ = checkpoint
+        at = f" (round {last_round})" if last_round else ""
+        message = (
+            f"{stopped}. The checkpoint {path}{at} is kept: run the same command again to resume "
+            f"from it.{done}"
+        )
+    else:
+        every = f" (one is saved every {checkpoint[2]} rounds, see checkpoint_every)" if checkpoint and checkpoint[2] > 0 else ""
+        message = (
+            f"{stopped} before the first training checkpoint{every}, so no training is kept. Run the "
+            f"same command again to start this run over.{done}"
+        )
+    click.echo(message, err=True)
+    sys.exit(interrupts.exit_status(exc))
+
+
+def _results_table(title: str, rows: list):
+    """A rich table of run records: ``rows`` holds (record, skipped, label or None)."""
+    from rich.table import Table
+
+    from dfbench.app.records import METRIC_KEYS
+
+    table = Table(title=title)
+    for col in ("method", "dataset", "seed", "status", *METRIC_KEYS, "time (s)"):
+        table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
+    for r, skipped, label in rows:
+        m = r.get("metrics") or {}
+        table.add_row(
+            label or r["method"], r["dataset"], str(r["seed"]), "skipped" if skipped else r.get("status", ""),
+            *(f"{m[k]:.4f}" if k in m else "-" for k in METRIC_KEYS),
+            f"{(r.get('timing') or {}).get('total', 0):.1f}",
+        )
+    return table
+
+
+def _summary(outcomes):
+    console = _console()
+    console.print(_results_table("results", [(o.record, o.skipped, None) for o in outcomes]))
+    from dfbench.app import summary
+    from dfbench.api.locations import committed_records
+
+    records_dir = committed_records()
+    for o in outcomes:
+        if o.skipped:
+            console.print("(this record existed: nothing ran; --force runs again)", soft_wrap=True, markup=False)
+        for line in summary.lines(o.record, o.path, records_dir=records_dir):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
+    for line in summary.next_steps({o.record["method"] for o in outcomes}):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+@cli.command()
+@click.argument("queries", type=click.Path(path_type=Path))
+@click.argument("query_labels", type=click.Path(path_type=Path))
+@click.argument("gallery", type=click.Path(path_type=Path))
+@click.argument("gallery_labels", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON with the same metric keys as run records.")
+@click.option("--device", default="cpu", show_default=True, help="cpu | cuda | auto.")
+def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
+    """Score any model's embeddings (.npy, N x D floats; labels N integers) with dfbench's metrics."""
+    from dfbench.train.metrics import evaluate_arrays
+    from dfbench.train.reproducibility import choose_device
+
+    result = evaluate_arrays(queries, query_labels, gallery, gallery_labels, device=choose_device(device))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for k, v in result.items():
+        click.echo(f"{k}\t{v:.6f}" if isinstance(v, float) else f"{k}\t{v}")
+
+
+@cli.command()
+@click.option("--results", type=click.Path(path_type=Path), help="Folder of run records [default: the committed records, leaderboards/records].")
+@click.option("--out", type=click.Path(path_type=Path), help="Where the markdown goes [default: the folder above the committed records, else ./leaderboards].")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the records produce.")
+@click.option("--suites", "suites_dir", type=click.Path(path_type=Path),
+              help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers [default: ./benchmarks, else the checkout's].")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True,
+              help="md: write the markdown files; csv or json: print the per-dataset rows on stdout (writes nothing).")
+def leaderboard(results, out, check, suites_dir, fmt):
+    """Build leaderboards from run records only.
+
+    Rows are ranked by mAP@all only with two or more seeds and a profile other than smoke; the
+    others are shown unranked and marked (n=1, smoke).
+    """
+    from dfbench.app.leaderboard import build_leaderboards
+
+    _plugins()
+    built = build_leaderboards(results, out=out, suites_dir=suites_dir, check=check, fmt=fmt)
+    if built.export is not None:
+        click.echo(built.export, nl=False)
+    elif built.stale:
+        click.echo(f"Leaderboards out of date: {', '.join(built.stale)}. Run 'dfbench leaderboard --results {built.results} --out {built.out}'.", err=True)
+        sys.exit(1)
+    elif check:
+        click.echo(f"{len(built.files)} leaderboard files in {built.out} match the records in {built.results}.")
+    else:
+        for path in built.written:
+            click.echo(str(path))
+
+
+@cli.command()
+@click.argument("suite", required=False)
+@click.option("--suite", "suite_file", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Your own suite file (instead of SUITE).")
+@click.option("--shard", help="Run only shard i of n (i/n, 1-based): n machines together run the grid once.")
+@click.option("--seed", "only_seeds", type=int, multiple=True, help="Run only these of the suite's seeds (repeatable); the leaderboard still expects them all.")
+@click.option("--method", "only_methods", multiple=True, help="Run only the rows of these methods (a method name or a row's label; repeatable).")
+@click.option("--dry-run", is_flag=True, help="List the runs (and whether each is done) without running.")
+@click.option("--force", is_flag=True, help="Run again even when completed records exist.")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Data root for every run of the suite.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
+    """Run a suite: a grid of methods x datasets x seeds, and print its results table.
+
+    SUITE is a suite's name (found in ./benchmarks, else among the suites shipped with dfbench:
+    smoke, shapes, qd-cifar10, ...) or a file; --suite FILE runs your own. Completed runs are
+    skipped, a failed run is recorded (status failed) and the grid goes on.
+    """
+    from dfbench.app import interrupts, suites
+    from dfbench.api.progress import Reporter
+    from dfbench.app.records import pin_code_state
+    from dfbench.app.runner import run_suite
+
+    pin_code_state()  # before any plugin module is imported: records name the code the process started with
+    system = _plugins()
+    if bool(suite) == bool(suite_file):
+        raise DfbenchError("Give one suite: a name (e.g. 'dfbench bench smoke') or your own file with --suite FILE.")
+    spec = suites.load_suite(suite_file if suite_file else suites.find_suite(suite), system.registry("methods").names())
+    reporter = Reporter(enabled=False) if quiet or dry_run else Reporter()  # a dry run reports no "done"
+    try:
+        result = run_suite(spec, shard=shard, seeds=only_seeds, methods=only_methods, force=force, dry_run=dry_run,
+                           results=results, data_root=data_root, device=device, cache_dir=cache_dir, reporter=reporter)
+    except KeyboardInterrupt as exc:
+        _fail(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the interrupted "
+              "one resumes from its last checkpoint if it saved one.", interrupts.exit_status(exc), prefix="")
+    if dry_run:
+        for r in result.runs:
+            if r.path is not None:
+                click.echo(f"{r.status}\t{r.name}\t{r.path}")
+        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(result.runs)} runs listed, {result.todo()} to do.")
+        return
+    _bench_table(spec.name, [(r.item.label, r.path, r.status == "skipped") for r in result.runs if r.path is not None])
+    click.echo(f"suite {spec.name}: {result.count('completed')} completed, {result.count('skipped')} skipped, "
+               f"{result.count('failed')} failed ({len(result.runs)} runs{' in this shard' if shard else ''})")
+    if result.failed():
+        sys.exit(1)
+
+
+def _bench_table(name: str, rows: list) -> None:
+    """The results of a bench's runs, one row per run that has a record (read back from it)."""
+    from dfbench.app.records import read_record
+
+    outcomes = []
+    for label, path, skipped in rows:
+        record = read_record(path)
+        if record is not None:
+            outcomes.append((label, record, skipped))
+    if outcomes:
+        _console().print(_results_table(f"suite {name}", [(r, s, label) for label, r, s in outcomes]))
+
+
+@cli.command()
+@click.argument("records", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Folder of run records (when no RECORDS are given).")
+@click.option("--method", "methods", multiple=True, help="Only records of this method (repeatable).")
+@click.option("--dataset", "datasets", multiple=True, help="Only records of this dataset (repeatable).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["completed", "failed", "running"]), help="Only records with this status (repeatable).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Only records of this seed (repeatable).")
+@click.option("--compare", is_flag=True, help="Put the selected records side by side: metrics, teachers, times and the config keys that differ.")
+@click.option("--queries", "queries_of", type=click.Path(path_type=Path, dir_okay=False), help="Show the per-query outputs of this record: AP per class, worst and best queries.")
+@click.option("--show", type=int, default=5, show_default=True, help="With --queries: how many worst and best queries.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the records, the comparison, or the per-query rows).")
+def results(records, results, methods, datasets, statuses, seeds, compare, queries_of, show, as_json):
+    """List run records (filtered by method, dataset, status, seed), compare them, or read a run's
+    per-query outputs.
+
+    RECORDS are record files or folders of records; without them, every record under --results.
+    """
+    from dfbench.app import results as res
+
+    if queries_of is not None:
+        _show_queries(queries_of, show, as_json)
+        return
+    chosen = res.select(res.load(list(records), results), methods, datasets, statuses, seeds)
+    if not chosen:
+        raise DfbenchError("No run record matches: check the filters, or give --results DIR (where 'dfbench run' wrote its records).")
+    if compare:
+        if len(chosen) < 2:
+            raise DfbenchError(f"--compare needs two or more records; the filters select {len(chosen)}: widen them or name the record files.")
+        rows = res.compare_rows(chosen)
+        if as_json:
+            click.echo(json.dumps([{"field": f, "values": v} for f, v in rows], indent=2))
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{len(chosen)} records side by side")
+        table.add_column("field")
+        for i in range(len(chosen)):
+            table.add_column(f"#{i + 1}", justify="right")
+        for field, values in rows:
+            table.add_row(field, *values)
+        console = _console()
+        console.print(table)
+        for i, r in enumerate(chosen, start=1):
+            console.print(f"#{i}: {r['_path']}", soft_wrap=True, markup=False, highlight=False)
+        return
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2))
+        return
+    console = _console()
+    console.print(_results_table(f"{len(chosen)} records", [(r, False, None) for r in chosen]))
+    for r in chosen:
+        console.print(r["_path"], soft_wrap=True, markup=False, highlight=False)
+
+
+def _show_queries(record_path: Path, show: int, as_json: bool) -> None:
+    from dfbench.app import queries, results as res
+
+    [record] = res.load_records_file(record_path)
+    path = res.per_query_path(record)
+    if not path.is_file():
+        raise DfbenchError(f"{record_path} has no per-query outputs ({path} is missing): records written before dfbench saved them have none; run it again with --force.")
+    rows = queries.load(path)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    classes = (record.get("data") or {}).get("classes") or []
+    name = lambda label: classes[label] if label < len(classes) else str(label)  # noqa: E731
+    console = _console()
+    mean = sum(r["AP"] for r in rows) / len(rows)
+    console.print(f"{record['method']} on {record['dataset']}, seed {record['seed']}: {len(rows)} queries, mean AP {mean:.4f} (= mAP@all)", markup=False)
+    table = Table(title="AP per class")
+    for col in ("class", "queries", "mean AP"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for label, (n, ap) in sorted(res.per_class(rows).items(), key=lambda kv: kv[1][1]):
+        table.add_row(name(label), str(n), f"{ap:.4f}")
+    console.print(table)
+    ranked = sorted(rows, key=lambda r: (r["AP"], r["query"]))
+    for title, picked in (("worst queries", ranked[:show]), ("best queries", ranked[::-1][:show])):
+        table = Table(title=title)
+        for col in ("query", "class", "AP", "top gallery ids (test photos, best first)"):
+            table.add_column(col)
+        for r in picked:
+            table.add_row(str(r["query"]), name(r["label"]), f"{r['AP']:.4f}", " ".join(map(str, r["top"])))
+        console.print(table)
+    console.print(f"all rows: {path} (gzipped CSV: query, label, AP, top)", soft_wrap=True, markup=False, highlight=False)
+
+
+@cli.command(name="check-plugin")
+@click.argument("name")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every check (determinism: twice with it).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
+@click.option("--json", "as_json", is_flag=True, help="Print {plugin, passed, counts, checks} as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def check_plugin(name, device, seed, cache_dir, as_json, quiet):
+    """Check plugin NAME's components against their interface contracts (smoke profile, tiny data).
+
+    Prints a pass/fail table per component and contract (shapes, dtypes, devices, determinism under
+    a seed, finite losses, smoke runs); exits 1 when a contract fails. NAME as in 'dfbench plugins'.
+    """
+    from dfbench.app import conformance
+
+    _plugins()
+    log = None if quiet else (lambda message: click.echo(message, err=True))
+    results = conformance.check_plugin(name, device=device, seed=seed, cache_dir=cache_dir, log=log)
+    if as_json:
+        click.echo(json.dumps(conformance.report(name, results), indent=2))
+    else:
+        conformance.print_table(name, results, _console())
+    if conformance.summary(results)[conformance.FAIL]:
+        sys.exit(1)
+
+
+@cli.command(name="new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Folder to create dfbench-NAME in.")
+def new_plugin(name, parent):
+    """Create dfbench-NAME: an installable plugin package with a minimal method and a passing test.
+
+    The method (NAME-pixels) is the smallest plain Method: no teachers, no training; replace its
+    fit() with yours (docs/plugins.md).
+    """
+    from dfbench.app.scaffold import create, package_name
+
+    root = create(name, parent)
+    click.echo(f"created {root} (package {package_name(name)}, method {name}-pixels). Next:")
+    for line in (f"pip install -e {root}", f"cd {root} && python -m pytest -q", f"dfbench check-plugin {name}"):
+        click.echo(f"  {line}")
+
+
+def _register_plugin_commands():
+    try:
+        from dfbench.api.plugins import get_plugins
+
+        get_plugins().register_commands(cli)
+    except Exception as exc:  # never let a plugin break the CLI
+        click.echo(f"warning: plugin commands could not be registered: {exc}", err=True)
+
+
+_register_plugin_commands()
+
+
+def main():
+    from dfbench.app.interrupts import handle_sigterm
+
+    handle_sigterm()  # SIGTERM: a message and exit 143, like Ctrl-C's 130 (dfbench.app.interrupts)
+    cli(prog_name="dfbench")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Run records: one JSON file per run, written atomically.
+
+``<results>/<dataset>/<method>/<run_id>.json``, where ``run_id = <config_hash>-s<seed>``; files a
+run produces besides the record (training curves, the split it used, pictures) go to the folder
+``<results>/<dataset>/<method>/<run_id>/``. "Already done" is a file-exists check on a record
+whose status is ``completed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dfbench.api.fileio import atomic_write_json
+
+SCHEMA = "dfbench.run/1"
+METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
+
+
+def record_path(results: Path, dataset: str, method: str, run_id: str) -> Path:
+    return Path(results) / dataset / method / f"{run_id}.json"
+
+
+def artifacts_dir(results: Path, dataset: str, method: str, run_id: str) -> Path:
+    return Path(results) / dataset / method / run_id
+
+
+def read_record(path: Path) -> dict | None:
+    """The record at ``path``, or None when absent or unreadable (a folder, a file of another kind)."""
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # FileNotFoundError, IsADirectoryError, JSONDecodeError, UnicodeDecodeError
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+class BadRecordWarning(UserWarning):
+    """A file under a results folder looks like a run record but cannot be used."""
+
+
+#: file names of records: ``<config_hash>[-d<data digest>]-s<seed>.json``
+RECORD_NAME = re.compile(r"^[0-9a-f]{12}(-d[0-9a-f]{8})?-s-?\d+\.json$")
+STATUSES = ("completed", "failed", "running")
+
+
+def record_problem(rec) -> str | None:
+    """Why a parsed record cannot enter a leaderboard, or None when it can."""
+    if not isinstance(rec, dict):
+        return f"it holds a JSON {type(rec).__name__}, not a record object"
+    schema = rec.get("schema")
+    if schema != SCHEMA:
+        return f"its schema is {schema!r}; this dfbench reads {SCHEMA!r} (run it again with this version)"
+    for key, kind in (("dataset", str), ("method", str), ("config_hash", str), ("status", str)):
+        if not isinstance(rec.get(key), kind) or not rec.get(key):
+            return f"it has no valid '{key}' (found {rec.get(key)!r})"
+    seed = rec.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return f"it has no integer 'seed' (found {seed!r})"
+    if rec["status"] not in STATUSES:
+        return f"its status {rec['status']!r} is none of {', '.join(STATUSES)}"
+    metrics = rec.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        return f"its 'metrics' is a {type(metrics).__name__}, not an object"
+    if rec["status"] == "completed":
+        if not metrics:
+            return "it is marked completed but holds no metrics"
+        missing = [k for k in METRIC_KEYS if k not in metrics]
+        if missing:
+            return f"it is marked completed but lacks the metric(s) {', '.join(missing)}"
+        for key in METRIC_KEYS:
+            value = metrics[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"its metric {key} is {value!r}, not a number"
+            if not math.isfinite(value):
+                return f"its metric {key} is {value}, not a finite number (a diverged run is no result)"
+    return None
+
+
+def is_completed(rec: dict | None) -> bool:
+    """Whether ``rec`` is a valid completed record: what makes a run "already done". A record that
+    says completed but fails validation (a NaN metric, no metrics) is run again and replaced."""
+    return rec is not None and rec.get("status") == "completed" and record_problem(rec) is None
+
+
+def load_records(results: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """The valid run records under ``results`` and, for every file that looks like a record but
+    cannot be used, (path, why). A file looks like a record when it is named like one
+    (:data:`RECORD_NAME`) or its JSON declares a ``dfbench.run`` schema; other JSON files (a run's
+    ``split.json``, foreign files) are not records and are passed over in silence."""
+    records, problems = [], []
+    for path in sorted(Path(results).rglob("*.json")):
+        rec, problem = read_run_record(path)
+        if rec is not None:
+            records.append(rec)
+        elif problem is not None:
+            problems.append((path, problem))
+    return records, problems
+
+
+def read_run_record(path: Path) -> tuple[dict | None, str | None]:
+    """(the valid record at ``path`` with its ``_path``, None), or (None, why it cannot be used),
+    or (None, None) for a JSON file that is not a record at all."""
+    named = bool(RECORD_NAME.match(Path(path).name))
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_keep_constant)
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        return None, (f"it is not readable JSON ({type(exc).__name__}: {exc})" if named else None)
+    declared = isinstance(rec, dict) and str(rec.get("schema", "")).startswith("dfbench.run")
+    if not (named or declared):
+        return None, None
+    problem = record_problem(rec)
+    if problem is not None:
+        return None, problem
+    rec["_path"] = str(path)
+    return rec, None
+
+
+def _keep_constant(name: str) -> float:
+    """NaN and Infinity parse as floats (Python writes them), so the validation can name them."""
+    return float(name.lower().replace("infinity", "inf"))
+
+
+def load_valid_records(results: Path) -> list[dict]:
+    """The valid run records under ``results``; each file left out is named in a
+    :class:`BadRecordWarning` that says why (a leaderboard never silently drops or trusts one)."""
+    records, problems = load_records(results)
+    for path, why in problems:
+        warnings.warn(f"leaving out {path}: {why}", BadRecordWarning, stacklevel=2)
+    return records
+
+
+def write_record(path: Path, record: dict) -> None:
+    atomic_write_json(path, record)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _git(*args: str) -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def code_state() -> str | None:
+    """The checkout's code state now: ``<commit>``, or ``<commit>-dirty-<digest>`` with uncommitted
+    changes to tracked files (the digest names the diff, so two different edits differ); None
+    outside a git checkout (an installed package does not change under a running process)."""
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return None
+    state = head.strip()
+    diff = _git("diff", "HEAD", "--no-ext-diff", "--no-color")
+    if diff:
+        state += "-dirty-" + hashlib.sha1(diff.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return state
+
+
+_pinned_state: list = []  # [state] once pinned: the code this process started with
+
+
+def pin_code_state() -> str | None:
+    """Note the code state this process started with (once; later calls return the first).
+
+    A long ``dfbench bench`` imports plugin modules lazily, run after run: when the checkout changes
+    under it, later runs mix the code it started with and the new one. Records name the state at
+    the process start and, when it has changed since, say so (``environment``).
+    """
+    if not _pinned_state:
+        _pinned_state.append(code_state())
+    return _pinned_state[0]
+
+
+def code_changed() -> tuple[str | None, str | None] | None:
+    """(state at the process start, state now) when the checkout changed since, else None."""
+    started = pin_code_state()
+    current = code_state()
+    return None if current == started else (started, current)
+
+
+def environment(device) -> dict:
+    import numpy
+    import torch
+    import torchvision
+
+    import dfbench
+
+    env = {
+        "dfbench": dfbench.__version__,
+        "git_commit": pin_code_state(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    changed = code_changed()
+    if changed is not None:  # modules imported after the change come from the new code
+        env["code_changed_since_start"] = changed[1]
+    if getattr(device, "type", "cpu") == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env

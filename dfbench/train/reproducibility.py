@@ -1,0 +1,54 @@
+"""Seeds, determinism and the device, chosen once per run."""
+
+from __future__ import annotations
+
+import os
+import random
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) with ``seed``."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_deterministic(device) -> None:
+    """Deterministic kernels where torch has them. On the CPU dfbench runs are bit-for-bit
+    repeatable; on CUDA some kernels stay nondeterministic (never promised)."""
+    import torch
+
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def choose_device(requested: str = "auto"):
+    """``auto`` picks CUDA when available, else the CPU."""
+    import torch
+
+    from dfbench.api.errors import ConfigError
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {requested} was requested but torch sees no CUDA device (torch "
+            f"{torch.__version__}). Use --device cpu or auto, or install a CUDA build of torch."
+        )
+    if requested not in ("cpu",) and not requested.startswith("cuda"):
+        raise ConfigError(f"Unknown device '{requested}'. Use auto, cpu, cuda or cuda:N.")
+    return torch.device(requested)
+
+
+def torch_generator(seed: int, device=None):
+    import torch
+
+    g = torch.Generator(device=device if device is not None and getattr(device, "type", device) != "cpu" else "cpu")
+    g.manual_seed(seed)
+    return g

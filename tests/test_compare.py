@@ -2,6 +2,7 @@
 per-query sign-flip permutation test, computed from records and their per-query files only."""
 
 import gzip
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,28 @@ def test_rows_without_common_seeds_are_refused(tmp_path):
     records = [_record(tmp_path, "a", 0, [0.5, 0.6]), _record(tmp_path, "b", 1, [0.5, 0.6])]
     with pytest.raises(ConfigError, match="No seed on d has completed records of both 'a' and 'b'"):
         compare(records, tmp_path, "d", "a", "b")
+
+
+def test_the_compare_command_prints_the_paired_comparison(tmp_path):
+    from click.testing import CliRunner
+
+    from dfbench.app.cli import cli
+    import json
+
+    for s in range(2):
+        for label, aps in (("a (proxy)", [0.9, 0.8, 0.7]), ("b (probs)", [0.5, 0.4, 0.3])):
+            r = _record(tmp_path, label, s, aps)
+            r["metrics"] = {"mAP@all": r["metrics"]["mAP@all"], "mAP@200": 0.0, "P@100": 0.0, "P@200": 0.0}
+            r.update({"schema": "dfbench.run/1", "run_id": f"abc-s{s}", "config_hash": "abc", "profile": "cpu", "error": None,
+                      "config": {}, "teachers": {}, "timing": {}, "env": {}})
+            folder = tmp_path / "d" / r["method"]
+            folder.mkdir(parents=True, exist_ok=True)
+            r["artifacts"] = str(Path("d") / r["method"] / f"{label[0]}-s{s}")
+            (tmp_path / r["artifacts"]).mkdir(parents=True, exist_ok=True)
+            (tmp_path / r["artifacts"] / "queries.csv.gz").write_bytes((tmp_path / f"{label}-s{s}" / "queries.csv.gz").read_bytes())
+            (folder / f"{label[0]}-s{s}.json").write_text(json.dumps(r))
+    res = CliRunner().invoke(cli, ["compare", "a (proxy)", "b (probs)", "--dataset", "d", "--results", str(tmp_path), "--draws", "500"])
+    assert res.exit_code == 0, res.output
+    assert "+0.4000" in res.output and "2/2" in res.output
+    bad = CliRunner().invoke(cli, ["compare", "a (proxy)", "nope", "--dataset", "d", "--results", str(tmp_path)])
+    assert bad.exit_code == 2 and "No seed on d has completed records of both" in bad.output

@@ -81,7 +81,7 @@ def test_first_run_prints_the_summary(tmp_path):
     assert res.exit_code == 0, res.output
     out = res.stdout
     for text in ("teachers (validation accuracy): photo ", "chance 0.083", "time: data ", " · teachers ", " · evaluation ",
-                 "mAP@all 0.", "record: ", "pictures: ", "next:", "dfbench run --method dfsbir-plus"):
+                 "mAP@all 0.", "record: ", "pictures: ", "next:", "dfbench run --method dfsbir"):
         assert text in out, text
     # the committed records are found wherever the command runs; this tiny config has none
     assert "no committed record in" in out and str(REPO / "leaderboards" / "records") in out

@@ -356,6 +356,27 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
         sys.exit(1)
 
 
+@cli.command()
+@click.argument("row_a")
+@click.argument("row_b")
+@click.option("--dataset", "-d", required=True, help="The dataset both rows ran on.")
+@click.option("--results", type=click.Path(path_type=Path), help="Folder of run records [default: the committed records, leaderboards/records].")
+@click.option("--draws", type=click.IntRange(min=100), default=20000, show_default=True, help="Sign flips of the per-query permutation test.")
+def compare(row_a, row_b, dataset, results, draws):
+    """Is leaderboard row ROW_A above ROW_B, by how much, and how sure? (rows: suite labels, or
+    method names of plain runs). Pairs them seed for seed and query for query, from the records and
+    their per-query files only (dfbench.app.compare)."""
+    from dfbench.api.locations import committed_records
+    from dfbench.app.compare import compare as compare_rows
+    from dfbench.app.compare import markdown
+    from dfbench.app.leaderboard import load_records
+
+    results = results or committed_records() or Path("results")
+    if not results.is_dir():
+        raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' or 'dfbench bench' wrote its records).")
+    click.echo(markdown([compare_rows(load_records(results), results, dataset, row_a, row_b, draws=draws)]))
+
+
 def _bench_table(name: str, rows: list) -> None:
     """The results of a bench's runs, one row per run that has a record (read back from it)."""
     from dfbench.app.records import read_record

@@ -18,7 +18,7 @@ MAP_MEANING = (
 )
 
 NEXT_STEPS = (
-    ("dfbench run --method dfsbir-plus", "the strongest data-free method on shapes (4 minutes or more on 2 cores)"),
+    ("dfbench run --method dfsbir", "the paper's method: converged paired synthesis, then the encoders (about 15 minutes)"),
     ("dfbench list --kind methods", "every method you can run"),
     ("dfbench results", "your records, filtered and side by side"),
 )

@@ -382,7 +382,11 @@ def render(
         files[f"{dataset}.md"] = (
             f"{HEADER}\n\n# {dataset}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
-            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.\n\n{body}\n"
+            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart. "
+            f"Data-free rows also show their synthesis (`pair agreement`: the share of the last synthesised pairs the "
+            f"teachers label alike), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
+            f"quarter, half and all of the budget (the last evaluation within it; `-`: none yet, as when a synthesis "
+            f"warm-up spends the start of the budget before the encoders train).\n\n{body}\n"
         )
     files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
     return files

@@ -160,3 +160,17 @@ def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
     # the last monitored value is the run's own final metric (same students, same test split)
     assert float(rows[-1][col]) == pytest.approx(out[2].record["metrics"]["mAP@all"], abs=1e-12)
     assert "test mAP@all" not in (out[0].path.parent / out[0].record["run_id"] / "curves.csv").read_text()
+
+
+def test_the_library_run_returns_a_typed_outcome(tmp_path):
+    """dfbench.app.runner.run (what 'dfbench run' calls): the outcome says whether the run completed
+    or failed, and a second call finds the completed record and skips."""
+    from dfbench.app.runner import RunRequest, run
+
+    req = RunRequest(method="classifier-only", profile="smoke", device="cpu", results=tmp_path,
+                     overrides=["data.options.train_per_class=24", "data.options.test_per_class=12"])
+    first = run(req)
+    assert first.completed() and not first.failed() and first.status == "completed" and not first.skipped
+    assert set(first.metrics) == set(METRIC_KEYS) and first.path.is_file()
+    again = run(req)
+    assert again.skipped and again.completed() and again.metrics == first.metrics

@@ -46,9 +46,30 @@ class RunRequest:
 
 @dataclass
 class RunOutcome:
+    """What one run gave: its record (the JSON written at ``path``, schema ``dfbench.run/1``) and
+    whether it was skipped because a completed record existed."""
+
     record: dict
     path: Path
     skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return self.record.get("status", "")
+
+    def completed(self) -> bool:
+        """A valid completed record (the metrics are there and finite): what makes a run done."""
+        from dfbench.app.records import is_completed
+
+        return is_completed(self.record)
+
+    def failed(self) -> bool:
+        """A recorded failure (diverged, non-finite metrics): a result, with its error."""
+        return self.status == "failed"
+
+    @property
+    def metrics(self) -> dict:
+        return self.record.get("metrics") or {}
 
 
 def resolve_request(req: RunRequest) -> tuple[dict, object]:

@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 from dfbench.train import distributed as dist
+from dfbench.api.datasets import MODALITIES
 from dfbench.api.errors import ConfigError, TrainingDivergedError
 from dfbench.api.inversion import ReplayPool, SynthBatch, concat_batches
 from dfbench.api.methods import Method
@@ -545,7 +546,7 @@ def teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
     """The judging teachers' logits of a batch (for losses with ``uses_teacher_logits``):
     the batch's own when its strategy filled them, else one frozen-teacher pass."""
     out = {}
-    for m in ("photo", "sketch"):
+    for m in MODALITIES:
         logits = getattr(b, f"{m}_logits")
         if logits is None:
             logits = ctx.teachers.for_modality(m, variant)(getattr(b, m))

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODALITIES = ("photo", "sketch")
+from dfbench.api.datasets import MODALITIES
 
 #: what a term may need besides the class teachers' outputs of a batch: both modalities of a pair
 #: (``pair``), the photo-vs-sketch classifier (``modality_teacher``), the students (``students``)
@@ -230,9 +230,9 @@ def pair_one_hot(s: SynthesisState):
     teachers find jointly most likely (argmax of the summed log-probabilities). Where ``one_hot``
     lets each estimator sharpen towards its own teacher's argmax (a photo and a sketch of one noise
     may settle on two classes), this pushes both sides of a pair towards the same class."""
-    log_p = {m: F.log_softmax(s.teacher_logits(m), dim=1) for m in ("photo", "sketch")}
+    log_p = {m: F.log_softmax(s.teacher_logits(m), dim=1) for m in MODALITIES}
     joint = (log_p["photo"] + log_p["sketch"]).detach().argmax(1)
-    return sum(F.nll_loss(log_p[m], joint) for m in ("photo", "sketch"))
+    return sum(F.nll_loss(log_p[m], joint) for m in MODALITIES)
 
 
 @term()

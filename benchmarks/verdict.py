@@ -17,6 +17,7 @@ PAIRS = (
     ("dfsbir (proxy)", "classifier-only (probs)", "class posteriors, independent teachers: does data-free training beat the teachers' own posteriors?"),
     ("dfsbir (raw)", "classifier-only (features)", "embeddings, independent teachers: the paper's readout against the teachers' features"),
     ("dfsbir-plus (proxy)", "classifier-only (probs)", "class posteriors: dfbench's recipe"),
+    ("dfsbir (proxy, unconditional estimators)", "classifier-only (probs)", "class posteriors: the release's unconditional estimators (pairs not converged)"),
     ("dfsbir (proxy)", "dfsbir (proxy, unconditional estimators)", "does converged synthesis (pairs the teachers label alike) matter?"),
     ("supervised (proxy)", "classifier-only (probs)", "headroom: the same encoders and loss on real pairs"),
     ("supervised (raw)", "classifier-only (features)", "headroom in embedding space"),

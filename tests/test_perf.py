@@ -60,7 +60,7 @@ def test_foreach_and_channels_last_runs_match_the_default(tmp_path):
     ref = _fit(tmp_path)
     fast = _fit(tmp_path, optimizer_impl="foreach", channels_last=True)
     assert fast["config_hash"] == ref["config_hash"]
-    assert fast["env"]["perf"] == {"amp": "off", "channels_last": True, "compile": False, "optimizer_impl": "foreach"}
+    assert fast["env"]["perf"] == {"amp": "off", "channels_last": True, "compile": False, "optimizer_impl": "foreach", "threads": None}
     for k, v in ref["metrics"].items():
         assert fast["metrics"][k] == pytest.approx(v, abs=0.02), k
 

@@ -144,7 +144,8 @@ def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
     out = {}
     for every in (0, 2):
         req = RunRequest(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu",
-                         overrides=["params.rounds=6", "params.log_every=2", "checkpoint_every=0", f"curve_eval_every={every}"],
+                         overrides=["params.rounds=6", "params.log_every=2", "checkpoint_every=0", f"curve_eval_every={every}",
+                                    "data.validation=null"],  # no validation split: the curves monitor test
                          results=tmp_path / f"e{every}")
         cfg, method = resolve_request(req)
         out[every] = execute_resolved(cfg, method, req, Reporter(enabled=False))
@@ -154,8 +155,9 @@ def test_curve_monitoring_adds_test_map_and_changes_nothing_else(tmp_path):
     header, rows = csv_text[0].split(","), [line.split(",") for line in csv_text[1:]]
     col = header.index("test mAP@all")
     assert header[0] == "round" and col == len(header) - 1  # losses first, the test metric last
-    # round 0 (the untrained students: only the metric), then rounds 2, 4, 6
-    assert [int(r[0]) for r in rows] == [0, 2, 4, 6] and rows[0][1:col] == [""] * (col - 1)
+    # round 0 (the untrained students: no teacher image spent, only the metric), then rounds 2, 4, 6
+    assert header[1] == "teacher images" and float(rows[0][1]) == 0.0
+    assert [int(r[0]) for r in rows] == [0, 2, 4, 6] and rows[0][2:col] == [""] * (col - 2)
     assert all(0.0 <= float(r[col]) <= 1.0 for r in rows)
     # the last monitored value is the run's own final metric (same students, same test split)
     assert float(rows[-1][col]) == pytest.approx(out[2].record["metrics"]["mAP@all"], abs=1e-12)

@@ -378,18 +378,25 @@ def render(
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
     for dataset in sorted(summary["dataset"].unique()):
-        body = like_for_like_tables(summary[summary["dataset"] == dataset], link_base)
+        rows = summary[summary["dataset"] == dataset]
+        body = like_for_like_tables(rows, link_base)
+        synthesis = DATA_FREE_COLUMNS if _measured(rows, "teacher_images") or _measured(rows, "pair_agreement") else ""
         files[f"{dataset}.md"] = (
             f"{HEADER}\n\n# {dataset}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
-            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart. "
-            f"Data-free rows also show their synthesis (`pair agreement`: the share of the last synthesised pairs the "
-            f"teachers label alike), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
-            f"quarter, half and all of the budget (the last evaluation within it; `-`: none yet, as when a synthesis "
-            f"warm-up spends the start of the budget before the encoders train).\n\n{body}\n"
+            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.{synthesis}\n\n{body}\n"
         )
     files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
     return files
+
+
+#: what the data-free columns of a dataset page mean (shown when a row has them)
+DATA_FREE_COLUMNS = (
+    " Data-free rows also show their synthesis (`pair agreement`: the share of the last synthesised pairs the "
+    "teachers label alike), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
+    "quarter, half and all of the budget (the last evaluation within it; `-`: none yet, as when a synthesis "
+    "warm-up spends the start of the budget before the encoders train)."
+)
 
 
 def like_groups(summary):

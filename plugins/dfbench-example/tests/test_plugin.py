@@ -63,9 +63,11 @@ def test_on_top_of_merges_removes_and_switches_components():
 
 def test_profiles_differ_from_dfsbir_only_where_declared():
     """The example keeps dfsbir's schedule: every profile but the declared changes is dfsbir's."""
+    declared = {"readout", "weights", "alignment"}  # CHANGES: the readout, no adversarial term, no Proxy-Anchor option
     for profile in ("smoke", "cpu", "paper"):
         ours, theirs = TripletPairs.profiles[profile]["params"], DFSBIR.profiles[profile]["params"]
-        assert {k: v for k, v in ours.items() if k != "readout"} == {k: v for k, v in theirs.items() if k != "readout"}
+        assert {k: v for k, v in ours.items() if k not in declared} == {k: v for k, v in theirs.items() if k not in declared}
+        assert "adversarial" not in ours.get("weights", {}) and "alignment" not in ours
     ours, theirs = TripletPairs.profiles["base"]["params"], DFSBIR.profiles["base"]["params"]
     assert set(theirs) - set(ours) == set() and ours["weights"] == {k: v for k, v in theirs["weights"].items() if k != "adversarial"}
 

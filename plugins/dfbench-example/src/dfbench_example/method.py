@@ -32,7 +32,9 @@ CHANGES = {
     },
     # dfsbir retrieves through the teacher's proxies in these two; the triplet encoders have none
     "smoke": {"readout": "raw"},
-    "cpu": {"readout": "raw"},
+    "cpu": {"readout": "raw", "weights": {"adversarial": None}},  # dfsbir's cpu weight of the term: not here either
+    # dfsbir's paper profile sets Proxy-Anchor's reduction (the release's): not an option of the triplet loss
+    "paper": {"alignment": None},
 }
 
 #: the keys by which a config section names its component

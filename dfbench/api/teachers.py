@@ -11,6 +11,7 @@ A teacher loader (a plugin) turns the config and the benchmark into a :class:`Te
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 ROLES = ("photo", "sketch", "unified", "modality")
@@ -80,18 +81,14 @@ class TeacherPasses:
         if not self._paused and args:
             self.images += int(args[0].shape[0])
 
+    @contextlib.contextmanager
     def paused(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def _paused():
-            self._paused += 1
-            try:
-                yield
-            finally:
-                self._paused -= 1
-
-        return _paused()
+        """Passes inside this block are monitoring: not counted."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
     def remove(self) -> None:
         for h in self._handles:

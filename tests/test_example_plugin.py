@@ -193,11 +193,8 @@ class _BadPlugin:
 
 
 def test_check_plugin_fails_on_broken_contracts(plugin_system):
-    plugin_system.register_plugin(_BadPlugin(), name="bad-test")
-    try:
+    with plugin_system.registered(_BadPlugin(), name="bad-test"):
         res = CliRunner().invoke(cli, ["check-plugin", "bad-test", "--json", "--quiet"], catch_exceptions=False)
-    finally:
-        plugin_system.unregister_plugin("bad-test")
     assert res.exit_code == 1, res.output
     status = {(c["component"], c["contract"]): c for c in json.loads(res.stdout)["checks"]}
     nan = status[("alignment loss nan-loss", "finite scalar on the run device")]
@@ -210,11 +207,8 @@ def test_check_plugin_fails_on_broken_contracts(plugin_system):
 
 
 def test_check_plugin_prints_a_table(plugin_system):
-    plugin_system.register_plugin(_BadPlugin(), name="bad-test")
-    try:
+    with plugin_system.registered(_BadPlugin(), name="bad-test"):
         res = CliRunner().invoke(cli, ["check-plugin", "bad-test"], catch_exceptions=False)
-    finally:
-        plugin_system.unregister_plugin("bad-test")
     assert res.exit_code == 1
     assert "checking alignment loss 'nan-loss'" in res.stderr  # progress on stderr
     for word in ("component", "contract", "result", "detail", "PASS", "FAIL", "nan-loss", "drifting"):

@@ -154,8 +154,7 @@ def test_a_third_party_components_options_are_checked():
             register("margin-test", MarginLoss, description="a third party's loss")
 
     system = get_plugins()
-    system.register_plugin(ThirdParty(), name="third-party-test")
-    try:
+    with system.registered(ThirdParty(), name="third-party-test"):
         with pytest.raises(ConfigError, match="must be one of 'hard', 'all'"):
             _resolve(overrides=["params.alignment.loss=margin-test", "params.alignment.mining=some"])
         cfg = _resolve(overrides=["params.alignment.loss=margin-test", "params.alignment.margin=0.3"])
@@ -163,8 +162,6 @@ def test_a_third_party_components_options_are_checked():
         opts = component_options(MarginLoss, cfg["params"]["alignment"], "loss", "params.alignment")
         assert (opts.margin, opts.mining) == (0.3, "hard")
         assert [row["name"] for row in cfgmod.component_options_rows(registry("losses").get("margin-test"))] == ["margin", "mining"]
-    finally:
-        system.unregister_plugin("third-party-test")
 
 
 def test_checking_keeps_the_config_as_written():

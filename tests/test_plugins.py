@@ -53,25 +53,19 @@ class _Extra:
 
 
 def test_registered_test_plugin_and_unregister(plugin_system):
-    try:
-        plugin_system.register_plugin(_Extra(), name="extra-test")
+    with plugin_system.registered(_Extra(), name="extra-test"):
         assert "my-loss" in plugin_system.registry("losses")
-    finally:
-        plugin_system.unregister_plugin("extra-test")
     assert "my-loss" not in plugin_system.registry("losses")
 
 
 def test_a_plugin_cannot_take_a_builtin_name(plugin_system):
     """The built-in keeps its name; the plugin that tried is reported (docs/security.md)."""
-    try:
-        plugin_system.register_plugin(_Dup(), name="dup-test")
+    with plugin_system.registered(_Dup(), name="dup-test"):
         assert plugin_system.registry("methods").get("dfsbir").plugin == "dfsbir"
         error = plugin_system.info["dup-test"].error
         assert "'dfsbir', which is a built-in of 'dfsbir'; it was rejected" in error
         # other components keep working
         assert "shapes" in plugin_system.registry("datasets")
-    finally:
-        plugin_system.unregister_plugin("dup-test")
     assert plugin_system.registry("methods").get("dfsbir").plugin == "dfsbir"
 
 
@@ -82,15 +76,12 @@ class _Twin:
 
 
 def test_duplicate_names_of_two_plugins_name_both(plugin_system):
-    try:
-        plugin_system.register_plugin(_Twin(), name="twin-a")
-        plugin_system.register_plugin(_Twin(), name="twin-b")
+    with plugin_system.registered(_Twin(), _Twin(), name="twin") as names:
         with pytest.raises(DuplicateNameError) as exc:
             plugin_system.registry("methods").get("twin-method")
-        assert "twin-a" in str(exc.value) and "twin-b" in str(exc.value)
-    finally:
-        plugin_system.unregister_plugin("twin-a")
-        plugin_system.unregister_plugin("twin-b")
+        assert names == ["twin-1", "twin-2"]
+        assert "twin-1" in str(exc.value) and "twin-2" in str(exc.value)
+    assert "twin-1" not in plugin_system.info and "twin-method" not in plugin_system.registry("methods")
 
 
 class _Broken:
@@ -100,12 +91,9 @@ class _Broken:
 
 
 def test_plugin_failing_while_registering_is_reported(plugin_system):
-    try:
-        plugin_system.register_plugin(_Broken(), name="broken-test")
+    with plugin_system.registered(_Broken(), name="broken-test"):
         assert "boom" in plugin_system.info["broken-test"].error
         assert "shapes" in plugin_system.registry("datasets")
-    finally:
-        plugin_system.unregister_plugin("broken-test")
 
 
 def test_cli_startup_does_not_import_torch():
@@ -209,10 +197,7 @@ class _SecondDefault:
 
 
 def test_a_second_default_is_refused_and_the_plugin_reported(plugin_system):
-    try:
-        plugin_system.register_plugin(_SecondDefault(), name="second-default")
+    with plugin_system.registered(_SecondDefault(), name="second-default"):
         assert plugin_system.registry("datasets").default_name() == "shapes"
         error = plugin_system.info["second-default"].error
         assert "default dataset: 'shapes' of 'datasets' and 'other-default' of 'second-default'" in error
-    finally:
-        plugin_system.unregister_plugin("second-default")

@@ -188,8 +188,7 @@ def test_a_plugin_adds_a_synthesis_term():
             register("brightness", brightness, description="Brighter images (a test term).")
 
     system = get_plugins()
-    system.register_plugin(Extra(), name="extra-term")
-    try:
+    with system.registered(Extra(), name="extra-term"):
         assert registry("terms").load("brightness") is brightness
         cfg = resolve(method="dfsbir", dataset="shapes", profile="smoke", seed=0, device="cpu",
                       method_profiles={}, overrides={"params": {"weights": {"brightness": 2}}})
@@ -198,5 +197,3 @@ def test_a_plugin_adds_a_synthesis_term():
         state = T.SynthesisState({"photo": torch.zeros(2, 3, 4, 4)}, teachers=None, variant="independent")
         total, parts = T.weighted_sum(state, {"brightness": 2.0})
         assert total.item() == 0.0 and set(parts) == {"brightness"}
-    finally:
-        system.unregister_plugin("extra-term")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -121,6 +122,20 @@ class PluginSystem:
             self.pm.unregister(plugin, name=name)
         self.info.pop(name, None)
         self.rebuild()
+
+    @contextmanager
+    def registered(self, *plugins: Any, name: str):
+        """Register ``plugins`` for the length of a ``with`` block (tests, notebooks), then
+        unregister them, whatever the block raised. One plugin is named ``name``; several are
+        named ``name-1``, ``name-2``, ...; the block gets the names."""
+        names = [name] if len(plugins) == 1 else [f"{name}-{i}" for i in range(1, len(plugins) + 1)]
+        try:
+            for obj, each in zip(plugins, names):
+                self.register_plugin(obj, name=each)
+            yield names
+        finally:
+            for each in names:
+                self.unregister_plugin(each)
 
     # -- registries -----------------------------------------------------------------------------
     def rebuild(self) -> None:

@@ -22,6 +22,16 @@ PAIRS = (
     ("supervised (proxy)", "classifier-only (probs)", "headroom: the same encoders and loss on real pairs"),
     ("supervised (raw)", "classifier-only (features)", "headroom in embedding space"),
     ("dfsbir (proxy, unified teacher)", "classifier-only (probs, unified teacher)", "the unified teacher (the release's variant)"),
+    ("supervised (proxy, unified teacher)", "classifier-only (probs, unified teacher)", "headroom with the unified teacher"),
+)
+
+#: every other data-free row of the suites (the paper's baselines and the adapted distillation
+#: methods), each against the teachers' own posteriors: same teachers, same readout space, same budget
+BASELINE = "classifier-only (probs)"
+OTHERS = (
+    "unimodal-kd (proxy)", "gaussian-prior (proxy)", "alt-data (proxy, own schedule)", "meta-data (proxy)",
+    "dafl (proxy)", "dfad (proxy)", "zskt (proxy)", "dfq (proxy)", "deepinversion (proxy)", "adi (proxy)",
+    "cmi (proxy)", "fast (proxy)", "avg-weights (probs)",
 )
 
 
@@ -48,8 +58,19 @@ def main(argv=None) -> None:
         print(markdown([c for c, _ in done]))
         for c, q in done:
             print(f"\n- {c.a} vs {c.b}: {q}")
+        others, waiting = [], []
+        for a in OTHERS:
+            try:
+                others.append(compare(records, results, dataset, a, BASELINE))
+            except ConfigError:
+                waiting.append(a)
+        if others:
+            print(f"\nEvery other data-free row against `{BASELINE}` (same teachers, readout space and budget):\n")
+            print(markdown(others))
         if missing:
             print(f"\nNot yet measured (no seed with both rows completed): {'; '.join(missing)}.")
+        if waiting:
+            print(f"\nOther rows not yet measured: {'; '.join(waiting)}.")
         print()
 
 

@@ -1,0 +1,77 @@
+"""What a suite costs: wall time per row from its records, and what the runs still to do will cost.
+
+The protocol suites run every record at one torch thread (``perf.threads: 1``), so a run's wall
+time bounds the CPU time it used from above (more when several runs shared the cores, as the
+committed ones did: three runs on two cores). The issue's target for the qd-cifar10 suite is about
+8 CPU-hours for every method and three seeds.
+
+    python benchmarks/suite_cost.py qd-cifar10 [--results leaderboards/records]
+
+Prints one markdown row per suite row: seeds done, mean wall seconds per run (train phase and the
+whole run), the row's hours so far, and an estimate for its missing seeds (the row's own mean, or
+the suite's mean over data-free rows when no seed of it is done yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from statistics import mean
+
+
+def main(argv=None) -> None:
+    from dfbench.api.locations import committed_records
+    from dfbench.app.runner import run_suite
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("suite", help="a suite's name or file (as 'dfbench bench' takes it)")
+    ap.add_argument("--results", type=Path, default=None, help="records folder (default: the committed records)")
+    args = ap.parse_args(argv)
+    result = run_suite(args.suite, dry_run=True, results=args.results or committed_records())
+
+    rows: dict[str, dict] = {}
+    for run in result.runs:
+        row = rows.setdefault(run.item.label, {"method": run.item.method, "total": [], "train": [], "todo": 0, "budget": False})
+        record = run.record() or {}
+        row["budget"] = row["budget"] or "params.budget" in str(run.item.overrides)
+        if record.get("status") == "completed":
+            timing = record.get("timing") or {}
+            row["total"].append(float(timing.get("total", 0.0)))
+            row["train"].append(float(timing.get("train", 0.0)))
+        else:
+            row["todo"] += 1
+
+    spent = [t for row in rows.values() if row["budget"] for t in row["total"]]
+    by_method: dict[str, list] = {}
+    for row in rows.values():
+        by_method.setdefault(row["method"], []).extend(row["total"])
+    print(f"| {result.suite.name} row | seeds done | train s/run | total s/run | hours so far | hours to do |")
+    print("|---|---|---|---|---|---|")
+    done_h = todo_h = 0.0
+    unknown = 0
+    for label, row in rows.items():
+        same = row["total"] or by_method[row["method"]] or spent  # the row's, its method's, the data-free rows'
+        per_run = mean(same) if same else None
+        hours = sum(row["total"]) / 3600
+        todo = None if per_run is None else row["todo"] * per_run / 3600
+        done_h += hours
+        if todo is None:
+            unknown += row["todo"]
+        else:
+            todo_h += todo
+        cells = (
+            f"{len(row['total'])}/{len(row['total']) + row['todo']}",
+            f"{mean(row['train']):.0f}" if row["train"] else "-",
+            f"{mean(row['total']):.0f}" if row["total"] else "-",
+            f"{hours:.2f}",
+            "-" if not row["todo"] else ("?" if todo is None else f"~{todo:.2f}"),
+        )
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\n{result.suite.name}: {done_h:.2f} h of wall time in {sum(len(r['total']) for r in rows.values())} "
+          f"completed runs; about {todo_h:.2f} h for the {sum(r['todo'] for r in rows.values())} still to do"
+          + (f" ({unknown} of them with no estimate)" if unknown else "")
+          + f"; about {done_h + todo_h:.1f} h in all, at one thread per run (an upper bound on CPU-hours).")
+
+
+if __name__ == "__main__":
+    main()

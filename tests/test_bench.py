@@ -250,3 +250,52 @@ def test_run_suite_is_the_library_behind_bench(tmp_path):
     again = run_suite(spec, results=tmp_path / "lib")
     assert [r.status for r in again.runs] == ["skipped", "skipped"]
     assert [r.status for r in run_suite(spec, results=tmp_path / "lib", dry_run=True).runs] == ["done", "done"]
+
+
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _committed(dataset: str, label: str) -> dict:
+    """{seed: record} of one committed suite row."""
+    rows = {}
+    for path in (REPO / "leaderboards" / "records" / dataset).glob("*/*.json"):
+        record = json.loads(path.read_text())
+        if (record.get("suite") or {}).get("label") == label and record.get("status") == "completed":
+            rows[record["seed"]] = record
+    return rows
+
+
+def test_verdict_prints_the_mean_paired_difference_of_the_committed_records(capsys):
+    """benchmarks/verdict.py's first pair is the mean over seeds of the per-seed mAP@all differences,
+    recomputed here from the committed records themselves."""
+    a, b = _committed("qd-cifar10", "dfsbir (proxy)"), _committed("qd-cifar10", "classifier-only (probs)")
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        pytest.skip("no committed records of the verdict's first pair")
+    _script("verdict").main(["--dataset", "qd-cifar10"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("| dfsbir (proxy) ") and "| classifier-only (probs) " in l)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    expected = sum(a[s]["metrics"]["mAP@all"] - b[s]["metrics"]["mAP@all"] for s in seeds) / len(seeds)
+    assert cells[2] == str(len(seeds)) and float(cells[3]) == pytest.approx(expected, abs=1e-4)
+    assert "Every other data-free row against `classifier-only (probs)`" in out or "Other rows not yet measured" in out
+
+
+def test_suite_cost_sums_the_records_wall_times(shared_data, capsys):
+    """benchmarks/suite_cost.py: a row's seeds done and hours are those of its committed records."""
+    done = _committed("qd-cifar10", "dfsbir (proxy)")
+    if not done:
+        pytest.skip("no committed dfsbir (proxy) records")
+    _script("suite_cost").main(["qd-cifar10"])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("| dfsbir (proxy) |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == f"{len(done)}/3"
+    assert float(cells[4]) == pytest.approx(sum(r["timing"]["total"] for r in done.values()) / 3600, abs=0.006)
+    assert "an upper bound on CPU-hours" in out.splitlines()[-1]

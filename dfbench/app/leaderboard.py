@@ -321,12 +321,14 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
                 "config": f"`{r['config_hash']}`" + (f" (data `{r['data']}`)" if isinstance(r.get("data"), str) and r.get("data") else ""),
             }
         )
+        spent = r.get("teacher_images")
+        real = _known(spent) and spent == 0  # trained on real pairs (the bound): no teacher passes spent
         if _measured(s, "pair_agreement"):  # only tables with a synthesis method that measured it
             pair = r.get("pair_agreement")
-            rows[-1]["pair agreement"] = f"{pair:.2f}" if isinstance(pair, float) and pair == pair else "-"
+            known = isinstance(pair, float) and pair == pair
+            rows[-1]["pair agreement"] = (f"{pair:.2f} (real pairs)" if real else f"{pair:.2f}") if known else "-"
         if _measured(s, "teacher_images"):  # only tables with a data-free method that counted its compute
-            spent = r.get("teacher_images")
-            rows[-1]["budget (teacher images)"] = f"{spent / 1e3:.0f}k" if _known(spent) else "-"
+            rows[-1]["budget (teacher images)"] = f"{spent / 1e3:.0f}k" if _known(spent) and not real else "-"
             cells = [r.get(f"anytime_{i}") for i in range(len(BUDGET_FRACTIONS))]
             rows[-1]["val mAP@all at ¼ · ½ · 1 budget"] = " · ".join(f"{v:.3f}" if _known(v) else "-" for v in cells)
         if "_delta" in s.columns:
@@ -393,7 +395,7 @@ def render(
 #: what the data-free columns of a dataset page mean (shown when a row has them)
 DATA_FREE_COLUMNS = (
     " Data-free rows also show their synthesis (`pair agreement`: the share of the last synthesised pairs the "
-    "teachers label alike), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
+    "teachers label alike; a row trained on real pairs shows the same measure on its last real pairs, marked `(real pairs)`), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
     "quarter, half and all of the budget (the last evaluation within it; `-`: none yet, as when a synthesis "
     "warm-up spends the start of the budget before the encoders train)."
 )

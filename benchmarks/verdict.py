@@ -2,7 +2,8 @@
 
 For each dataset, pairs of leaderboard rows that share teachers and readout space are compared
 seed for seed and query for query (dfbench.compare): does dfsbir, with converged synthesis, beat
-classifier-only? How much headroom does the supervised bound show? Does convergence matter?
+classifier-only? How much headroom does the supervised bound show? Does convergence matter? Where
+in the range of teacher strength (benchmarks/teacher-strength.yaml) does the ordering flip, if it does?
 
     python benchmarks/verdict.py [--results leaderboards/records] [--dataset qd-cifar10 ...]
 """
@@ -72,6 +73,56 @@ def main(argv=None) -> None:
         if waiting:
             print(f"\nOther rows not yet measured: {'; '.join(waiting)}.")
         print()
+    if not args.dataset:
+        teacher_strength(results)
+
+
+#: benchmarks/teacher-strength.yaml: dfsbir against classifier-only with teachers of these epochs
+EPOCHS = (3, 12, 40)
+
+
+def suite_records(suite: str, results: Path) -> list[dict]:
+    """The completed records a suite's grid points to, each labelled with the suite's row label
+    (a record another suite made, of the same config, counts: the leaderboard reads it the same way)."""
+    from dfbench.app.runner import run_suite
+
+    out = []
+    for run in run_suite(suite, dry_run=True, results=results).runs:
+        record = run.record()
+        if record and record.get("status") == "completed":
+            out.append({**record, "suite": {**(record.get("suite") or {}), "label": run.item.label}})
+    return out
+
+
+def teacher_strength(results: Path) -> None:
+    """Does the ordering of dfsbir and classifier-only flip with the teachers' strength?"""
+    from statistics import mean
+
+    from dfbench.app.compare import compare, markdown
+    from dfbench.api.errors import ConfigError, DfbenchError
+
+    try:
+        records = suite_records("teacher-strength", results)
+    except DfbenchError as exc:  # its configs need the data to resolve
+        print(f"## teacher strength\n\nnot computed: {exc}\n")
+        return
+    done, missing, strength = [], [], []
+    for epochs in EPOCHS:
+        a, b = f"dfsbir (proxy), teachers {epochs} epochs", f"classifier-only (probs), teachers {epochs} epochs"
+        try:
+            done.append(compare(records, results, "qd-cifar10", a, b))
+        except ConfigError:
+            missing.append(f"{epochs} epochs")
+        accuracy = {m: [r["teachers"][m]["accuracy"][m] for r in records if r["suite"]["label"] == b] for m in ("photo", "sketch")}
+        if accuracy["photo"]:
+            strength.append(f"{epochs} epochs: photo {mean(accuracy['photo']):.3f}, sketch {mean(accuracy['sketch']):.3f}")
+    print("## teacher strength (qd-cifar10)\n")
+    print(markdown(done))
+    if strength:
+        print(f"\nThe teachers' validation accuracy (mean over seeds): {'; '.join(strength)}.")
+    if missing:
+        print(f"\nNot yet measured: teachers of {', '.join(missing)}.")
+    print()
 
 
 if __name__ == "__main__":

@@ -75,23 +75,26 @@ def main(argv=None) -> None:
         print()
     if not args.dataset:
         teacher_strength(results)
+        fidelity(results)
 
 
 #: benchmarks/teacher-strength.yaml: dfsbir against classifier-only with teachers of these epochs
 EPOCHS = (3, 12, 40)
 
 
-def suite_records(suite: str, results: Path) -> list[dict]:
+def suite_records(suite: str, results: Path) -> tuple[list[dict], list[str]]:
     """The completed records a suite's grid points to, each labelled with the suite's row label
-    (a record another suite made, of the same config, counts: the leaderboard reads it the same way)."""
+    (a record another suite made, of the same config, counts: the leaderboard reads it the same way),
+    and the suite's row labels in order."""
     from dfbench.app.runner import run_suite
 
-    out = []
+    out, labels = [], []
     for run in run_suite(suite, dry_run=True, results=results).runs:
+        labels += [run.item.label] if run.item.label not in labels else []
         record = run.record()
         if record and record.get("status") == "completed":
             out.append({**record, "suite": {**(record.get("suite") or {}), "label": run.item.label}})
-    return out
+    return out, labels
 
 
 def teacher_strength(results: Path) -> None:
@@ -102,7 +105,7 @@ def teacher_strength(results: Path) -> None:
     from dfbench.api.errors import ConfigError, DfbenchError
 
     try:
-        records = suite_records("teacher-strength", results)
+        records, _ = suite_records("teacher-strength", results)
     except DfbenchError as exc:  # its configs need the data to resolve
         print(f"## teacher strength\n\nnot computed: {exc}\n")
         return
@@ -122,6 +125,43 @@ def teacher_strength(results: Path) -> None:
         print(f"\nThe teachers' validation accuracy (mean over seeds): {'; '.join(strength)}.")
     if missing:
         print(f"\nNot yet measured: teachers of {', '.join(missing)}.")
+    print()
+
+
+
+def fidelity(results: Path) -> None:
+    """benchmarks/fidelity.yaml: each of dfsbir's cpu values against the release's, read on the
+    validation split only (the value its selected round scored: ``selection.value``), never on test."""
+    from statistics import mean
+
+    from dfbench.api.errors import DfbenchError
+
+    try:
+        records, labels = suite_records("fidelity", results)
+    except DfbenchError as exc:
+        print(f"## fidelity\n\nnot computed: {exc}\n")
+        return
+    by_row: dict[str, dict] = {label: {} for label in labels}
+    for r in records:
+        by_row.setdefault(r["suite"]["label"], {})[r["seed"]] = float(r["selection"]["value"])
+    base = by_row.pop("dfsbir (cpu values)", {})
+    lines = ["| the release's value | seeds | val mAP@all, cpu value | val mAP@all, release's value | Δ (release − cpu) | per seed | seeds the release's value is better | on validation |",
+             "|---|---|---|---|---|---|---|---|"]
+    waiting = []
+    for label, values in by_row.items():
+        seeds = sorted(set(values) & set(base))
+        if not seeds:
+            waiting.append(label)
+            continue
+        deltas = [values[s] - base[s] for s in seeds]
+        better = sum(d > 0 for d in deltas)
+        verdict = "the release's value" if mean(deltas) > 0 else "the cpu value"
+        lines.append(f"| {label} | {len(seeds)} | {mean(base[s] for s in seeds):.4f} | {mean(values[s] for s in seeds):.4f} | "
+                     f"{mean(deltas):+.4f} | {' '.join(f'{d:+.4f}' for d in deltas)} | {better}/{len(seeds)} | {verdict} |")
+    print("## fidelity (qd-cifar10)\n")
+    print("\n".join(lines) if len(lines) > 2 else "_no row measured yet_")
+    if waiting:
+        print(f"\nNot yet measured: {'; '.join(waiting)}.")
     print()
 
 

@@ -78,7 +78,26 @@ def test_leaderboards_show_final_pair_agreement_when_measured(tmp_path):
     rows = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
     assert "pair agreement" in rows["method"]
     cell = lambda row: row.rstrip(" |").rsplit("|", 1)[1].strip()  # noqa: E731 (the last column)
-    assert cell(rows["dfsbir"]) == "0.25" and cell(rows["classifier-only"]) == "-"
+    assert cell(rows["dfsbir"]) == "0.25" and cell(rows["classifier-only"]) == "-"  # coverage unknown: no verdict
+
+
+@pytest.mark.parametrize("pairs, coverage, marked", [
+    ((0.95, 0.92), (1.0, 1.0), False),  # every seed converged
+    ((0.95, 0.85), (1.0, 1.0), True),  # one seed's pairs below 0.9
+    ((0.95, 0.97), (1.0, 0.9), True),  # one seed missed a class
+])
+def test_leaderboards_mark_a_synthesis_that_has_not_converged(tmp_path, pairs, coverage, marked):
+    """Converged before judged (docs/protocol.md): a row is marked unless every seed's pairs agree
+    at least 90% of the time and cover every class."""
+    from dfbench.app import leaderboard as lb
+    from test_first_hour import _record, _write
+
+    for s, (p, c) in enumerate(zip(pairs, coverage)):
+        _write(tmp_path, {**_record("dfsbir", s, 0.3), "synthesis": {"pair agreement": p, "class coverage": c}})
+    text = lb.render(lb.load_records(tmp_path))["shapes.md"]
+    row = next(line for line in text.splitlines() if line.startswith("| ") and "dfsbir" in line)
+    cell = row.rstrip(" |").rsplit("|", 1)[1].strip()
+    assert cell == f"{sum(pairs) / 2:.2f}" + (" (not converged)" if marked else "")
 
 
 def test_every_row_names_its_teachers_and_readout(tmp_path):

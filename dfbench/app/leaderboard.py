@@ -99,6 +99,7 @@ def records_frame(records: list[dict]):
             "mixed_code": bool((r.get("env") or {}).get("code_changed_since_start")),
             # a synthesis method's final pair agreement (dfbench.train.engine.synthesis_stats)
             "pair_agreement": (r.get("synthesis") or {}).get("pair agreement"),
+            "class_coverage": (r.get("synthesis") or {}).get("class coverage"),
             # what a row compares like with like on (docs/protocol.md): the teachers and the readout
             "teachers": _teacher_variant(r),
             "readout": _param(r, "readout"),
@@ -110,10 +111,14 @@ def records_frame(records: list[dict]):
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "teachers", "readout", "space",
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "class_coverage", "teachers", "readout", "space",
                "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
+
+#: the pair agreement a synthesis must reach, on every seed and with every class covered, to count as
+#: converged (docs/protocol.md, "Synthesis is judged after it works")
+CONVERGED_AGREEMENT = 0.9
 
 #: the fractions of a run's budget at which leaderboards show its validation mAP@all (anytime evaluation)
 BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
@@ -217,6 +222,10 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
     row["partial"] = float(done["mAP@all"].astype(float).mean()) if n and not complete else None
     pairs = done["pair_agreement"].dropna().astype(float) if n and "pair_agreement" in done else []
     row["pair_agreement"] = float(pairs.mean()) if len(pairs) == n and n else None  # every seed measured it
+    cover = done["class_coverage"].dropna().astype(float) if n and "class_coverage" in done else []
+    # converged (docs/protocol.md): every seed's pairs agree often enough and cover every class
+    measured = bool(n) and len(pairs) == n and len(cover) == n
+    row["converged"] = bool((pairs >= CONVERGED_AGREEMENT).all() and (cover >= 1.0).all()) if measured else None
     spent = done["teacher_images"].dropna().astype(float) if n and "teacher_images" in done else []
     row["teacher_images"] = float(spent.mean()) if len(spent) == n and n else None
     for i in range(len(BUDGET_FRACTIONS)):
@@ -326,7 +335,8 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
         if _measured(s, "pair_agreement"):  # only tables with a synthesis method that measured it
             pair = r.get("pair_agreement")
             known = isinstance(pair, float) and pair == pair
-            rows[-1]["pair agreement"] = (f"{pair:.2f} (real pairs)" if real else f"{pair:.2f}") if known else "-"
+            unconverged = "" if real or r.get("converged") is not False else " (not converged)"
+            rows[-1]["pair agreement"] = (f"{pair:.2f} (real pairs)" if real else f"{pair:.2f}{unconverged}") if known else "-"
         if _measured(s, "teacher_images"):  # only tables with a data-free method that counted its compute
             rows[-1]["budget (teacher images)"] = f"{spent / 1e3:.0f}k" if _known(spent) and not real else "-"
             cells = [r.get(f"anytime_{i}") for i in range(len(BUDGET_FRACTIONS))]
@@ -395,7 +405,7 @@ def render(
 #: what the data-free columns of a dataset page mean (shown when a row has them)
 DATA_FREE_COLUMNS = (
     " Data-free rows also show their synthesis (`pair agreement`: the share of the last synthesised pairs the "
-    "teachers label alike; a row trained on real pairs shows the same measure on its last real pairs, marked `(real pairs)`), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
+    "teachers label alike; a row trained on real pairs shows the same measure on its last real pairs, marked `(real pairs)`; a synthesis is *not converged* unless on every seed at least 90% of its pairs agree and every class is synthesised, docs/protocol.md), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
     "quarter, half and all of the budget (the last evaluation within it; `-`: none yet, as when a synthesis "
     "warm-up spends the start of the budget before the encoders train)."
 )

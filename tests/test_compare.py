@@ -66,3 +66,37 @@ def test_the_compare_command_prints_the_paired_comparison(tmp_path):
     assert "+0.4000" in res.output and "2/2" in res.output
     bad = CliRunner().invoke(cli, ["compare", "a (proxy)", "nope", "--dataset", "d", "--results", str(tmp_path)])
     assert bad.exit_code == 2 and "No seed on d has completed records of both" in bad.output
+
+
+def _teachers(record, photo, sketch):
+    record["teachers"] = {"photo": {"accuracy": {"photo": 0.7}, "cache": "/c/teachers/d-cnn-photo-s0-k.pt", "weights_sha256": photo},
+                          "sketch": {"accuracy": {"sketch": 0.8}, "cache": "/c/teachers/d-cnn-sketch-s0-k.pt", "weights_sha256": sketch}}
+    return record
+
+
+def test_a_seed_run_on_other_teachers_is_left_out_of_the_pairing_and_named(tmp_path):
+    records = []
+    for s in range(3):
+        records += [_teachers(_record(tmp_path, "a (proxy)", s, [0.9, 0.8, 0.7]), f"p{s}", f"k{s}"),
+                    # seed 1's photo teacher of row b was trained again elsewhere: another teacher
+                    _teachers(_record(tmp_path, "b (probs)", s, [0.5, 0.4, 0.3]), f"p{s}" + ("x" if s == 1 else ""), f"k{s}")]
+    c = compare(records, tmp_path, "d", "a (proxy)", "b (probs)", draws=200)
+    assert c.seeds == [0, 2] and c.other_teachers == (1,) and c.queries == 6
+    assert c.row()["seeds"] == "2 (seed 1 left out: other teachers)"
+
+
+def test_rows_on_other_teachers_on_every_seed_are_refused(tmp_path):
+    records = [_teachers(_record(tmp_path, "a", 0, [0.5, 0.6]), "p", "k"), _teachers(_record(tmp_path, "b", 0, [0.5, 0.6]), "p", "other")]
+    with pytest.raises(ConfigError, match="ran on different teachers on every seed"):
+        compare(records, tmp_path, "d", "a", "b")
+
+
+def test_records_without_digests_are_told_apart_by_cache_entry_and_accuracy():
+    from dfbench.app.records import same_teachers
+
+    def rec(acc, digest=None):
+        t = {"accuracy": {"photo": acc}, "cache": "/x/teachers/q-cnn-photo-s1-ed61.pt"}
+        return {"teachers": {"photo": {**t, **({"weights_sha256": digest} if digest else {})}}}
+
+    assert same_teachers(rec(0.6733), rec(0.6733)) and same_teachers(rec(0.6733), rec(0.6733, "abc"))
+    assert not same_teachers(rec(0.6733), rec(0.6867)) and not same_teachers(rec(0.6733, "abc"), rec(0.6733, "abd"))

@@ -48,6 +48,18 @@ def committed_records() -> Path | None:
     return find_dir("leaderboards/records")
 
 
+def teacher_store() -> Path | None:
+    """The pinned teachers the committed leaderboards ran on (``leaderboards/teachers``, or the folder
+    ``$DFBENCH_TEACHERS`` names), looked up after the cache: a teacher trained on another kind of CPU
+    differs in its last bits, so the leaderboards' teachers travel with the checkout instead of being
+    trained again on each machine (docs/protocol.md, "Same teachers")."""
+    import os
+
+    if os.environ.get("DFBENCH_TEACHERS"):
+        return Path(os.environ["DFBENCH_TEACHERS"])
+    return find_dir("leaderboards/teachers")
+
+
 def default_data_label(name: str) -> str:
     """How the default root of dataset ``name`` is named in messages: by the variable it comes from
     (``$DFBENCH_DATA/name`` only when DFBENCH_DATA is set, else ``$DFBENCH_CACHE/data/name``, else

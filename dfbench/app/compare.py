@@ -2,7 +2,9 @@
 sure can a reader be?
 
 Two rows of one suite share, seed for seed, the teachers, the data and the test queries (the
-teachers of seed s are trained once and cached for every method of seed s). A comparison pairs
+teachers of seed s are trained once and cached for every method of seed s). A seed on which the
+two rows ran on different teachers (their records' weight digests differ: a teacher trained again
+on another kind of CPU is another teacher) is left out of the pairing and named. A comparison pairs
 them twice:
 
 - **per seed**: the mAP@all difference of each seed (A minus B), their mean, and how many seeds
@@ -35,10 +37,12 @@ class Comparison:
     queries: int  # (seed, query) pairs
     p_queries: float  # two-sided sign-flip permutation p of the per-query mean
     p_seeds: float  # two-sided exact sign-flip p over the per-seed differences
+    other_teachers: tuple = ()  # seeds both rows completed on different teachers: left out
 
     def row(self) -> dict:
+        left_out = f" (seed {', '.join(map(str, self.other_teachers))} left out: other teachers)" if self.other_teachers else ""
         return {
-            "A": self.a, "B": self.b, "seeds": len(self.seeds), "Δ mAP@all (A − B)": f"{self.mean_delta:+.4f}",
+            "A": self.a, "B": self.b, "seeds": f"{len(self.seeds)}{left_out}", "Δ mAP@all (A − B)": f"{self.mean_delta:+.4f}",
             "per seed": " ".join(f"{self.per_seed[s]:+.4f}" for s in self.seeds),
             "seeds A > B": f"{self.seeds_favouring_a}/{len(self.seeds)}",
             "p (seeds)": f"{self.p_seeds:.3f}", "p (queries)": _p(self.p_queries), "queries": self.queries,
@@ -67,9 +71,18 @@ def compare(records: list[dict], results: Path, dataset: str, a: str, b: str, dr
     from dfbench.api.errors import ConfigError
 
     ra, rb = completed_by_seed(records, dataset, a), completed_by_seed(records, dataset, b)
-    seeds = sorted(set(ra) & set(rb))
-    if not seeds:
+    from dfbench.app.records import same_teachers
+
+    both = sorted(set(ra) & set(rb))
+    if not both:
         raise ConfigError(f"No seed on {dataset} has completed records of both '{a}' and '{b}': run them first (dfbench bench).")
+    seeds = [s for s in both if same_teachers(ra[s], rb[s])]
+    other = tuple(s for s in both if s not in seeds)
+    if not seeds:
+        raise ConfigError(
+            f"'{a}' and '{b}' on {dataset} ran on different teachers on every seed both completed ({', '.join(map(str, other))}): "
+            "they are not comparable. Run both with one teacher cache (a teacher trained again on another kind of CPU is another teacher)."
+        )
     per_seed, diffs = {}, []
     for s in seeds:
         per_seed[s] = float(ra[s]["metrics"]["mAP@all"]) - float(rb[s]["metrics"]["mAP@all"])
@@ -90,7 +103,7 @@ def compare(records: list[dict], results: Path, dataset: str, a: str, b: str, dr
     flips = np.array(np.meshgrid(*[(-1.0, 1.0)] * len(seeds))).reshape(len(seeds), -1).T
     p_seeds = float((np.abs((flips * deltas).mean(axis=1)) >= abs(deltas.mean()) - 1e-15).mean())
     return Comparison(a, b, dataset, seeds, per_seed, float(deltas.mean()), int((deltas > 0).sum()), float(d.mean()), int(d.size),
-                      float(p_queries), p_seeds)
+                      float(p_queries), p_seeds, other)
 
 
 def markdown(comparisons: list[Comparison]) -> str:

@@ -102,6 +102,10 @@ def records_frame(records: list[dict]):
             "class_coverage": (r.get("synthesis") or {}).get("class coverage"),
             # what a row compares like with like on (docs/protocol.md): the teachers and the readout
             "teachers": _teacher_variant(r),
+            # the teachers themselves (their weights' digests), and their config: rows of one teacher config
+            # must have run, seed by seed, on the same teachers (see :func:`mark_other_teachers`)
+            "teacher_run": {"teachers": r.get("teachers") or {}},
+            "teacher_config": json.dumps((r.get("config") or {}).get("teachers"), sort_keys=True),
             "readout": _param(r, "readout"),
             "space": readout_space(_param(r, "readout")),
             # the compute a data-free run spent (teacher image passes) and its validation mAP along the way
@@ -111,7 +115,7 @@ def records_frame(records: list[dict]):
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
-    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "class_coverage", "teachers", "readout", "space",
+    columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "class_coverage", "teachers", "teacher_run", "teacher_config", "readout", "space",
                "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
@@ -152,8 +156,34 @@ def summarise(df):
         expected = g["expected_seeds"].dropna()
         expected = int(expected.max()) if len(expected) else len(done)
         row = summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected)
-        out.append({**row, "data": data, "teachers": g["teachers"].iloc[0], "readout": g["readout"].iloc[0], "space": g["space"].iloc[0]})
-    return pd.DataFrame(out)
+        out.append({**row, "data": data, "teachers": g["teachers"].iloc[0], "readout": g["readout"].iloc[0], "space": g["space"].iloc[0],
+                    "teacher_config": g["teacher_config"].iloc[0], "teacher_runs": dict(zip(done["seed"], done["teacher_run"]))})
+    return mark_other_teachers(pd.DataFrame(out))
+
+
+def mark_other_teachers(summary):
+    """Sets each row's ``other_teachers``: the seeds on which it ran on other teachers than the rest of
+    its rows. Rows of one dataset, teacher variant and teacher config are meant to share their teachers
+    seed by seed (trained once per seed and cached); a teacher trained again, on another kind of CPU
+    (the last bits differ) or from another cache, is another teacher, and a row that ran on one is not
+    like for like with the others: it is marked and unranked. The reference of a seed is the teachers
+    the most rows of the group ran on (by the records' weight digests; records made before digests
+    by their cache entry and accuracy, :func:`dfbench.app.records.same_teachers`)."""
+    from dfbench.app.records import same_teachers
+
+    if summary.empty:
+        return summary.assign(other_teachers=[])
+    other = {i: [] for i in summary.index}
+    for _, g in summary.groupby(["dataset", "teachers", "teacher_config"], sort=False, dropna=False):
+        seeds = sorted({seed for runs in g["teacher_runs"] for seed in runs})
+        for seed in seeds:
+            runs = {i: r[seed] for i, r in g["teacher_runs"].items() if seed in r}
+            agree = {i: sum(same_teachers(a, b) for b in runs.values()) for i, a in runs.items()}
+            reference = runs[max(agree, key=lambda i: (agree[i], -list(runs).index(i)))]
+            for i, run in runs.items():
+                if not same_teachers(run, reference):
+                    other[i].append(int(seed))
+    return summary.assign(other_teachers=[other[i] for i in summary.index])
 
 
 def _teacher_variant(record: dict) -> str:
@@ -265,6 +295,12 @@ def _fmt(mean, std, with_std=True, n: int | None = None):
     return f"{mean:.4f} ± {std:.4f}" if with_std else f"{mean:.4f}"
 
 
+def _other_teachers(row) -> list:
+    """The seeds a summary row ran on other teachers than its table (:func:`mark_other_teachers`)."""
+    value = row.get("other_teachers")
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
 def unranked_reason(row) -> str | None:
     """Why a complete row gets no rank (None: it is ranked). Incomplete rows are never ranked.
 
@@ -272,6 +308,8 @@ def unranked_reason(row) -> str | None:
     gives no spread to tell two methods apart: ranking either would rank noise."""
     if not row["complete"]:
         return "incomplete"
+    if _other_teachers(row):
+        return "other teachers"
     if row["profile"] == "smoke":
         return "smoke"
     if int(row["n_done"]) < 2:
@@ -324,6 +362,7 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
                 "readout": _cell(r, "readout"),
                 **_metric_cells(r),
                 "seeds": r["seeds"] + (f" ({r['failed']} failed)" if r["failed"] else "")
+                + (f" (other teachers: seed {', '.join(map(str, _other_teachers(r)))})" if _other_teachers(r) else "")
                 + (f" ({r['mixed_code']} mixed code)" if r.get("mixed_code") else ""),
                 "wall time (s)": f"{r['wall_s']:.0f}" if r["wall_s"] == r["wall_s"] and r["wall_s"] is not None else "-",
                 "profile": r["profile"],
@@ -354,6 +393,13 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
     note = ""
     if any(unranked_reason(r) in ("smoke", "n=1") for _, r in s.iterrows()):
         note += "\n\n" + UNRANKED_NOTE
+    if any(_other_teachers(r) for _, r in s.iterrows()):
+        note += (
+            "\n\n`(other teachers: seed s)`: on seed s the row ran on other teachers than the rest of the table "
+            "(its records' teacher weight digests differ: a teacher trained again, as on another kind of CPU, is "
+            "another teacher), so it is not like for like there and is unranked; run it again on the shared "
+            "teacher cache with `--force`."
+        )
     if any(r.get("mixed_code") for _, r in s.iterrows()):
         note += (
             "\n\n`(k mixed code)`: k of the row's seeds ran in a process whose checkout changed under it "

@@ -191,6 +191,18 @@ def code_changed() -> tuple[str | None, str | None] | None:
     return None if current == started else (started, current)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform module says)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device) -> dict:
     import numpy
     import torch
@@ -209,6 +221,8 @@ def environment(device) -> dict:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # which CPU kernels ran (AVX2, AVX512, ...): another kind of CPU sums in another order
+        "cpu": {"model": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability()},
         "device": str(device),
     }
     changed = code_changed()
@@ -218,3 +232,26 @@ def environment(device) -> dict:
         env["device_name"] = torch.cuda.get_device_name(device)
         env["cuda"] = torch.version.cuda
     return env
+
+
+def teacher_names(record: dict) -> dict[str, tuple]:
+    """Each teacher role a record's run loaded -> (the weights' digest or None, the cache entry's file
+    name, the teacher's accuracy). Records made before digests were recorded have only the other two."""
+    out = {}
+    for role, t in (record.get("teachers") or {}).items():
+        if isinstance(t, dict):
+            out[role] = (t.get("weights_sha256"), Path(str(t.get("cache") or "")).name, json.dumps(t.get("accuracy"), sort_keys=True))
+    return out
+
+
+def same_teachers(a: dict, b: dict) -> bool:
+    """Did two records' runs load the same teachers, role by role (the roles both loaded)? By the
+    weights' digests where both records have them; else by the cache entry and the teacher's accuracy
+    (a teacher trained again on another kind of CPU differs in its last bits, and in its accuracy
+    more often than not: equal accuracies there are the best evidence old records allow)."""
+    ta, tb = teacher_names(a), teacher_names(b)
+    for role in set(ta) & set(tb):
+        (da, ca, aa), (db, cb, ab) = ta[role], tb[role]
+        if (da and db and da != db) or ((not da or not db) and (ca, aa) != (cb, ab)):
+            return False
+    return True

@@ -392,8 +392,12 @@ class _Run:
             if dist.active():
                 for model in ctx.teachers.models.values():
                     dist.sync_module(model)  # rank 0's teachers everywhere, even without a shared cache
+        from dfbench.train.models import weights_digest
+
+        # the weights' digest names each teacher bit for bit: rows compared seed by seed must share it
         self.record["teachers"] = {
-            role: {"accuracy": ctx.teachers.accuracy.get(role), **ctx.teachers.info.get(role, {})} for role in sorted(ctx.teachers.models)
+            role: {"accuracy": ctx.teachers.accuracy.get(role), **ctx.teachers.info.get(role, {}), "weights_sha256": weights_digest(model)}
+            for role, model in sorted(ctx.teachers.models.items())
         }
 
     def evaluate(self, embedder) -> None:

@@ -234,3 +234,23 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of a module's weights and buffers (names, dtypes, shapes and bytes, in name order):
+    equal digests are the same network bit for bit. Records carry their teachers' digests, so two
+    rows compared seed by seed can be checked to have run on the same teachers: a teacher trained
+    again on another kind of CPU differs in its last bits and is another teacher."""
+    return state_digest(module.state_dict())
+
+
+def state_digest(state_dict: dict) -> str:
+    """:func:`weights_digest` of a state dict (a cached teacher's, say)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]

@@ -5,6 +5,13 @@ trained weights: the dataset (name, classes, image counts, image size, and the c
 or generator of its data, so a data root with the same layout but other images trains its own
 teachers), the role, the teacher config, the seed, the device type and torch's CPU thread count
 (the order of floating-point sums), and written atomically.
+
+The key names a recipe, not the bits it gives: the same recipe trained on another kind of CPU (its
+vector kernels sum in another order) gives another teacher. So a teacher missing from the cache is
+looked up, by the same key, in the teacher store (``leaderboards/teachers``, or ``$DFBENCH_TEACHERS``:
+the teachers the committed leaderboards ran on, pinned with ``benchmarks/pin_teachers.py``) before it
+is trained; every record carries its teachers' weight digests, so rows run on different teachers
+are never compared as if they shared them (``dfbench.app.records.same_teachers``).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import warnings
 
 import torch
 
+from dfbench.api.locations import teacher_store
 from dfbench.api.options import canonical_json
 from dfbench.api.fileio import atomic_torch_save
 from dfbench.train.models import freeze
@@ -29,6 +37,16 @@ CACHE_VERSION = 4  # 3: the data's content revision, the device type and the thr
 # 4: initialisation and training order drawn from named random streams (dfbench.train.rng)
 #: the provenance fields of ``Benchmark.info`` that name the data's content
 CONTENT_KEYS = ("generator", "seed", "fingerprint", "revision")
+
+
+def trained_on(device) -> str:
+    """What a teacher was trained on: the device type and, on the CPU, the model and the vector
+    kernels torch dispatched to (AVX2, AVX512, ...)."""
+    from dfbench.app.records import cpu_model
+
+    if getattr(device, "type", str(device)) == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {cpu_model()}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def cache_key(ctx, role: str) -> str:
@@ -62,7 +80,10 @@ class TrainedTeachers(TeacherLoader):
             key = cache_key(ctx, role)
             path = ctx.cache_dir / "teachers" / f"{key}.pt"
             model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
-            entry = None
+            entry, source = None, "cache"
+            store = teacher_store()
+            if not path.is_file() and store is not None and (store / f"{key}.pt").is_file():
+                path, source = store / f"{key}.pt", "store"  # the pinned teacher: read, never written
             if path.is_file():
                 try:
                     entry = load_torch_file(path)
@@ -91,12 +112,14 @@ class TrainedTeachers(TeacherLoader):
                     "accuracy": acc,
                     "train_seconds": time.perf_counter() - start,
                     "key": key,
+                    "trained_on": trained_on(ctx.device),
                 }
                 atomic_torch_save(entry, path)
-                cached = False
+                cached, source = False, "trained"
             else:
                 cached = True
             models[role] = freeze(model.to(ctx.device))
             accuracy[role] = entry["accuracy"]
-            info[role] = {"cache": str(path), "cached": cached, "train_seconds": round(float(entry["train_seconds"]), 2)}
+            info[role] = {"cache": str(path), "cached": cached, "source": source, "train_seconds": round(float(entry["train_seconds"]), 2),
+                          **({"trained_on": entry["trained_on"]} if entry.get("trained_on") else {})}
         return TeacherSet(models=models, accuracy=accuracy, info=info)

@@ -59,12 +59,12 @@ def main(argv=None) -> None:
         print(markdown([c for c, _ in done]))
         for c, q in done:
             print(f"\n- {c.a} vs {c.b}: {q}")
-        others, waiting = [], []
+        others, waiting, apart = [], [], []
         for a in OTHERS:
             try:
                 others.append(compare(records, results, dataset, a, BASELINE))
-            except ConfigError:
-                waiting.append(a)
+            except ConfigError as exc:
+                (apart if "different teachers" in str(exc) else waiting).append(a)
         if others:
             print(f"\nEvery other data-free row against `{BASELINE}` (same teachers, readout space and budget):\n")
             print(markdown(others))
@@ -72,6 +72,9 @@ def main(argv=None) -> None:
             print(f"\nNot yet measured (no seed with both rows completed): {'; '.join(missing)}.")
         if waiting:
             print(f"\nOther rows not yet measured: {'; '.join(waiting)}.")
+        if apart:
+            print(f"\nRun, but on other teachers than `{BASELINE}` on every seed (not comparable until one of them "
+                  f"runs again on the other's teachers; protocol.md, \"Same teachers\"): {'; '.join(apart)}.")
         print()
     if not args.dataset:
         teacher_strength(results)

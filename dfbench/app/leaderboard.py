@@ -179,7 +179,7 @@ def mark_other_teachers(summary):
         for seed in seeds:
             runs = {i: r[seed] for i, r in g["teacher_runs"].items() if seed in r}
             agree = {i: sum(same_teachers(a, b) for b in runs.values()) for i, a in runs.items()}
-            reference = runs[max(agree, key=lambda i: (agree[i], -list(runs).index(i)))]
+            reference = runs[max(agree, key=agree.get)]  # ties: the first row, as max keeps the first
             for i, run in runs.items():
                 if not same_teachers(run, reference):
                     other[i].append(int(seed))
@@ -397,8 +397,8 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
         note += (
             "\n\n`(other teachers: seed s)`: on seed s the row ran on other teachers than the rest of the table "
             "(its records' teacher weight digests differ: a teacher trained again, as on another kind of CPU, is "
-            "another teacher), so it is not like for like there and is unranked; run it again on the shared "
-            "teacher cache with `--force`."
+            "another teacher), so it is not like for like there and is unranked; run it again with `--force` on "
+            "the pinned teachers (`leaderboards/teachers`, docs/protocol.md \"Same teachers\")."
         )
     if any(r.get("mixed_code") for _, r in s.iterrows()):
         note += (

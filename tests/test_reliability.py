@@ -995,6 +995,62 @@ def test_sigterm_during_training_keeps_the_checkpoint(tmp_path):
     assert not records(results) and not list(results.rglob("*.tmp"))
 
 
+# A Ctrl-C that lands inside a library's import can be swallowed there (torch importing numpy does,
+# and the process goes on half-imported: a later import fails with an unrelated error, or the run just
+# goes on). Each case runs dfbench's own entry point in a child process, with resolve_request replaced
+# by such a library: it receives SIGINT, swallows it, then fails, or carries on as if nothing came.
+_SWALLOWING = """
+import os, signal, sys, time
+from dfbench.app import cli, runner
+real = runner.resolve_request
+
+def swallowing(req):
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass  # the library swallows it
+    if {fail!r}:
+        raise TypeError("expected a message argument")  # what a half-done import breaks later
+    return real(req)
+
+runner.resolve_request = swallowing
+sys.argv = ["dfbench", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("fail", [True, False], ids=["then-an-unrelated-error", "then-the-run-goes-on"])
+def test_a_swallowed_ctrl_c_still_stops_the_run_with_its_message(tmp_path, fail):
+    from dfbench.app import interrupts
+
+    (tmp_path / "swallowing_main.py").write_text(_SWALLOWING.format(fail=fail))
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "swallowing_main", *_cmd(results)[3:]]
+    proc = subprocess.run(cmd, env={**_env(), "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.startswith("Interrupted") and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert not records(results)  # the run stopped before its record
+    assert interrupts.received() is None  # this process got no signal: nothing to honour here
+
+
+def test_the_signal_handlers_remember_what_came(monkeypatch):
+    from dfbench.app import interrupts
+
+    monkeypatch.setattr(interrupts, "_received", None)
+    interrupts.check()  # nothing came: nothing raised
+    with pytest.raises(interrupts.Terminated):
+        interrupts._on_signal(signal.SIGTERM, None)
+    assert isinstance(interrupts.received(), interrupts.Terminated) and interrupts.exit_status(interrupts.received()) == 143
+    with pytest.raises(interrupts.Terminated):
+        interrupts.check()  # swallowed on its way: raised again
+    monkeypatch.setattr(interrupts, "_received", None)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts._on_signal(signal.SIGINT, None)
+    assert interrupts.exit_status(interrupts.received()) == 130 and interrupts.what(interrupts.received()) == "Interrupted"
+
+
 # -- issue 15: plugins are code the user installed, but none can take the tool over -------------
 # each case: a distribution (entry point name, module source), then what `dfbench plugins`,
 # `dfbench --help` and `dfbench list` must show. The module creates MARKER when it is imported.

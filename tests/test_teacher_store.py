@@ -85,3 +85,21 @@ def test_a_row_that_ran_on_other_teachers_is_marked_and_unranked():
     table = dataset_table(summary.reset_index(), "d")
     line = next(x for x in table.splitlines() if "| ccc" in x)
     assert line.startswith("| -") and "other teachers: seed 1" in line
+
+    # the pinned teachers are the reference where a row ran on them, even against a majority
+    pinned = frozenset({"elsewhere", "k0", "k1"})
+    summary = summarise(records_frame(records), pinned).set_index("method")
+    assert summary.loc["ccc", "other_teachers"] == []
+    assert summary.loc["aaa", "other_teachers"] == [1] and summary.loc["bbb", "other_teachers"] == [1]
+    # no row on pinned teachers for a seed: the majority decides, as before
+    assert summarise(records_frame(records), frozenset({"nothing"})).set_index("method").loc["ccc", "other_teachers"] == [1]
+
+
+def test_the_pinned_teachers_are_read_from_the_store_manifest(tmp_path):
+    from dfbench.app.records import pinned_teachers
+
+    assert pinned_teachers(tmp_path) == frozenset()  # no manifest: nothing pinned
+    (tmp_path / "manifest.json").write_text(json.dumps({"d-cnn-photo-s0-x": {"weights_sha256": "abc"}, "d-cnn-sketch-s0-y": {"weights_sha256": "def"}}))
+    assert pinned_teachers(tmp_path) == {"abc", "def"}
+    committed = pinned_teachers()  # the checkout's own store
+    assert "26f5166012cba896" in committed  # qd-cifar10's unified teacher of seed 1, pinned in leaderboards/teachers

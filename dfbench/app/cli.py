@@ -24,11 +24,12 @@ class DfbenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DfbenchError as exc:
+            _interrupt_behind(exc)
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM outside a run's own handling (issue 15)
             from dfbench.app import interrupts
 
-            _fail(interrupts.early_message(exc), interrupts.exit_status(exc), prefix="")
+            _fail_interrupted(interrupts.early_message(exc), exc)
 
     def main(self, *args, **kwargs):
         try:
@@ -42,6 +43,25 @@ def _fail(message: str, code: int = 2, prefix: str = "Error: "):
     message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
     click.echo(f"{prefix}{message}", err=True)
     sys.exit(code)
+
+
+def _interrupt_behind(exc: BaseException) -> None:
+    """An error caused by a Ctrl-C or SIGTERM that a library swallowed (an import left half done) is
+    that interrupt: its message and status, not the error's (:func:`dfbench.app.interrupts.install`)."""
+    from dfbench.app import interrupts
+
+    signal_exc = interrupts.received()
+    if signal_exc is not None and not isinstance(exc, KeyboardInterrupt):
+        _fail_interrupted(interrupts.early_message(signal_exc), signal_exc)
+
+
+def _fail_interrupted(message: str, exc: BaseException):
+    """An interrupt's one paragraph, then exit 130 or 143 (:class:`dfbench.app.interrupts.InterruptExit`)."""
+    from dfbench.app import interrupts
+
+    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    click.echo(message, err=True)
+    raise interrupts.InterruptExit(interrupts.exit_status(exc))
 
 
 @click.group(cls=DfbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +86,10 @@ def _console():
 def _plugins():
     from dfbench.api.plugins import get_plugins, warn_broken
 
+    from dfbench.app.interrupts import check
+
     system = get_plugins()
+    check()  # an interrupt swallowed while the plugins imported (dfbench.app.interrupts.install)
     warn_broken()
     return system
 
@@ -217,8 +240,7 @@ def _interrupted(exc: BaseException, several_seeds: bool):
             f"{stopped} before the first training checkpoint{every}, so no training is kept. Run the "
             f"same command again to start this run over.{done}"
         )
-    click.echo(message, err=True)
-    sys.exit(interrupts.exit_status(exc))
+    _fail_interrupted(message, exc)
 
 
 def _results_table(title: str, rows: list):
@@ -341,8 +363,8 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
         result = run_suite(spec, shard=shard, seeds=only_seeds, methods=only_methods, force=force, dry_run=dry_run,
                            results=results, data_root=data_root, device=device, cache_dir=cache_dir, reporter=reporter)
     except KeyboardInterrupt as exc:
-        _fail(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the interrupted "
-              "one resumes from its last checkpoint if it saved one.", interrupts.exit_status(exc), prefix="")
+        _fail_interrupted(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the "
+                          "interrupted one resumes from its last checkpoint if it saved one.", exc)
     if dry_run:
         for r in result.runs:
             if r.path is not None:
@@ -535,10 +557,20 @@ _register_plugin_commands()
 
 
 def main():
-    from dfbench.app.interrupts import handle_sigterm
 
-    handle_sigterm()  # SIGTERM: a message and exit 143, like Ctrl-C's 130 (dfbench.app.interrupts)
-    cli(prog_name="dfbench")
+    from dfbench.app.interrupts import InterruptExit, exit_now
+
+    from dfbench.app.interrupts import install
+
+    install()  # Ctrl-C and SIGTERM: a message and exit 130 / 143 (dfbench.app.interrupts)
+    try:
+        try:
+            cli(prog_name="dfbench")
+        except Exception as exc:  # a crash that an interrupt caused is the interrupt
+            _interrupt_behind(exc)
+            raise
+    except InterruptExit as exc:  # 130 / 143 for certain, whenever the signal came (exit_now says why)
+        exit_now(exc.code)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ paragraph and exits 130 (SIGINT) or 143 (SIGTERM), 128 plus the signal number as
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
 
@@ -26,6 +28,28 @@ class RunInterrupted(KeyboardInterrupt):
         self.cause, self.checkpoint, self.last_round, self.every = cause, checkpoint, last_round, every
 
 
+class InterruptExit(SystemExit):
+    """``sys.exit`` after an interrupt's message. In process (click's test runner) it is a plain
+    :class:`SystemExit`; the console entry points end the process with :func:`exit_now` instead."""
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` after flushing stdout and stderr, skipping interpreter shutdown.
+
+    CPython remembers a ``KeyboardInterrupt`` that escaped code it ran through ``PyRun_*`` (pybind11's
+    ``exec`` while ``import torch`` runs, for one) even when a caller caught it, and at exit kills the
+    process with SIGINT, whatever status ``sys.exit`` gave: Ctrl-C in the first seconds then ended with
+    -2 instead of 130, depending on when the signal arrived. Interrupted work has already unwound
+    (temporary files dropped, checkpoints kept) when this runs, so nothing is lost by skipping shutdown.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code)
+
+
 def _signal_of(exc: BaseException) -> BaseException:
     return exc.cause if isinstance(exc, RunInterrupted) else exc
 
@@ -39,14 +63,39 @@ def what(exc: BaseException) -> str:
     return "Terminated (SIGTERM)" if isinstance(_signal_of(exc), Terminated) else "Interrupted"
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+#: the signal received, once one was (the handlers of :func:`install` set it)
+_received: int | None = None
 
 
-def handle_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` (main thread only; a no-op elsewhere)."""
+def _on_signal(signum, frame):
+    global _received
+    _received = signum
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def install() -> None:
+    """Turn SIGTERM into :class:`Terminated` and SIGINT into ``KeyboardInterrupt``, remembering which
+    came (main thread only; a no-op elsewhere). The memory matters because a library may swallow the
+    exception: an interrupt that lands inside a C extension's import (torch importing numpy, for one)
+    is caught there, and the process goes on half-imported. :func:`check` and :func:`received` let
+    dfbench honour the signal all the same."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+
+
+def received() -> BaseException | None:
+    """The interrupt a received signal stands for (None: no signal came)."""
+    if _received is None:
+        return None
+    return Terminated() if _received == signal.SIGTERM else KeyboardInterrupt()
+
+
+def check() -> None:
+    """Raise the interrupt of a signal that came and was swallowed on its way (see :func:`install`)."""
+    exc = received()
+    if exc is not None:
+        raise exc
 
 
 def early_message(exc: BaseException) -> str:

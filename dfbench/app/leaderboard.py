@@ -144,9 +144,9 @@ def anytime(record: dict) -> list:
     return out
 
 
-def summarise(df):
+def summarise(df, pinned: frozenset = frozenset()):
     """One row per (dataset, method label, config hash, data root): the same config run on two data
-    roots never shares a row."""
+    roots never shares a row. ``pinned``: the pinned teachers' digests (:func:`mark_other_teachers`)."""
     import pandas as pd
 
     out = []
@@ -158,18 +158,20 @@ def summarise(df):
         row = summary_row(dataset, label, chash, g["profile"].iloc[0], done, failed, expected)
         out.append({**row, "data": data, "teachers": g["teachers"].iloc[0], "readout": g["readout"].iloc[0], "space": g["space"].iloc[0],
                     "teacher_config": g["teacher_config"].iloc[0], "teacher_runs": dict(zip(done["seed"], done["teacher_run"]))})
-    return mark_other_teachers(pd.DataFrame(out))
+    return mark_other_teachers(pd.DataFrame(out), pinned)
 
 
-def mark_other_teachers(summary):
+def mark_other_teachers(summary, pinned: frozenset = frozenset()):
     """Sets each row's ``other_teachers``: the seeds on which it ran on other teachers than the rest of
     its rows. Rows of one dataset, teacher variant and teacher config are meant to share their teachers
     seed by seed (trained once per seed and cached); a teacher trained again, on another kind of CPU
     (the last bits differ) or from another cache, is another teacher, and a row that ran on one is not
-    like for like with the others: it is marked and unranked. The reference of a seed is the teachers
-    the most rows of the group ran on (by the records' weight digests; records made before digests
-    by their cache entry and accuracy, :func:`dfbench.app.records.same_teachers`)."""
-    from dfbench.app.records import same_teachers
+    like for like with the others: it is marked and unranked. The reference of a seed is the pinned
+    teachers (``pinned``, their weight digests: :func:`dfbench.app.records.pinned_teachers`) when a row
+    of the group ran on them, since any machine loads those bit for bit; else the teachers the most
+    rows of the group ran on (by the records' weight digests; records made before digests by their
+    cache entry and accuracy, :func:`dfbench.app.records.same_teachers`)."""
+    from dfbench.app.records import ran_on_pinned, same_teachers
 
     if summary.empty:
         return summary.assign(other_teachers=[])
@@ -178,7 +180,8 @@ def mark_other_teachers(summary):
         seeds = sorted({seed for runs in g["teacher_runs"] for seed in runs})
         for seed in seeds:
             runs = {i: r[seed] for i, r in g["teacher_runs"].items() if seed in r}
-            agree = {i: sum(same_teachers(a, b) for b in runs.values()) for i, a in runs.items()}
+            candidates = {i: a for i, a in runs.items() if ran_on_pinned(a, pinned)} or runs
+            agree = {i: sum(same_teachers(a, b) for b in runs.values()) for i, a in candidates.items()}
             reference = runs[max(agree, key=agree.get)]  # ties: the first row, as max keeps the first
             for i, run in runs.items():
                 if not same_teachers(run, reference):
@@ -395,9 +398,10 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
         note += "\n\n" + UNRANKED_NOTE
     if any(_other_teachers(r) for _, r in s.iterrows()):
         note += (
-            "\n\n`(other teachers: seed s)`: on seed s the row ran on other teachers than the rest of the table "
-            "(its records' teacher weight digests differ: a teacher trained again, as on another kind of CPU, is "
-            "another teacher), so it is not like for like there and is unranked; run it again with `--force` on "
+            "\n\n`(other teachers: seed s)`: on seed s the row ran on other teachers than the table's reference, "
+            "the pinned teachers where a row ran on them, else the teachers most rows ran on (its records' teacher "
+            "weight digests differ: a teacher trained again, as on another kind of CPU, is another teacher), so it "
+            "is not like for like there and is unranked; run it again with `--force` on "
             "the pinned teachers (`leaderboards/teachers`, docs/protocol.md \"Same teachers\")."
         )
     if any(r.get("mixed_code") for _, r in s.iterrows()):
@@ -416,6 +420,7 @@ def render(
     reported: list[Reported] = (),
     dataset_keys: dict | None = None,
     labels: dict | None = None,
+    pinned: frozenset = frozenset(),
 ) -> dict[str, str]:
     """{file name: markdown} for every dataset with records, every own-table suite with at least one
     record, plus README.md. ``link_base``: the results folder as seen from the output folder, for
@@ -424,14 +429,15 @@ def render(
     of any other suite (``dataset_keys``, {key: seeds that suite asks for}): a method's former
     default config that an ablation now keeps as one of its rows. A row of the dataset tables expects
     as many seeds as the most any suite asks for it (also when its records came from plain runs),
-    and is labelled as its suite now labels it (``labels``, {key: label})."""
+    and is labelled as its suite now labels it (``labels``, {key: label}). ``pinned``: the pinned
+    teachers' digests, each seed's reference teachers where a row ran on them (:func:`mark_other_teachers`)."""
     own = {t.name for t in suite_tables}
     files = {}
     for table in suite_tables:
-        text = suite_table(records, table, link_base)
+        text = suite_table(records, table, link_base, pinned)
         if text is not None:
             files[f"{table.name}.md"] = text
-    summary = dataset_summary(records, suite_tables, dataset_keys, labels)
+    summary = dataset_summary(records, suite_tables, dataset_keys, labels, pinned)
     if summary is None:
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
@@ -482,7 +488,7 @@ def like_for_like_tables(summary, link_base: str | None = None) -> str:
 
 
 def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), dataset_keys: dict | None = None,
-                    labels: dict | None = None):
+                    labels: dict | None = None, pinned: frozenset = frozenset()):
     """The rows of the per-dataset tables (:func:`summarise`), or None without records: the records
     of own-table suites left out, each row expecting the seeds its suites ask for (see :func:`render`)."""
     dataset_keys = dataset_keys or {}
@@ -501,7 +507,7 @@ def dataset_summary(records: list[dict], suite_tables: list[SuiteTable] = (), da
         df["label"] = [labels.get(k, label) for k, label in zip(keys, df["label"])]
     asked = [dataset_keys.get(k) for k in keys]
     df["expected_seeds"] = [max((x for x in (e, a) if _known(x)), default=None) for e, a in zip(df["expected_seeds"], asked)]
-    return summarise(df)
+    return summarise(df, pinned)
 
 
 EXPORT_COLUMNS = ("dataset", "teachers", "readout", "rank", "unranked", "method", "config_hash", "profile", "n", "expected_seeds", "failed", *(
@@ -546,7 +552,7 @@ def export(summary, fmt: str) -> str:
     return buf.getvalue()
 
 
-def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -> str | None:
+def suite_table(records: list[dict], table: SuiteTable, link_base: str | None, pinned: frozenset = frozenset()) -> str | None:
     """The markdown of an own-table suite, or None when none of its runs has a record yet."""
     import pandas as pd
 
@@ -560,7 +566,7 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None) -
                 picked.append({**r, "suite": {"name": table.name, "label": label, "seeds": table.seeds}})
     if not picked:
         return None
-    summary = summarise(records_frame(picked))
+    summary = summarise(records_frame(picked), pinned)
     rows = []
     for label, dataset, method, chash, profile in table.rows:
         hit = summary[(summary["method"] == label) & (summary["dataset"] == dataset) & (summary["config_hash"] == chash)]
@@ -703,6 +709,7 @@ def build_leaderboards(results: Path | None = None, *, out: Path | None = None, 
 
     from dfbench.api.errors import DfbenchError
     from dfbench.api.locations import committed_records, suites_dir as default_suites
+    from dfbench.app.records import pinned_teachers
 
     if results is None:
         results = committed_records()
@@ -720,16 +727,18 @@ def build_leaderboards(results: Path | None = None, *, out: Path | None = None, 
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
     tables, dataset_keys, labels = suite_tables(suites_dir) if suites_dir.is_dir() else ([], {}, {})
     records = load_records(results)
+    pinned = pinned_teachers()
     built = Leaderboards(results, out)
     if fmt != "md":
-        built.export = export(dataset_summary(records, tables, dataset_keys, labels), fmt)
+        built.export = export(dataset_summary(records, tables, dataset_keys, labels, pinned), fmt)
         return built
     reported = load_reported(suites_dir / "reported")
     if not check:  # before any work: an --out that is a file or read-only is an error up front
         from dfbench.api.fileio import check_writable_dir
 
         check_writable_dir(out, "leaderboard folder", "--out")
-    built.files = render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys, labels=labels)
+    built.files = render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys, labels=labels,
+                         pinned=pinned)
     if check:
         built.stale = stale_files(built.files, out)
         return built

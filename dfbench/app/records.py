@@ -191,19 +191,8 @@ def code_changed() -> tuple[str | None, str | None] | None:
     return None if current == started else (started, current)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform module says)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment(device) -> dict:
+    from dfbench.train.reproducibility import cpu_kind
     import numpy
     import torch
     import torchvision
@@ -222,7 +211,7 @@ def environment(device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         # which CPU kernels ran (AVX2, AVX512, ...): another kind of CPU sums in another order
-        "cpu": {"model": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability()},
+        "cpu": cpu_kind(),
         "device": str(device),
     }
     changed = code_changed()
@@ -242,6 +231,29 @@ def teacher_names(record: dict) -> dict[str, tuple]:
         if isinstance(t, dict):
             out[role] = (t.get("weights_sha256"), Path(str(t.get("cache") or "")).name, json.dumps(t.get("accuracy"), sort_keys=True))
     return out
+
+
+def pinned_teachers(store: Path | None = None) -> frozenset:
+    """The weight digests of the pinned teachers (``manifest.json`` of the teacher store,
+    :func:`dfbench.api.locations.teacher_store` by default): the teachers any machine loads bit for bit,
+    and so the reference a leaderboard compares every row's teachers against. Empty without a store."""
+    from dfbench.api.locations import teacher_store
+
+    store = store if store is not None else teacher_store()
+    manifest = Path(store) / "manifest.json" if store is not None else None
+    if manifest is None or not manifest.is_file():
+        return frozenset()
+    try:
+        entries = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return frozenset()
+    return frozenset(e["weights_sha256"] for e in entries.values() if isinstance(e, dict) and e.get("weights_sha256"))
+
+
+def ran_on_pinned(record: dict, pinned: frozenset) -> bool:
+    """Did every teacher of a record's run have pinned weights (by digest)?"""
+    names = teacher_names(record)
+    return bool(names) and all(digest in pinned for digest, _, _ in names.values())
 
 
 def same_teachers(a: dict, b: dict) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 from dfbench.app import config as cfgmod
 from dfbench.train import distributed as dist
 from dfbench.app import queries as queries_file
+from dfbench.app import interrupts
 from dfbench.train import subset
 from dfbench.api.errors import ConfigError, DfbenchError, OutputPathError
 from dfbench.api.progress import Reporter
@@ -351,21 +352,23 @@ class _Run:
         try:
             self.load_data()
             self.load_teachers()
+            interrupts.check()  # a Ctrl-C swallowed by a library on the way stops the run here
             seed_everything(self.cfg["seed"])  # training starts from the same state whether teachers were cached or not
             training = True
             with self.phase("train"):
                 embedder = self.method.fit(self.ctx)
             self.evaluate(embedder)
-        except DfbenchError as exc:
-            # a run that diverged (or failed while training or evaluating) is a result: record it;
-            # bad input (data, teachers, config) is the user's to fix: no record, nothing written
-            if training and not isinstance(exc, ConfigError):
-                self.fail(exc)
-            raise
         except KeyboardInterrupt as exc:  # the checkpoint (if any) stays; no record: the run is not over
             raise self.interrupted(exc) from None
-        except Exception as exc:  # a bug or a crash in a plugin: keep the record, then let it surface
-            self.fail(exc, tb=traceback.format_exc())
+        except Exception as exc:
+            if interrupts.received() is not None:  # an interrupt a library swallowed caused this error
+                raise self.interrupted(interrupts.received()) from None
+            # a run that diverged (or failed while training or evaluating) is a result: record it;
+            # bad input (data, teachers, config) is the user's to fix: no record, nothing written
+            if not isinstance(exc, DfbenchError):  # a bug or a crash in a plugin: keep the record, then let it surface
+                self.fail(exc, tb=traceback.format_exc())
+            elif training and not isinstance(exc, ConfigError):
+                self.fail(exc)
             raise
         return self.finish()
 

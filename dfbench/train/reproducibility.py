@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import random
 
 
@@ -52,3 +53,23 @@ def torch_generator(seed: int, device=None):
     g = torch.Generator(device=device if device is not None and getattr(device, "type", device) != "cpu" else "cpu")
     g.manual_seed(seed)
     return g
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what the platform module says)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_kind() -> dict:
+    """The CPU's model and the vector kernels torch dispatches to (AVX2, AVX512, ...): another kind
+    of CPU sums in another order, so the same recipe trains other last bits on it."""
+    import torch
+
+    return {"model": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability()}

@@ -42,11 +42,12 @@ CONTENT_KEYS = ("generator", "seed", "fingerprint", "revision")
 def trained_on(device) -> str:
     """What a teacher was trained on: the device type and, on the CPU, the model and the vector
     kernels torch dispatched to (AVX2, AVX512, ...)."""
-    from dfbench.app.records import cpu_model
+    from dfbench.train.reproducibility import cpu_kind
 
     if getattr(device, "type", str(device)) == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {cpu_model()}, {torch.backends.cpu.get_cpu_capability()}"
+    kind = cpu_kind()
+    return f"cpu: {kind['model']}, {kind['capability']}"
 
 
 def cache_key(ctx, role: str) -> str:

@@ -38,10 +38,13 @@ class DfbenchGroup(click.Group):
             _fail(str(exc), exc.exit_code)
 
 
+def _paragraph(message) -> str:
+    """One paragraph, even when the message quotes a multi-line error of a library."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
 def _fail(message: str, code: int = 2, prefix: str = "Error: "):
-    # one paragraph, even when the message quotes a multi-line error of a library
-    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    click.echo(f"{prefix}{message}", err=True)
+    click.echo(f"{prefix}{_paragraph(message)}", err=True)
     sys.exit(code)
 
 
@@ -51,7 +54,7 @@ def _interrupt_behind(exc: BaseException) -> None:
     from dfbench.app import interrupts
 
     signal_exc = interrupts.received()
-    if signal_exc is not None and not isinstance(exc, KeyboardInterrupt):
+    if signal_exc is not None:
         _fail_interrupted(interrupts.early_message(signal_exc), signal_exc)
 
 
@@ -59,8 +62,7 @@ def _fail_interrupted(message: str, exc: BaseException):
     """An interrupt's one paragraph, then exit 130 or 143 (:class:`dfbench.app.interrupts.InterruptExit`)."""
     from dfbench.app import interrupts
 
-    message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
-    click.echo(message, err=True)
+    click.echo(_paragraph(message), err=True)
     raise interrupts.InterruptExit(interrupts.exit_status(exc))
 
 
@@ -85,7 +87,6 @@ def _console():
 
 def _plugins():
     from dfbench.api.plugins import get_plugins, warn_broken
-
     from dfbench.app.interrupts import check
 
     system = get_plugins()
@@ -557,10 +558,7 @@ _register_plugin_commands()
 
 
 def main():
-
-    from dfbench.app.interrupts import InterruptExit, exit_now
-
-    from dfbench.app.interrupts import install
+    from dfbench.app.interrupts import InterruptExit, exit_now, install
 
     install()  # Ctrl-C and SIGTERM: a message and exit 130 / 143 (dfbench.app.interrupts)
     try:

@@ -36,11 +36,12 @@ class InterruptExit(SystemExit):
 def exit_now(code: int) -> None:
     """End the process with ``code`` after flushing stdout and stderr, skipping interpreter shutdown.
 
-    CPython remembers a ``KeyboardInterrupt`` that escaped code it ran through ``PyRun_*`` (pybind11's
-    ``exec`` while ``import torch`` runs, for one) even when a caller caught it, and at exit kills the
-    process with SIGINT, whatever status ``sys.exit`` gave: Ctrl-C in the first seconds then ended with
-    -2 instead of 130, depending on when the signal arrived. Interrupted work has already unwound
-    (temporary files dropped, checkpoints kept) when this runs, so nothing is lost by skipping shutdown.
+    Observed: a Ctrl-C in the first seconds (while torch imports) printed its message and called
+    ``sys.exit(130)``, yet the process ended killed by SIGINT (-2), depending on when the signal came.
+    CPython's own ``Py_RunMain`` does that when it believes a ``KeyboardInterrupt`` went unhandled; the
+    exact path was not pinned down, so the status is made certain here instead. Interrupted work has
+    already unwound (temporary files dropped, checkpoints kept) when this runs, so nothing is lost by
+    skipping shutdown.
     """
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -8,8 +8,9 @@ committed ones did: three runs on two cores). The issue's target for the qd-cifa
     python benchmarks/suite_cost.py qd-cifar10 [--results leaderboards/records]
 
 Prints one markdown row per suite row: seeds done, mean wall seconds per run (train phase and the
-whole run), the row's hours so far, and an estimate for its missing seeds (the row's own mean, or
-the suite's mean over data-free rows when no seed of it is done yet).
+whole run), the row's hours so far, and an estimate for its missing seeds (the row's own mean, else its
+method's in the suite, else, for a row on the data-free budget, the mean over the budget rows; a row
+with none of these gets no estimate).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def main(argv=None) -> None:
     done_h = todo_h = 0.0
     unknown = 0
     for label, row in rows.items():
-        same = row["total"] or by_method[row["method"]] or spent  # the row's, its method's, the data-free rows'
+        # the row's own mean, else its method's; the data-free rows' mean stands in only for a row that
+        # spends the same budget (a row without one, such as avg-weights, may train nothing at all)
+        same = row["total"] or by_method[row["method"]] or (spent if row["budget"] else [])
         per_run = mean(same) if same else None
         hours = sum(row["total"]) / 3600
         todo = None if per_run is None else row["todo"] * per_run / 3600

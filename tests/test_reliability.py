@@ -547,6 +547,77 @@ def test_a_crash_in_a_plugin_is_recorded_then_surfaces(tmp_path, monkeypatch):
     assert "broken_fit" in rec["traceback"] and "Traceback" in rec["traceback"]
 
 
+def _snapshot(results: Path) -> dict:
+    """Every file under ``results`` and its bytes."""
+    return {str(p.relative_to(results)): p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug in a plugin"), "diverged"])
+def test_a_failed_forced_rerun_keeps_the_completed_record(tmp_path, monkeypatch, error):
+    """--force replaces a completed run only once the rerun has completed: a rerun that crashes or
+    diverges leaves the completed record and every file of its run exactly as they were."""
+    from dfbench.api.errors import TrainingDivergedError
+    from dfbench.train.engine import DataFreeMethod
+
+    results = tmp_path / "results"
+    first = invoke(results, "--method", "dfsbir", *_sets())
+    assert first.exit_code == 0, first.output
+    before = _snapshot(results)
+    [path] = records(results)
+    assert json.loads(path.read_text())["status"] == "completed"
+
+    def broken_fit(self, ctx):
+        if ctx.checkpointer.path.parent.name.endswith(".rerun"):  # the rerun writes beside the completed run
+            (ctx.checkpointer.path.parent / "curves.csv").write_text("round\n0\n")
+        raise error if isinstance(error, Exception) else TrainingDivergedError("Training diverged at round 4: the loss align became nan")
+
+    monkeypatch.setattr(DataFreeMethod, "fit", broken_fit)
+    res = invoke(results, "--method", "dfsbir", "--force", *_sets())
+    assert res.exit_code != 0
+    assert _snapshot(results) == before  # nothing lost, nothing half-written, no staging folder left
+    assert not list(results.rglob("*.rerun"))
+
+
+def test_a_forced_rerun_that_completes_replaces_the_record_and_its_files(tmp_path):
+    results = tmp_path / "results"
+    assert invoke(results, "--method", "dfsbir", *_sets()).exit_code == 0
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    run_dir = path.parent / rec["run_id"]
+    (run_dir / "stale.txt").write_text("from the completed run")
+    again = invoke(results, "--method", "dfsbir", "--force", *_sets())
+    assert again.exit_code == 0, again.output
+    new = json.loads(path.read_text())
+    assert new["status"] == "completed" and new["started_at"] >= rec["started_at"]
+    assert new["metrics"] == rec["metrics"]  # cpu runs are deterministic
+    assert not (run_dir / "stale.txt").exists() and (run_dir / "curves.csv").is_file()
+    assert [p.name for p in path.parent.iterdir() if p.is_dir()] == [rec["run_id"]]  # no staging or replaced folder
+
+
+def test_a_failed_forced_rerun_in_a_suite_keeps_the_completed_record(tmp_path, monkeypatch):
+    """In a grid, a forced rerun that fails (here: bad input raised while the run starts) is reported
+    as failed and the completed record stays."""
+    from dfbench.api.errors import DataError
+    from dfbench.train.engine import DataFreeMethod
+
+    (tmp_path / "s.yaml").write_text(
+        "profile: smoke\nseeds: [0]\ndatasets: [shapes]\nmethods: [dfsbir]\n"
+        "set:\n  data.options.train_per_class: 24\n  data.options.test_per_class: 12\n"
+    )
+    results = tmp_path / "r"
+    bench = ["bench", str(tmp_path / "s.yaml"), "--quiet", "--results", str(results), "--device", "cpu"]
+    assert CliRunner().invoke(cli, bench).exit_code == 0
+    before = _snapshot(results)
+
+    def broken_fit(self, ctx):
+        raise DataError("the data went away")
+
+    monkeypatch.setattr(DataFreeMethod, "fit", broken_fit)
+    res = CliRunner().invoke(cli, [*bench, "--force"])
+    assert res.exit_code == 1 and "0 completed, 0 skipped, 1 failed" in res.output, res.output
+    assert _snapshot(results) == before
+
+
 # -- Ctrl-C and concurrent runs (real processes) ------------------------------------------------
 
 RESUMABLE = ["params.rounds=40", "params.log_every=4", "checkpoint_every=4"]

@@ -292,16 +292,23 @@ def execute_resolved(cfg: dict, method, req: RunRequest, reporter: Reporter, pla
     if is_completed(existing) and not req.force:
         return RunOutcome(existing, plan.path, skipped=True)
     cache_dir = preflight(req, plan.path, plan.artifacts)
-    return _Run(plan, method, req, reporter, cache_dir).execute()
+    return _Run(plan, method, req, reporter, cache_dir, replaces=is_completed(existing)).execute()
 
 
 class _Run:
-    """One run's phases (data, teachers, training, evaluation), each timed into its record."""
+    """One run's phases (data, teachers, training, evaluation), each timed into its record.
 
-    def __init__(self, plan: RunPlan, method, req: RunRequest, reporter: Reporter, cache_dir: Path):
+    A forced rerun over a completed record (``replaces``) writes its files to a staging folder beside
+    the completed run's and swaps them in only once it has completed: a rerun that fails or is
+    interrupted leaves the completed record and its files exactly as they were."""
+
+    def __init__(self, plan: RunPlan, method, req: RunRequest, reporter: Reporter, cache_dir: Path, replaces: bool = False):
         from dfbench.train.reproducibility import choose_device
 
         self.plan, self.method, self.req, self.reporter, self.cache_dir = plan, method, req, reporter, cache_dir
+        self.replaces = replaces
+        #: where this run writes its files (the run folder, or its staging folder when it replaces a completed run)
+        self.art = staging_dir(plan.artifacts) if replaces else plan.artifacts
         self.cfg = plan.cfg
         from dfbench.train.perf import Perf
 
@@ -380,8 +387,8 @@ class _Run:
             benchmark = load_benchmark(self.cfg, self.cache_dir)
         self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
         self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,
-                              reporter=self.reporter, artifacts_dir=self.plan.artifacts)
-        self.ctx.checkpointer = Checkpointer(self.plan.artifacts / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"])
+                              reporter=self.reporter, artifacts_dir=self.art)
+        self.ctx.checkpointer = Checkpointer(self.art / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"])
 
     def load_teachers(self) -> None:
         from dfbench.api.plugins import registry
@@ -406,7 +413,7 @@ class _Run:
     def evaluate(self, embedder) -> None:
         from dfbench.train.evaluation import evaluate_embedder
 
-        ctx, record, art = self.ctx, self.record, self.plan.artifacts
+        ctx, record, art = self.ctx, self.record, self.art
         embeddings: dict = {}
         with self.phase("eval"):
             metrics = evaluate_embedder(embedder, ctx.benchmark, self.device, int(self.cfg["eval"]["batch_size"]), self.reporter, keep=embeddings)
@@ -432,9 +439,11 @@ class _Run:
     def finish(self) -> RunOutcome:
         self.record["timing"]["total"] = round(time.perf_counter() - self.t_start, 3)
         self.record["finished_at"] = now()
-        if dist.is_main():
-            write_record(self.plan.path, self.record)
         self.ctx.checkpointer.remove()  # the record is the result now (rank 0 only)
+        if dist.is_main():
+            if self.replaces:  # the completed run's files give way to this run's, then its record
+                _swap_in(self.art, self.plan.artifacts)
+            write_record(self.plan.path, self.record)
         dist.barrier()  # every rank returns once the record exists
         return RunOutcome(self.record, self.plan.path)
 
@@ -449,8 +458,16 @@ class _Run:
         return RunInterrupted(exc, ckpt.path if ckpt.resumable else None, ckpt.last_round, ckpt.every)
 
     def fail(self, exc: BaseException, tb: str | None = None) -> None:
-        """Record a run that failed after its data loaded (rank 0); earlier failures leave nothing."""
+        """Record a run that failed after its data loaded (rank 0); earlier failures leave nothing.
+        A rerun that would replace a completed run records nothing and removes its staging folder: the
+        completed record and its files stay as they were, and the failure reaches the caller."""
         if self.ctx is None or not dist.is_main():
+            return
+        if self.replaces:
+            import shutil
+
+            shutil.rmtree(self.art, ignore_errors=True)
+            self.reporter.log(f"the rerun failed; the completed record {self.plan.path} and its files are kept")
             return
         record = self.record
         record["status"] = "failed"
@@ -460,10 +477,30 @@ class _Run:
         record["timing"]["total"] = round(time.perf_counter() - self.t_start, 3)
         record["finished_at"] = now()
         try:
-            _write_artifacts(self.plan.artifacts, self.ctx.benchmark, self.ctx)
+            _write_artifacts(self.art, self.ctx.benchmark, self.ctx)
         except Exception:
             pass
         write_record(self.plan.path, record)
+
+
+def staging_dir(art: Path) -> Path:
+    """Where a forced rerun of a completed run writes its files until it completes."""
+    return art.with_name(art.name + ".rerun")
+
+
+def _swap_in(staged: Path, art: Path) -> None:
+    """Replace the run folder ``art`` by ``staged`` (renames within one folder: the old files go only
+    once the new ones are in place)."""
+    import shutil
+
+    old = art.with_name(art.name + ".replaced")
+    if old.exists():
+        shutil.rmtree(old)
+    if art.exists():
+        art.rename(old)
+    staged.rename(art)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def _write_artifacts(art: Path, benchmark, ctx) -> None:
@@ -664,7 +701,10 @@ def _suite_item(item, req: RunRequest, dry_run: bool, reporter: Reporter, warned
     except OutputPathError:  # no record can be written either: stop the grid
         raise
     except Exception as exc:  # a failed run is recorded and the grid goes on
-        if (read_record(plan.path) or {}).get("status") != "failed":
+        existing = read_record(plan.path) or {}
+        if is_completed(existing):  # a forced rerun failed: the completed record stands
+            reporter.log(f"{plan.path} (completed) is kept: its rerun failed")
+        elif existing.get("status") != "failed":
             write_early_failure(cfg, req, exc)
         outcome = SuiteRun(item, "failed", plan.path, f"{type(exc).__name__}: {exc}")
         reporter.log(f"FAILED {outcome.name}: {outcome.error}")

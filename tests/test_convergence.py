@@ -100,6 +100,26 @@ def test_leaderboards_mark_a_synthesis_that_has_not_converged(tmp_path, pairs, c
     assert cell == f"{sum(pairs) / 2:.2f}" + (" (not converged)" if marked else "")
 
 
+def test_leaderboards_show_the_round_validation_selected_and_mark_an_untrained_choice(tmp_path):
+    """A row whose seeds all selected round 0 (the students before any training step) is a readout of
+    the starting point, not of data-free training: the leaderboard says so, seed by seed."""
+    from dfbench.app import leaderboard as lb
+    from test_first_hour import _record, _write
+
+    picks = {"dfsbir-plus": (0, 0), "dfsbir": (100, 300)}
+    for method, rounds in picks.items():
+        for s, r in enumerate(rounds):
+            _write(tmp_path, {**_record(method, s, 0.3), "selection": {"select": "best-val", "split": "val", "round": r, "rounds": 400}})
+    _write(tmp_path, _record("classifier-only", 0, 0.5))
+    text = lb.render(lb.load_records(tmp_path))["shapes.md"]
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")] for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    col = rows["method"].index("selected round (val)")
+    assert rows["dfsbir-plus"][col] == "0 · 0 of 400 (untrained)"
+    assert rows["dfsbir"][col] == "100 · 300 of 400"
+    assert rows["classifier-only"][col] == "-"  # trains nothing, selects nothing
+    assert lb.selected_cell(([0, 100], 400)) == "0 · 100 of 400"  # one seed trained: not marked
+
+
 def test_every_row_names_its_teachers_and_readout(tmp_path):
     """Rows compare like with like only when they share teachers and readout: each row says both
     (the teachers from the roles the run loaded, the readout from its config)."""

@@ -111,12 +111,16 @@ def records_frame(records: list[dict]):
             # the compute a data-free run spent (teacher image passes) and its validation mAP along the way
             "teacher_images": (r.get("budget") or {}).get("teacher_images"),
             **{f"anytime_{i}": v for i, v in enumerate(anytime(r))},
+            # the training round validation chose (params.select) and the rounds the run trained:
+            # round 0 is the students before any training step on synthesised pairs
+            "selected_round": (r.get("selection") or {}).get("round"),
+            "rounds": (r.get("selection") or {}).get("rounds"),
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
         rows.append(row)
     columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "class_coverage", "teachers", "teacher_run", "teacher_config", "readout", "space",
-               "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), *METRIC_KEYS]
+               "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), "selected_round", "rounds", *METRIC_KEYS]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -264,9 +268,22 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
     for i in range(len(BUDGET_FRACTIONS)):
         col = done[f"anytime_{i}"].dropna().astype(float) if n and f"anytime_{i}" in done else []
         row[f"anytime_{i}"] = float(col.mean()) if len(col) == n and n else None
+    picked = done.sort_values("seed")[["selected_round", "rounds"]].dropna() if n and "selected_round" in done else []
+    # each seed's round chosen on validation, and of how many (every seed selected, else unknown)
+    row["selected_rounds"] = ([int(v) for v in picked["selected_round"]], int(picked["rounds"].max())) if len(picked) == n and n else None
     row["artifacts"] = done["artifacts"].iloc[0] if n else None
     row["pictures"] = done["pictures"].iloc[0] if n else ""
     return row
+
+
+def selected_cell(selected) -> str:
+    """The leaderboard cell of a row's validation-selected rounds, seed by seed: ``0 · 0 · 0 of 400
+    (untrained)`` says that no training round beat the students' start on validation on any seed."""
+    if not selected:
+        return "-"
+    picked, rounds = selected
+    untrained = " (untrained)" if picked and all(p == 0 for p in picked) else ""
+    return f"{' · '.join(map(str, picked))} of {rounds}{untrained}"
 
 
 def _markdown(frame) -> str:
@@ -383,6 +400,8 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             rows[-1]["budget (teacher images)"] = f"{spent / 1e3:.0f}k" if _known(spent) and not real else "-"
             cells = [r.get(f"anytime_{i}") for i in range(len(BUDGET_FRACTIONS))]
             rows[-1]["val mAP@all at ¼ · ½ · 1 budget"] = " · ".join(f"{v:.3f}" if _known(v) else "-" for v in cells)
+        if "selected_rounds" in s.columns and s["selected_rounds"].notna().any():  # only tables with a row that selected on validation
+            rows[-1]["selected round (val)"] = selected_cell(r.get("selected_rounds"))
         if "_delta" in s.columns:
             d = r["_delta"]
             rows[-1] = {**{k: v for k, v in rows[-1].items() if k in ("rank", "method", "mAP@all")},
@@ -459,7 +478,9 @@ DATA_FREE_COLUMNS = (
     " Data-free rows also show their synthesis (`pair agreement`: the share of the last synthesised pairs the "
     "teachers label alike; a row trained on real pairs shows the same measure on its last real pairs, marked `(real pairs)`; a synthesis is *not converged* unless on every seed at least 90% of its pairs agree and every class is synthesised, docs/protocol.md), their compute (`budget`: teacher image passes) and their validation mAP@all at a "
     "quarter, half and all of the budget (the last evaluation within it; `-`: none yet, as when a synthesis "
-    "warm-up spends the start of the budget before the encoders train)."
+    "warm-up spends the start of the budget before the encoders train). `selected round (val)`: the "
+    "training round each seed's validation mAP@all chose, of the rounds it trained (`params.select: best-val`); "
+    "round 0 is the students before any training step, so `(untrained)` says training never beat its start."
 )
 
 

@@ -2,8 +2,11 @@
 
 The protocol suites run every record at one torch thread (``perf.threads: 1``), so a run's wall
 time bounds the CPU time it used from above (more when several runs shared the cores, as the
-committed ones did: three runs on two cores). The issue's target for the qd-cifar10 suite is about
-8 CPU-hours for every method and three seeds.
+committed ones did: two or three runs on two cores). Records made since 2026-12-06 also carry the
+CPU time the run's process used (``timing.cpu``); the CPU column sums it where every completed
+record of a row has it. The issue's target for the qd-cifar10 suite is about 8 CPU-hours for every
+method and three seeds: the last line also sums one row per method (the method's first row in the
+suite, the one its other rows vary).
 
     python benchmarks/suite_cost.py qd-cifar10 [--results leaderboards/records]
 
@@ -32,13 +35,14 @@ def main(argv=None) -> None:
 
     rows: dict[str, dict] = {}
     for run in result.runs:
-        row = rows.setdefault(run.item.label, {"method": run.item.method, "total": [], "train": [], "todo": 0, "budget": False})
+        row = rows.setdefault(run.item.label, {"method": run.item.method, "total": [], "train": [], "cpu": [], "todo": 0, "budget": False})
         record = run.record() or {}
         row["budget"] = row["budget"] or "params.budget" in str(run.item.overrides)
         if record.get("status") == "completed":
             timing = record.get("timing") or {}
             row["total"].append(float(timing.get("total", 0.0)))
             row["train"].append(float(timing.get("train", 0.0)))
+            row["cpu"].append(timing.get("cpu"))
         else:
             row["todo"] += 1
 
@@ -46,10 +50,11 @@ def main(argv=None) -> None:
     by_method: dict[str, list] = {}
     for row in rows.values():
         by_method.setdefault(row["method"], []).extend(row["total"])
-    print(f"| {result.suite.name} row | seeds done | train s/run | total s/run | hours so far | hours to do |")
-    print("|---|---|---|---|---|---|")
+    print(f"| {result.suite.name} row | seeds done | train s/run | total s/run | hours so far | hours to do | CPU hours so far |")
+    print("|---|---|---|---|---|---|---|")
     done_h = todo_h = 0.0
     unknown = 0
+    first_of_method: dict[str, float] = {}  # method -> its first row's hours, done and to do
     for label, row in rows.items():
         # the row's own mean, else its method's; the data-free rows' mean stands in only for a row that
         # spends the same budget (a row without one, such as avg-weights, may train nothing at all)
@@ -68,12 +73,15 @@ def main(argv=None) -> None:
             f"{mean(row['total']):.0f}" if row["total"] else "-",
             f"{hours:.2f}",
             "-" if not row["todo"] else ("?" if todo is None else f"~{todo:.2f}"),
+            f"{sum(row['cpu']) / 3600:.2f}" if row["cpu"] and None not in row["cpu"] else "-",
         )
+        first_of_method.setdefault(row["method"], hours + (todo or 0.0))
         print(f"| {label} | " + " | ".join(cells) + " |")
     print(f"\n{result.suite.name}: {done_h:.2f} h of wall time in {sum(len(r['total']) for r in rows.values())} "
           f"completed runs; about {todo_h:.2f} h for the {sum(r['todo'] for r in rows.values())} still to do"
           + (f" ({unknown} of them with no estimate)" if unknown else "")
-          + f"; about {done_h + todo_h:.1f} h in all, at one thread per run (an upper bound on CPU-hours).")
+          + f"; about {done_h + todo_h:.1f} h in all, at one thread per run (an upper bound on CPU-hours)."
+          + f" One row per method ({len(first_of_method)} methods): about {sum(first_of_method.values()):.1f} h.")
 
 
 if __name__ == "__main__":

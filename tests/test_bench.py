@@ -298,4 +298,15 @@ def test_suite_cost_sums_the_records_wall_times(shared_data, capsys):
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1] == f"{len(done)}/3"
     assert float(cells[4]) == pytest.approx(sum(r["timing"]["total"] for r in done.values()) / 3600, abs=0.006)
-    assert "an upper bound on CPU-hours" in out.splitlines()[-1]
+    last = out.splitlines()[-1]
+    assert "an upper bound on CPU-hours" in last
+    # one row per method: the method's first row, so dfsbir counts its (proxy) row and not its variants
+    first = {}
+    for l in out.splitlines()[2:]:
+        if l.startswith("| ") and "|---" not in l:
+            c = [x.strip() for x in l.strip("|").split("|")]
+            method = c[0].split(" (")[0]
+            todo = 0.0 if c[5] in ("-", "?") else float(c[5].lstrip("~"))
+            first.setdefault(method, float(c[4]) + todo)
+    per_method = float(last.split("One row per method")[1].split("about ")[1].split(" h")[0])
+    assert per_method == pytest.approx(sum(first.values()), abs=0.1)

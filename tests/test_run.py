@@ -46,7 +46,8 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert rec["config"]["params"]["weights"]["adversarial"] == 1.0
     assert set(rec["teachers"]) == {"unified", "modality"}
     assert 0.0 <= rec["teachers"]["unified"]["accuracy"]["all"] <= 1.0
-    assert {"data", "teachers", "train", "eval", "total"} <= set(rec["timing"])
+    assert {"data", "teachers", "train", "eval", "total", "cpu"} <= set(rec["timing"])
+    assert 0.0 < rec["timing"]["cpu"]  # the process's CPU seconds, what a CPU-hour budget counts
     assert rec["env"]["torch"] and rec["env"]["device"] == "cpu"
     assert rec["started_at"] and rec["finished_at"]
     curves = (path.parent / rec["run_id"] / "curves.csv").read_text().splitlines()

@@ -23,6 +23,7 @@ PAIRS = (
     ("supervised (proxy)", "classifier-only (probs)", "headroom: the same encoders and loss on real pairs"),
     ("supervised (raw)", "classifier-only (features)", "headroom in embedding space"),
     ("dfsbir (proxy, unified teacher)", "classifier-only (probs, unified teacher)", "the unified teacher (the release's variant)"),
+    ("dfsbir-plus (proxy, unified teacher)", "classifier-only (probs, unified teacher)", "dfbench's recipe with the unified teacher"),
     ("supervised (proxy, unified teacher)", "classifier-only (probs, unified teacher)", "headroom with the unified teacher"),
 )
 

@@ -133,6 +133,24 @@ def teacher_strength(results: Path) -> None:
 
 
 
+#: seeds a fidelity row needs before validation may prefer one value
+FIDELITY_SEEDS = 3
+
+
+def fidelity_call(deltas: list[float]) -> str:
+    """What validation says of one difference from the release, from its per-seed differences
+    (release − cpu, validation mAP@all, paired by seed): a value is preferred only when it is better
+    on every seed, of at least :data:`FIDELITY_SEEDS`; seeds that disagree are a tie at this scale,
+    whatever the sign of their mean (with 3 seeds the mean of a split vote is seed noise)."""
+    if len(deltas) < FIDELITY_SEEDS:
+        return f"undecided ({len(deltas)} of {FIDELITY_SEEDS} seeds)"
+    if all(d > 0 for d in deltas):
+        return "the release's value"
+    if all(d < 0 for d in deltas):
+        return "the cpu value"
+    return "no difference (seeds disagree)"
+
+
 def fidelity(results: Path) -> None:
     """benchmarks/fidelity.yaml: each of dfsbir's cpu values against the release's, read on the
     validation split only (the value its selected round scored: ``selection.value``), never on test."""
@@ -159,7 +177,7 @@ def fidelity(results: Path) -> None:
             continue
         deltas = [values[s] - base[s] for s in seeds]
         better = sum(d > 0 for d in deltas)
-        verdict = "the release's value" if mean(deltas) > 0 else "the cpu value"
+        verdict = fidelity_call(deltas)
         lines.append(f"| {label} | {len(seeds)} | {mean(base[s] for s in seeds):.4f} | {mean(values[s] for s in seeds):.4f} | "
                      f"{mean(deltas):+.4f} | {' '.join(f'{d:+.4f}' for d in deltas)} | {better}/{len(seeds)} | {verdict} |")
     print("## fidelity (qd-cifar10)\n")

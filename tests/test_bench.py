@@ -287,6 +287,16 @@ def test_verdict_prints_the_mean_paired_difference_of_the_committed_records(caps
     assert "Every other data-free row against `classifier-only (probs)`" in out or "Other rows not yet measured" in out
 
 
+@pytest.mark.parametrize("deltas, call", [
+    ([+0.01, +0.02, +0.001], "the release's value"),
+    ([-0.06, -0.05, -0.07], "the cpu value"),
+    ([+0.014, +0.013, -0.005], "no difference (seeds disagree)"),  # a positive mean is not a preference
+    ([+0.02, +0.03], "undecided (2 of 3 seeds)"),
+])
+def test_a_fidelity_value_is_preferred_only_when_every_seed_agrees(deltas, call):
+    assert _script("verdict").fidelity_call(deltas) == call
+
+
 def test_suite_cost_sums_the_records_wall_times(shared_data, capsys):
     """benchmarks/suite_cost.py: a row's seeds done and hours are those of its committed records."""
     done = _committed("qd-cifar10", "dfsbir (proxy)")

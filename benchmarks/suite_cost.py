@@ -3,8 +3,8 @@
 The protocol suites run every record at one torch thread (``perf.threads: 1``), so a run's wall
 time bounds the CPU time it used from above (more when several runs shared the cores, as the
 committed ones did: two or three runs on two cores). Records made since 2026-12-06 also carry the
-CPU time the run's process used (``timing.cpu``); the CPU column sums it where every completed
-record of a row has it. The issue's target for the qd-cifar10 suite is about 8 CPU-hours for every
+CPU time the run's process used (``timing.cpu``); the CPU column sums it (naming how many of the
+row's runs carry it when not all do), and a line compares it with the same runs' wall time. The issue's target for the qd-cifar10 suite is about 8 CPU-hours for every
 method and three seeds: the last line also sums one row per method (the method's first row in the
 suite, the one its other rows vary).
 
@@ -73,15 +73,29 @@ def main(argv=None) -> None:
             f"{mean(row['total']):.0f}" if row["total"] else "-",
             f"{hours:.2f}",
             "-" if not row["todo"] else ("?" if todo is None else f"~{todo:.2f}"),
-            f"{sum(row['cpu']) / 3600:.2f}" if row["cpu"] and None not in row["cpu"] else "-",
+            _cpu_cell(row["cpu"]),
         )
         first_of_method.setdefault(row["method"], hours + (todo or 0.0))
         print(f"| {label} | " + " | ".join(cells) + " |")
+    both = [(c, w) for row in rows.values() for c, w in zip(row["cpu"], row["total"]) if c is not None]
+    if both:
+        cpu_s, wall_s = sum(c for c, _ in both), sum(w for _, w in both)
+        print(f"\nCPU time where records carry it ({len(both)} runs): {cpu_s / 3600:.2f} h against "
+              f"{wall_s / 3600:.2f} h of their wall time (CPU / wall = {cpu_s / wall_s:.2f}).")
     print(f"\n{result.suite.name}: {done_h:.2f} h of wall time in {sum(len(r['total']) for r in rows.values())} "
           f"completed runs; about {todo_h:.2f} h for the {sum(r['todo'] for r in rows.values())} still to do"
           + (f" ({unknown} of them with no estimate)" if unknown else "")
           + f"; about {done_h + todo_h:.1f} h in all, at one thread per run (an upper bound on CPU-hours)."
           + f" One row per method ({len(first_of_method)} methods): about {sum(first_of_method.values()):.1f} h.")
+
+
+def _cpu_cell(cpu: list) -> str:
+    """The row's CPU hours from the records that carry ``timing.cpu``; "(k/n runs)" when only some do."""
+    known = [c for c in cpu if c is not None]
+    if not known:
+        return "-"
+    hours = f"{sum(known) / 3600:.2f}"
+    return hours if len(known) == len(cpu) else f"{hours} ({len(known)}/{len(cpu)} runs)"
 
 
 if __name__ == "__main__":

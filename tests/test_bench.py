@@ -297,6 +297,13 @@ def test_a_fidelity_value_is_preferred_only_when_every_seed_agrees(deltas, call)
     assert _script("verdict").fidelity_call(deltas) == call
 
 
+def test_suite_cost_names_rows_whose_records_carry_cpu_time_only_in_part():
+    cell = _script("suite_cost")._cpu_cell
+    assert cell([None, None]) == "-"
+    assert cell([3600.0, 1800.0]) == "1.50"
+    assert cell([3600.0, None, 1800.0]) == "1.50 (2/3 runs)"
+
+
 def test_suite_cost_sums_the_records_wall_times(shared_data, capsys):
     """benchmarks/suite_cost.py: a row's seeds done and hours are those of its committed records."""
     done = _committed("qd-cifar10", "dfsbir (proxy)")

@@ -10,6 +10,9 @@ suite, the one its other rows vary).
 
     python benchmarks/suite_cost.py qd-cifar10 [--results leaderboards/records]
 
+Wall time depends on what else shared the cores: a second estimate takes every run of a row at
+that row's fastest run.
+
 Prints one markdown row per suite row: seeds done, mean wall seconds per run (train phase and the
 whole run), the row's hours so far, and an estimate for its missing seeds (the row's own mean, else its
 method's in the suite, else, for a row on the data-free budget, the mean over the budget rows; a row
@@ -55,6 +58,7 @@ def main(argv=None) -> None:
     done_h = todo_h = 0.0
     unknown = 0
     first_of_method: dict[str, float] = {}  # method -> its first row's hours, done and to do
+    fastest_h, fastest_first = 0.0, {}
     for label, row in rows.items():
         # the row's own mean, else its method's; the data-free rows' mean stands in only for a row that
         # spends the same budget (a row without one, such as avg-weights, may train nothing at all)
@@ -76,12 +80,20 @@ def main(argv=None) -> None:
             _cpu_cell(row["cpu"]),
         )
         first_of_method.setdefault(row["method"], hours + (todo or 0.0))
+        if row["total"]:  # every seed at the row's fastest run: the cost with less contention
+            n = len(row["total"]) + row["todo"]
+            fastest_h += n * min(row["total"]) / 3600
+            fastest_first.setdefault(row["method"], n * min(row["total"]) / 3600)
         print(f"| {label} | " + " | ".join(cells) + " |")
     both = [(c, w) for row in rows.values() for c, w in zip(row["cpu"], row["total"]) if c is not None]
     if both:
         cpu_s, wall_s = sum(c for c, _ in both), sum(w for _, w in both)
         print(f"\nCPU time where records carry it ({len(both)} runs): {cpu_s / 3600:.2f} h against "
               f"{wall_s / 3600:.2f} h of their wall time (CPU / wall = {cpu_s / wall_s:.2f}).")
+    if fastest_h:
+        print(f"\nEvery run at its row's fastest run (runs that shared the cores with fewer others): about "
+              f"{fastest_h:.1f} h; one row per method ({len(fastest_first)} methods with a record): about "
+              f"{sum(fastest_first.values()):.1f} h.")
     print(f"\n{result.suite.name}: {done_h:.2f} h of wall time in {sum(len(r['total']) for r in rows.values())} "
           f"completed runs; about {todo_h:.2f} h for the {sum(r['todo'] for r in rows.values())} still to do"
           + (f" ({unknown} of them with no estimate)" if unknown else "")

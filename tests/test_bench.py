@@ -327,3 +327,6 @@ def test_suite_cost_sums_the_records_wall_times(shared_data, capsys):
             first.setdefault(method, float(c[4]) + todo)
     per_method = float(last.split("One row per method")[1].split("about ")[1].split(" h")[0])
     assert per_method == pytest.approx(sum(first.values()), abs=0.1)
+    # every run at its row's fastest: never above the sum of the runs done and to do
+    fastest = next(l for l in out.splitlines() if l.startswith("Every run at its row's fastest run"))
+    assert float(fastest.split("about ")[1].split(" h")[0]) <= float(last.split(" h in all")[0].split("about ")[-1]) + 0.05

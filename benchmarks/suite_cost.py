@@ -4,9 +4,10 @@ The protocol suites run every record at one torch thread (``perf.threads: 1``), 
 time bounds the CPU time it used from above (more when several runs shared the cores, as the
 committed ones did: two or three runs on two cores). Records made since 2026-12-06 also carry the
 CPU time the run's process used (``timing.cpu``); the CPU column sums it (naming how many of the
-row's runs carry it when not all do), and a line compares it with the same runs' wall time. The issue's target for the qd-cifar10 suite is about 8 CPU-hours for every
-method and three seeds: the last line also sums one row per method (the method's first row in the
-suite, the one its other rows vary).
+row's runs carry it when not all do), and a line compares it with the same runs' wall time. The
+issue's target for the qd-cifar10 suite is about 8 CPU-hours for every method and three seeds: the
+last line also sums one row per method (the method's first row in the suite, the one its other
+rows vary).
 
     python benchmarks/suite_cost.py qd-cifar10 [--results leaderboards/records]
 

@@ -48,3 +48,8 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 class OutputPathError(DfbenchError):
     """A folder dfbench must write to is a file, read-only or otherwise unusable."""
+
+
+class UnsafeNameError(DfbenchError):
+    """A name that would become a path (a record's dataset or method, a suite, a component) is not
+    a single safe path component (:func:`dfbench.api.fileio.safe_component`)."""

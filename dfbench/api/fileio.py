@@ -93,3 +93,83 @@ def check_writable_dir(path: str | Path, what: str, option: str) -> None:
         raise OutputPathError(
             f"The {what} {path} is not writable{where}: {exc.strerror or exc}. {fix}"
         ) from None
+
+
+#: names a results folder or leaderboard already uses for files of its own: a record, a plugin or a
+#: suite may not take them (``"dataset": "README"`` would overwrite the leaderboards' overview)
+RESERVED_NAMES = frozenset({"readme", "index", "con", "prn", "aux", "nul", *(f"{d}{i}" for d in ("com", "lpt") for i in range(1, 10))})
+#: characters no name that becomes a file or folder may hold: separators, and what Windows refuses
+_FORBIDDEN = frozenset('/\\:*?"<>|')
+MAX_NAME = 100
+
+
+def name_problem(name) -> str | None:
+    """Why ``name`` cannot be one component of a path dfbench writes or reads (None: it can).
+
+    A safe name is a non-empty string of at most :data:`MAX_NAME` characters, printable, without a
+    path separator or any of ``:*?"<>|``, not ``.``/``..``, not starting with a dot (a hidden file,
+    or a way up) or a dash, not ending with a dot or a space, and none of :data:`RESERVED_NAMES`
+    (any case, with or without an extension)."""
+    import unicodedata
+
+    if not isinstance(name, str):
+        return f"it is not a string (found the {type(name).__name__} {name!r})"
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME:
+        return f"it is {len(name)} characters long (at most {MAX_NAME})"
+    bad = sorted({c for c in name if c in _FORBIDDEN or c == os.sep or (os.altsep and c == os.altsep)})
+    if bad:
+        return f"it holds {' '.join(repr(c) for c in bad)} (a path separator or a character file names may not hold)"
+    control = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (c.isspace() and c != " ")]
+    if control:
+        return f"it holds the control or invisible character {control[0]!r}"
+    if name in (".", ".."):
+        return "it is a way up or the folder itself, not a name"
+    if name.startswith("."):
+        return "it starts with a dot (a hidden file)"
+    if name.startswith("-"):
+        return "it starts with a dash (it would read as a command-line option)"
+    if name != name.strip() or name.endswith("."):
+        return "it starts or ends with a space, or ends with a dot"
+    if name.split(".")[0].lower() in RESERVED_NAMES:
+        return f"{name.split('.')[0]!r} is reserved (README is the leaderboards' overview page; CON, NUL, ... are devices on Windows)"
+    return None
+
+
+def safe_component(name, what: str) -> str:
+    """``name`` when it is safe as one path component (:func:`name_problem`), else raise
+    :class:`dfbench.api.errors.UnsafeNameError` naming ``what`` it is (e.g. "the record's dataset")."""
+    from dfbench.api.errors import UnsafeNameError
+
+    problem = name_problem(name)
+    if problem is not None:
+        shown = name if isinstance(name, str) else repr(name)
+        raise UnsafeNameError(
+            f"{what[:1].upper()}{what[1:]} {ascii(shown)} cannot name a file or folder: {problem}. A name must be a "
+            "single path component: letters, digits and '-', '_', '.', '+', spaces or parentheses, with no path "
+            "separator, no '..', no leading dot."
+        )
+    return name
+
+
+def safe_relative(path, what: str) -> Path:
+    """``path`` (a string such as a record's ``artifacts``, ``dataset/method/run_id``) as a relative
+    :class:`Path` whose every part is a safe name (:func:`safe_component`): never absolute, never up."""
+    if not isinstance(path, str) or not path:
+        safe_component(path, what)  # raises: not a string, or empty
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "\\")) or (len(parts[0]) >= 2 and parts[0][1] == ":"):
+        from dfbench.api.errors import UnsafeNameError
+
+        raise UnsafeNameError(f"{what[:1].upper()}{what[1:]} {ascii(path)} is an absolute path; it must be relative to its results folder.")
+    for part in parts:
+        problem = name_problem(part)
+        if problem is not None:
+            from dfbench.api.errors import UnsafeNameError
+
+            raise UnsafeNameError(
+                f"{what[:1].upper()}{what[1:]} {ascii(path)} has the part {ascii(part)}, which cannot name a file or "
+                f"folder: {problem}. It must be a relative path inside its results folder."
+            )
+    return Path(*parts)

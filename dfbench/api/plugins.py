@@ -5,8 +5,9 @@ declared in its own ``pyproject.toml`` the same way, so they go through the publ
 point is loaded in its own ``try``: a plugin that fails to import (or fails while registering) is
 reported by ``dfbench plugins`` and as a warning, and everything else keeps working.
 
-``DFBENCH_LOAD_PLUGINS=a,b`` loads the built-ins and only the named third-party entry points;
-``DFBENCH_LOAD_PLUGINS=`` (set but empty) loads the built-ins only.
+``DFBENCH_LOAD_PLUGINS=a,b`` loads the built-ins and only the named third-party plugins (entry-point
+or distribution names, :func:`selected_by_env`); ``DFBENCH_LOAD_PLUGINS=`` (set but empty) loads the
+built-ins only.
 
 Plugins are code the user chose to install, but no plugin can take the tool over: built-ins load
 and register first, and a third-party entry point or component that reuses a built-in's name is
@@ -17,18 +18,21 @@ registering is isolated like one that raises an ``Exception`` (docs/security.md)
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from dfbench.api import hookspecs
-from dfbench.api.registry import KINDS, DefaultError, DuplicateNameError, Registry, make_register
+from dfbench.api.registry import KINDS, BadNameError, DefaultError, DuplicateNameError, Registry, make_register
 
 ENTRY_POINT_GROUP = "dfbench"
 BUILTIN_DISTRIBUTION = "dfbench"
@@ -71,14 +75,14 @@ class PluginSystem:
 
     # -- discovery ------------------------------------------------------------------------------
     def _load_entry_points(self) -> None:
-        wanted = os.environ.get("DFBENCH_LOAD_PLUGINS")
-        allowed = None if wanted is None else {p.strip() for p in wanted.split(",") if p.strip()}
         # built-ins first: a third-party entry point can never take a built-in's name
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not _is_builtin(e), e.name)):
-            dist = getattr(ep, "dist", None)
+        for ep, dist in sorted(_entry_points(), key=lambda pair: (not _is_builtin_dist(pair[1]), pair[0].name)):
             dist_name = dist.metadata["Name"] if dist is not None else None
-            builtin = dist_name == BUILTIN_DISTRIBUTION
-            if allowed is not None and not builtin and ep.name not in allowed:
+            builtin = _is_builtin_dist(dist)
+            if not builtin and not selected_by_env(ep.name, dist_name):
+                continue
+            if not builtin and _normalise(dist_name or "") == BUILTIN_DISTRIBUTION:  # posing as dfbench
+                self._reject_impostor(ep, dist)
                 continue
             info = PluginInfo(
                 name=ep.name,
@@ -92,13 +96,43 @@ class PluginSystem:
                     self._reject_entry_point(info, self.info[ep.name])
                 continue  # the same entry point seen twice (a path listed twice)
             self.info[ep.name] = info
+            malformed = _malformed(ep)
+            if malformed is not None:
+                info.error = malformed
+                continue
             try:
                 module = ep.load()
+            except KeyboardInterrupt:
+                raise
+            except (ImportError, AttributeError) as exc:
+                info.error = (f"its entry point '{ep.name} = {ep.value}' could not be loaded ({type(exc).__name__}: {exc}). "
+                              "Install what it imports, or fix the entry point in its package's metadata.")
+                continue
+            except BaseException as exc:  # a broken plugin (sys.exit included) is reported, never fatal
+                info.error = _describe(exc)
+                continue
+            hookless = _hookless(ep, module)
+            if hookless is not None:
+                info.error = hookless
+                continue
+            try:
                 self.pm.register(module, name=ep.name)
             except KeyboardInterrupt:
                 raise
-            except BaseException as exc:  # a broken plugin (sys.exit included) is reported, never fatal
+            except BaseException as exc:
                 info.error = _describe(exc)
+
+    def _reject_impostor(self, ep, dist) -> None:
+        """Report an entry point of a distribution named like dfbench that is not the dfbench being
+        run (it is not imported, and never counts as built in)."""
+        where = _dist_location(dist)
+        name = f"{ep.name} ({dist.metadata['Name']} at {where})"
+        self.info[name] = PluginInfo(
+            name=name, module=ep.value, distribution=dist.metadata["Name"], version=dist.version, builtin=False,
+            error=(f"its distribution is named '{dist.metadata['Name']}' like dfbench itself, but it is not the dfbench "
+                   f"being run (that one is installed from {package_location()}); its entry point was not loaded. "
+                   f"Remove {where} (a stray or posing install), or give the distribution its own name."),
+        )
 
     def _reject_entry_point(self, info: PluginInfo, holder: PluginInfo) -> None:
         """Report an entry point whose name is taken (it is not imported)."""
@@ -165,7 +199,7 @@ class PluginSystem:
                 kwargs = {"register": make_register(registry, plugin_name, builtin=info.builtin)}
                 try:
                     impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
-                except (DuplicateNameError, DefaultError) as exc:
+                except (DuplicateNameError, DefaultError, BadNameError) as exc:
                     info.error = f"while registering {kind}: {exc}"
                 except KeyboardInterrupt:
                     raise
@@ -213,9 +247,94 @@ class PluginSystem:
         return [i for i in self.info.values() if i.error]
 
 
-def _is_builtin(ep) -> bool:
-    dist = getattr(ep, "dist", None)
-    return dist is not None and dist.metadata["Name"] == BUILTIN_DISTRIBUTION
+def selected_by_env(entry_point: str, distribution: str | None) -> bool:
+    """Whether ``DFBENCH_LOAD_PLUGINS`` lets a third-party entry point load (built-ins always do).
+
+    Unset: every installed plugin. Otherwise a comma-separated list, each item an entry-point name
+    (``example``) or a distribution name (``dfbench-example``; compared normalised, as pip does:
+    case and runs of ``-_.`` do not matter); blanks around items are ignored; an empty value loads
+    the built-ins only."""
+    wanted = os.environ.get("DFBENCH_LOAD_PLUGINS")
+    if wanted is None:
+        return True
+    items = {_normalise(item) for item in wanted.split(",") if item.strip()}
+    return _normalise(entry_point) in items or (distribution is not None and _normalise(distribution) in items)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _malformed(ep) -> str | None:
+    """Why an entry point's value is not ``module`` or ``module:attribute`` (None: it is)."""
+    value = ep.value or ""
+    match = ep.pattern.match(value) if hasattr(ep, "pattern") else None
+    if match is None or not match.group("module"):
+        return (f"its entry point '{ep.name} = {value}' is malformed: the value must be 'module' or 'module:attribute' "
+                "(for example 'dfbench_myplugin'). Fix the [project.entry-points.dfbench] table of its package.")
+    return None
+
+
+def _hookless(ep, obj) -> str | None:
+    """Why the object an entry point names cannot be a plugin (None: it can): it is None, or it
+    defines no ``dfbench_*`` hook, so it would register nothing in silence."""
+    if obj is None:
+        return (f"its entry point '{ep.name} = {ep.value}' names None, not a module or object with dfbench hooks. "
+                "Point it at the module that holds the plugin's @hookimpl functions.")
+    hooks = [name for name in dir(obj) if name.startswith("dfbench_") and callable(getattr(obj, name, None))]
+    if not hooks:
+        kind = type(obj).__name__
+        return (f"its entry point '{ep.name} = {ep.value}' names a {kind} that defines no dfbench hook (dfbench_register_methods, "
+                "dfbench_register_datasets, ...), so it would register nothing. Point it at the module that holds the "
+                "plugin's @hookimpl functions.")
+    return None
+
+
+def _entry_points() -> list:
+    """(entry point, distribution) of the ``dfbench`` group, from every distribution on the path.
+    ``importlib.metadata.entry_points`` keeps only the first distribution of each name, so a
+    ``DFBench`` dist-info placed early on the path would hide dfbench's own entry points."""
+    out = []
+    for dist in metadata.distributions():
+        try:
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+        except Exception:  # an unreadable entry_points.txt is no plugin
+            continue
+        out += [(ep, dist) for ep in eps]
+    return out
+
+
+def package_location() -> str:
+    """Where the dfbench being run is (its package folder)."""
+    import dfbench
+
+    return str(Path(dfbench.__file__).resolve().parent)
+
+
+def _dist_location(dist) -> str:
+    path = getattr(dist, "_path", None)
+    return str(path) if path is not None else repr(dist)
+
+
+def _is_builtin_dist(dist) -> bool:
+    """Whether ``dist`` is the distribution of the dfbench being run: named dfbench, and its files
+    are this very package (a regular install) or it is an editable install of this checkout."""
+    if dist is None or _normalise(dist.metadata["Name"] or "") != BUILTIN_DISTRIBUTION:
+        return False
+    package = Path(package_location())
+    try:
+        if Path(dist.locate_file("dfbench/__init__.py")).resolve() == package / "__init__.py":
+            return True
+        direct = dist.read_text("direct_url.json")
+        if direct:
+            from urllib.parse import unquote, urlparse
+
+            url = json.loads(direct).get("url", "")
+            if url.startswith("file:") and Path(unquote(urlparse(url).path)).resolve() == package.parent:
+                return True
+    except (OSError, ValueError, TypeError):
+        pass
+    return False
 
 
 def component_origin(kind: str, name: str) -> dict:
@@ -230,6 +349,8 @@ def component_origin(kind: str, name: str) -> dict:
         "distribution": info.distribution if info else None,
         "version": info.version if info else None,
         "builtin": bool(info.builtin) if info else False,
+        # the module that implements it: a result names the code, not only the name it was registered under
+        "module": entry.target.partition(":")[0] if isinstance(entry.target, str) else getattr(entry.target, "__module__", None),
     }
 
 

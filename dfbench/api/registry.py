@@ -94,6 +94,18 @@ class DuplicateNameError(DfbenchError):
     pass
 
 
+class BadNameError(DfbenchError):
+    """A component name that is not a safe path component, or that poses as a built-in's name."""
+
+
+def _look(name: str) -> str:
+    """What a name looks like: case, width and separators folded (``DFSBIR``, ``df_sbir`` and
+    ``ｄｆｓｂｉｒ`` all look like ``dfsbir``)."""
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKC", name).casefold() if c.isalnum())
+
+
 class DefaultError(DfbenchError):
     """Two defaults of one kind, or none where a config needs one."""
 
@@ -116,6 +128,23 @@ class Registry:
                 f"Plugin '{plugin}' tried to register a {KIND_NOUN[self.kind]} without a name; "
                 "pass a non-empty string as the first argument of register()."
             )
+        from dfbench.api.fileio import name_problem
+
+        problem = name_problem(name)  # names become paths (records, run folders, leaderboard pages)
+        if problem is not None:
+            raise BadNameError(
+                f"Plugin '{plugin}' tried to register the {KIND_NOUN[self.kind]} {ascii(name)}, which is not a safe "
+                f"name: {problem}; it was rejected. Register it under a single path component without separators, "
+                "'..' or a leading dot (for example 'my-method')."
+            )
+        if not builtin and name not in self.builtin_names:
+            posing = [b for b in sorted(self.builtin_names) if _look(b) == _look(name)]
+            if posing:
+                raise BadNameError(
+                    f"Plugin '{plugin}' tried to register the {KIND_NOUN[self.kind]} '{name}', which looks like the "
+                    f"built-in '{posing[0]}' of '{self._entries[posing[0]].plugin}'; it was rejected so that no result "
+                    "can pass for the built-in's. Register it under a clearly different name."
+                )
         if name in self.builtin_names and not builtin:  # a built-in name is never taken over
             raise DuplicateNameError(
                 f"Plugin '{plugin}' tried to register the {KIND_NOUN[self.kind]} '{name}', which is a "
@@ -147,6 +176,11 @@ class Registry:
         return entry
 
     def get(self, name: str) -> Entry:
+        if not isinstance(name, str):  # a config's `method: [x]` or `dataset: {a: 1}`
+            raise UnknownNameError(
+                f"A {KIND_NOUN[self.kind]} is named by a string, but the config gives {type(name).__name__} {name!r}. "
+                f"Write one name (for example '{(self.names() or ['NAME'])[0]}'); 'dfbench list --kind {self.kind}' lists them."
+            )
         if name in self.conflicts:
             plugins = self.conflicts[name]
             raise DuplicateNameError(
@@ -185,7 +219,7 @@ class Registry:
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))

@@ -40,9 +40,11 @@ class Comparison:
     other_teachers: tuple = ()  # seeds both rows completed on different teachers: left out
 
     def row(self) -> dict:
+        from dfbench.app.leaderboard import md  # row names are text in a markdown cell
+
         left_out = f" (seed {', '.join(map(str, self.other_teachers))} left out: other teachers)" if self.other_teachers else ""
         return {
-            "A": self.a, "B": self.b, "seeds": f"{len(self.seeds)}{left_out}", "Δ mAP@all (A − B)": f"{self.mean_delta:+.4f}",
+            "A": md(self.a), "B": md(self.b), "seeds": f"{len(self.seeds)}{left_out}", "Δ mAP@all (A − B)": f"{self.mean_delta:+.4f}",
             "per seed": " ".join(f"{self.per_seed[s]:+.4f}" for s in self.seeds),
             "seeds A > B": f"{self.seeds_favouring_a}/{len(self.seeds)}",
             "p (seeds)": f"{self.p_seeds:.3f}", "p (queries)": _p(self.p_queries), "queries": self.queries,

@@ -34,6 +34,7 @@ class SuiteTable:
     description: str
     seeds: list[int]
     rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    controls: object = None  # dfbench.app.controls.Controls, or None
 
 
 @dataclass
@@ -68,10 +69,74 @@ def load_reported(folder: Path) -> list[Reported]:
 
 def load_records(results: Path) -> list[dict]:
     """Every valid run record under ``results``; each bad one is named in a warning and left out
-    (dfbench.app.records.load_valid_records)."""
-    from dfbench.app.records import load_valid_records
+    (dfbench.app.records.load_valid_records), and so is one whose names would become paths that are
+    not safe (:func:`name_problem_of`): a record never decides where a leaderboard writes."""
+    import warnings
 
-    return load_valid_records(results)
+    from dfbench.app.records import BadRecordWarning, load_valid_records
+
+    out = []
+    for rec in load_valid_records(results):
+        problem = name_problem_of(rec)
+        if problem is None:
+            out.append(rec)
+        else:
+            warnings.warn(f"leaving out {rec.get('_path')}: {problem}", BadRecordWarning, stacklevel=2)
+    return out
+
+
+def name_problem_of(record: dict) -> str | None:
+    """Why a record's names cannot be used as paths or links (None: they can): its ``dataset`` names a
+    leaderboard page, its ``dataset`` and ``method`` name folders of records, its suite's ``name`` a
+    suite page, its ``artifacts`` and ``pictures`` the files its row links to. Each must be a safe
+    path component (:func:`dfbench.api.fileio.name_problem`); ``artifacts`` a relative path of them."""
+    from dfbench.api.errors import UnsafeNameError
+    from dfbench.api.fileio import name_problem, safe_relative
+
+    for key in ("dataset", "method"):
+        problem = name_problem(record.get(key))
+        if problem is not None:
+            return f"its {key} {ascii(record.get(key))} cannot name a leaderboard page or a folder: {problem}"
+    suite = record.get("suite")
+    if isinstance(suite, dict) and suite.get("name") is not None:
+        problem = name_problem(suite.get("name"))
+        if problem is not None:
+            return f"its suite name {ascii(suite.get('name'))} cannot name a leaderboard page: {problem}"
+    if record.get("artifacts") is not None:
+        try:
+            safe_relative(record["artifacts"], "its artifacts folder")
+        except UnsafeNameError as exc:
+            return str(exc)[:1].lower() + str(exc)[1:]
+    pictures = record.get("pictures")
+    if pictures is not None:
+        if not isinstance(pictures, list):
+            return f"its pictures is a {type(pictures).__name__}, not a list of file names"
+        for picture in pictures:
+            problem = name_problem(picture)
+            if problem is not None:
+                return f"its picture {ascii(picture)} cannot name a file: {problem}"
+    return None
+
+
+#: what a record's string becomes in a markdown cell: nothing can open HTML, a code span or a link,
+#: end a cell (``|``) or a row (a newline)
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md(text) -> str:
+    """``text`` safe inside one markdown table cell or heading: whitespace runs (newlines included)
+    and control characters collapse to one space, and :data:`_MD_ESCAPES` are escaped."""
+    import unicodedata
+
+    text = "".join(" " if unicodedata.category(c).startswith("C") or c.isspace() else c for c in str(text))
+    return "".join(_MD_ESCAPES.get(c, c) for c in " ".join(text.split()))
+
+
+def _url(path: str) -> str:
+    """A relative link target with every character that could end or break it percent-encoded."""
+    from urllib.parse import quote
+
+    return quote(path, safe="/.-_~")
 
 
 def records_frame(records: list[dict]):
@@ -224,7 +289,7 @@ def _param(record: dict, key: str) -> str:
 
 def _cell(row, key: str) -> str:
     value = row.get(key)
-    return value if isinstance(value, str) and value else "-"
+    return md(value) if isinstance(value, str) and value else "-"
 
 
 def _data_digest(record: dict) -> str:
@@ -377,7 +442,7 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
         rows.append(
             {
                 "rank": str(rank_of[i]) if i in rank_of else "-",
-                "method": r["method"],
+                "method": md(r["method"]),
                 "teachers": _cell(r, "teachers"),
                 "readout": _cell(r, "readout"),
                 **_metric_cells(r),
@@ -385,8 +450,8 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
                 + (f" (other teachers: seed {', '.join(map(str, _other_teachers(r)))})" if _other_teachers(r) else "")
                 + (f" ({r['mixed_code']} mixed code)" if r.get("mixed_code") else ""),
                 "wall time (s)": f"{r['wall_s']:.0f}" if r["wall_s"] == r["wall_s"] and r["wall_s"] is not None else "-",
-                "profile": r["profile"],
-                "config": f"`{r['config_hash']}`" + (f" (data `{r['data']}`)" if isinstance(r.get("data"), str) and r.get("data") else ""),
+                "profile": md(r["profile"]),
+                "config": f"`{md(r['config_hash'])}`" + (f" (data `{md(r['data'])}`)" if isinstance(r.get("data"), str) and r.get("data") else ""),
             }
         )
         spent = r.get("teacher_images")
@@ -408,7 +473,7 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
                         "Δ mAP@all": "-" if d is None or d != d else f"{d:+.4f}", **rows[-1]}
         if link_base is not None:
             art, pics = r["artifacts"], [p for p in str(r["pictures"] or "").split(",") if p]
-            links = [f"[{p.removesuffix('.png')}]({link_base}/{art}/{p})" for p in pics] if isinstance(art, str) and art else []
+            links = [f"[{md(p.removesuffix('.png'))}]({_url(f'{link_base}/{art}/{p}')})" for p in pics] if isinstance(art, str) and art else []
             rows[-1]["pictures"] = " ".join(links) or "-"
     if not rows:
         return "_no records_"
@@ -450,22 +515,33 @@ def render(
     as many seeds as the most any suite asks for it (also when its records came from plain runs),
     and is labelled as its suite now labels it (``labels``, {key: label}). ``pinned``: the pinned
     teachers' digests, each seed's reference teachers where a row ran on them (:func:`mark_other_teachers`)."""
+    import warnings
+
+    from dfbench.api.fileio import safe_component
+    from dfbench.app.records import BadRecordWarning
+
     own = {t.name for t in suite_tables}
     files = {}
     for table in suite_tables:
         text = suite_table(records, table, link_base, pinned)
         if text is not None:
-            files[f"{table.name}.md"] = text
+            files[f"{safe_component(table.name, 'the suite name')}.md"] = text
     summary = dataset_summary(records, suite_tables, dataset_keys, labels, pinned)
     if summary is None:
         files["README.md"] = f"{HEADER}\n\n# Leaderboards\n\nNo run records yet.\n"
         return files
     for dataset in sorted(summary["dataset"].unique()):
+        page = f"{safe_component(dataset, 'the dataset name')}.md"
+        if page in files:  # a suite's own page: records never replace it
+            warnings.warn(f"leaving out the records of dataset '{dataset}': its page {page} would replace the page of "
+                          f"the suite '{dataset}'", BadRecordWarning, stacklevel=2)
+            summary = summary[summary["dataset"] != dataset]
+            continue
         rows = summary[summary["dataset"] == dataset]
         body = like_for_like_tables(rows, link_base)
         synthesis = DATA_FREE_COLUMNS if _measured(rows, "teacher_images") or _measured(rows, "pair_agreement") else ""
-        files[f"{dataset}.md"] = (
-            f"{HEADER}\n\n# {dataset}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
+        files[page] = (
+            f"{HEADER}\n\n# {md(dataset)}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
             f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.{synthesis}\n\n{body}\n"
         )
@@ -605,12 +681,18 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None, p
         for (_, d, m, *_), (_, r) in zip(table.rows, s.iterrows())
     ]
     body = dataset_table(s, None, link_base, keep_order=True)
-    datasets = ", ".join(sorted({row[1] for row in table.rows}))
+    datasets = ", ".join(md(d) for d in sorted({row[1] for row in table.rows}))
+    regime = ""
+    if table.controls is not None:  # the regime check comes before any row is read (dfbench.app.controls)
+        from dfbench.app import controls
+
+        regime = "".join(f"\n{controls.markdown(controls.check(picked, d, table.controls))}"
+                         for d in sorted({row[1] for row in table.rows}))
     return (
-        f"{HEADER}\n\n# {table.name}\n\n{table.description or ''}\n\nSuite `benchmarks/{table.name}.yaml` on {datasets}, rows in the "
+        f"{HEADER}\n\n# {md(table.name)}\n\n{md(table.description or '')}\n\nSuite `benchmarks/{md(table.name)}.yaml` on {datasets}, rows in the "
         f"suite's order; `rank` orders the complete rows by mAP@all. mAP@all is the mean ± standard deviation over seeds; "
         f"other metrics are means. `Δ mAP@all` is the difference to the first row of the same method. A row short of "
-        f"seeds is incomplete, unranked, and shows only what its completed seeds give, marked as such.\n\n{body}\n"
+        f"seeds is incomplete, unranked, and shows only what its completed seeds give, marked as such.\n{regime}\n## Rows\n\n{body}\n"
     )
 
 
@@ -629,17 +711,18 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
              "cosines to the teacher's class weights (`proxy`); `embedding`: a student's raw embedding (`raw`) or a "
              "teacher's penultimate features; `class-score`: logits). Each row's label names its readout.", ""]
     for (teachers, space), g in like_groups(summary):
-        g = g.assign(_cell=[_overview_cell(r) for _, r in g.iterrows()])
+        g = g.assign(_cell=[_overview_cell(r) for _, r in g.iterrows()], method=[md(m) for m in g["method"]],
+                     dataset=[md(d) for d in g["dataset"]])
         table = g.pivot_table(index="method", columns="dataset", values="_cell", aggfunc="first").fillna("-")
         lines += [f"## {teachers} teachers, {space} readouts", "", _markdown(table.reset_index().rename(columns={"method": "row"})), ""]
     rows, sources = [], []
     for i, rep in enumerate([r for r in reported if r.metric == "mAP@all"], start=1):
-        sources.append(f"{'*' * i} {rep.source}; not produced by dfbench (other teachers, splits and image sizes).")
-        rows += [{"method": f"{method} (reported{'*' * i})", **{d: f"{v:.3f}" for d, v in values.items()}} for method, values in rep.values.items()]
+        sources.append(f"{'*' * i} {md(rep.source)}; not produced by dfbench (other teachers, splits and image sizes).")
+        rows += [{"method": f"{md(method)} (reported{'*' * i})", **{md(d): f"{v:.3f}" for d, v in values.items()}} for method, values in rep.values.items()]
     if rows:
         lines += ["## Reported by papers", "", "For orientation only: these never enter a mean or a rank.", "",
                   _markdown(pd.DataFrame(rows).fillna("-")), "", *sources, ""]
-    tables = [f"[{d}]({d}.md)" for d in sorted(summary["dataset"].unique())] + [f"[{f.removesuffix('.md')}]({f})" for f in suite_files]
+    tables = [f"[{md(d)}]({_url(d)}.md)" for d in sorted(summary["dataset"].unique())] + [f"[{md(f.removesuffix('.md'))}]({_url(f)})" for f in suite_files]
     lines += ["Per-dataset and per-suite tables: " + ", ".join(tables), "",
               "Where things live: the run records these tables are computed from are in `records/<dataset>/<method>/` "
               "beside this file (one JSON per run, its pictures in the folder of the same name); "
@@ -661,6 +744,11 @@ def _overview_cell(row) -> str:
 def write(files: dict[str, str], out: Path) -> None:
     from dfbench.api.fileio import atomic_write_text
 
+    from dfbench.api.errors import UnsafeNameError
+
+    for name, text in files.items():
+        if Path(name).name != name or name.startswith(".") or "\\" in name:  # every page stays in out
+            raise UnsafeNameError(f"The leaderboard page name {ascii(name)} is not a file name in {out}; nothing was written.")
     for name, text in files.items():
         atomic_write_text(Path(out) / name, text)
 
@@ -688,7 +776,7 @@ def suite_tables(suites_dir: Path) -> tuple[list, dict, dict]:
 
     tables, dataset_keys, labels = [], {}, {}
     for spec in suites.all_suites(suites_dir, registry("methods").names()):
-        table = SuiteTable(spec.name, spec.description, spec.seeds)
+        table = SuiteTable(spec.name, spec.description, spec.seeds, controls=spec.controls)
         seen = set()
         for item in spec.items:
             if (item.label, item.dataset) in seen:

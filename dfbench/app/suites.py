@@ -29,7 +29,7 @@ from pathlib import Path
 from dfbench.app.config import load_yaml
 from dfbench.api.errors import ConfigError, did_you_mean
 
-SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root", "leaderboard")
+SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root", "leaderboard", "controls")
 RUN_KEYS = ("method", "label", "set", "datasets", "profile")
 
 
@@ -52,6 +52,7 @@ class Suite:
     description: str = ""
     data_root: str | None = None
     own_leaderboard: bool = False  # leaderboards/<name>.md instead of rows in the dataset tables
+    controls: object = None  # dfbench.app.controls.Controls: the regime check on its page
 
 
 def _flatten_set(mapping: dict | None, where: str) -> list[str]:
@@ -103,6 +104,11 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
         if key not in SUITE_KEYS:
             raise ConfigError(f"Unknown key '{key}' in suite {path}.{did_you_mean(key, SUITE_KEYS)} Valid keys: {', '.join(SUITE_KEYS)}.")
     name = raw.get("name") or path.stem
+    from dfbench.api.fileio import name_problem
+
+    if name_problem(name) is not None:  # it names the suite's leaderboard page and its records' suite
+        raise ConfigError(f"'name' in suite {path} cannot name a leaderboard page: {name_problem(name)}. Give the suite a "
+                          "single safe name (letters, digits, '-', '_'), or leave 'name' out to use the file name.")
     profile = raw.get("profile", "cpu")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
@@ -133,7 +139,13 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
         for dataset in dsets
         for seed in seeds
     ]
-    return Suite(name=name, path=path, seeds=list(seeds), items=items, description=raw.get("description", ""), data_root=raw.get("data_root"), own_leaderboard=table == "own")
+    from dfbench.app.controls import Controls
+
+    controls = Controls.parse(raw.get("controls"), str(path), [label for _, label, *_ in variants])
+    if controls is not None and table != "own":
+        raise ConfigError(f"'controls' in suite {path} need the suite's own page (leaderboard: own): the regime check is stated there.")
+    return Suite(name=name, path=path, seeds=list(seeds), items=items, description=raw.get("description", ""), data_root=raw.get("data_root"),
+                 own_leaderboard=table == "own", controls=controls)
 
 
 def all_suites(benchmarks_dir: Path, all_methods: list[str]) -> list[Suite]:

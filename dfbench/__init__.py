@@ -48,7 +48,13 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 sys.meta_path.insert(0, _Alias())
 
 
+#: the library API (docs/api.md), imported when first used so ``import dfbench`` stays light
+_API = {"run": "dfbench.app.library", "run_suite": "dfbench.app.library", "load_results": "dfbench.app.library"}
+
+
 def __getattr__(name):  # ``dfbench.engine`` as an attribute, like a submodule once imported
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
     if name in _LAYER:
         return importlib.import_module(f"dfbench.{name}")
     raise AttributeError(f"module 'dfbench' has no attribute {name!r}")
@@ -56,4 +62,4 @@ def __getattr__(name):  # ``dfbench.engine`` as an attribute, like a submodule o
 
 from dfbench.api.hookspecs import hookimpl  # noqa: E402  (re-exported for plugins)
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__", "hookimpl", "load_results", "run", "run_suite"]

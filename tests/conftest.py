@@ -6,6 +6,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# Hermetic: the user's installed plugins and settings never change dfbench's own results. Set here,
+# at import (before any test module loads a plugin system), for this process and, through the
+# environment, every subprocess a test starts. A test that needs a plugin names it
+# (``DFBENCH_LOAD_PLUGINS=example``, :func:`load_plugins_env`); the real-data tests still read
+# $DFBENCH_DATA (test_data_root), and the cache is the session's own (_isolated_cache).
+os.environ["DFBENCH_LOAD_PLUGINS"] = ""  # built-ins only (docs/plugins.md, "Loading rules")
+for _var in ("DFBENCH_TEACHERS", "DFBENCH_DIST_TIMEOUT"):  # the checkout's teacher store, default timeouts
+    os.environ.pop(_var, None)
+
 
 def test_data_root() -> Path:
     """Where the real-data tests look: $DFBENCH_TEST_DATA (an override for the tests only), else
@@ -17,6 +26,39 @@ def test_data_root() -> Path:
 
 
 test_data_root.__test__ = False  # a helper, not a test
+
+
+def load_plugins_env(*names: str) -> dict[str, str]:
+    """The environment entry that loads the built-ins and the plugins ``names`` only (entry-point or
+    distribution names): what a test that needs a third-party plugin passes to its subprocess."""
+    return {"DFBENCH_LOAD_PLUGINS": ",".join(names)}
+
+
+def site_plugins(folder: Path) -> list[str]:
+    """The distributions written into ``folder`` (by :func:`write_dist_info` or by hand): the names a
+    test puts in ``DFBENCH_LOAD_PLUGINS`` to load exactly those plugins."""
+    names = []
+    for meta in sorted(Path(folder).glob("*.dist-info/METADATA")):
+        for line in meta.read_text(encoding="utf-8").splitlines():
+            if line.startswith("Name: "):
+                names.append(line[len("Name: "):].strip())
+    return names
+
+
+def error_paragraph(output: str) -> str:
+    """The one ``Error: ...`` paragraph of a failed command's output, wherever it is: warnings (a
+    plugin that failed to load, a skipped image) may precede it. Asserts there is exactly one, that
+    everything before it is a warning and that nothing follows it; returns it (without the newline)."""
+    lines = output.splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+    assert len(errors) == 1, f"expected one 'Error: ' paragraph, found {len(errors)} in {output!r}"
+    [at] = errors
+    # dfbench's "warning: ..." lines, and Python warnings ("file.py:12: SomeWarning: ..." and its
+    # indented source line)
+    others = [line for line in lines[:at] if line.strip() and "warning" not in line.lower() and not line[:1].isspace()]
+    assert not others, f"output before the error that is no warning: {others!r}"
+    assert not any(line.strip() for line in lines[at + 1:]), f"output after the error: {lines[at + 1:]!r}"
+    return lines[at]
 
 
 def write_dist_info(folder: Path, name: str, version: str, entry_points: dict[str, str]) -> Path:
@@ -51,9 +93,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """Teachers and generated datasets go to one cache per test session (CI's ../shared is read-only)."""
-    if not os.environ.get("DFBENCH_CACHE"):
-        os.environ["DFBENCH_CACHE"] = str(tmp_path_factory.mktemp("dfbench-cache"))
+    """Teachers and generated datasets go to one cache per test session (CI's ../shared is read-only),
+    never to the user's $DFBENCH_CACHE (teachers cached there could change the tests' numbers);
+    $DFBENCH_TEST_CACHE (an override for the tests only) reuses a cache between sessions."""
+    os.environ["DFBENCH_CACHE"] = os.environ.get("DFBENCH_TEST_CACHE") or str(tmp_path_factory.mktemp("dfbench-cache"))
     if not os.environ.get("DFBENCH_DATA") and test_data_root().is_dir():
         os.environ["DFBENCH_DATA"] = str(test_data_root())
     yield

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import write_dist_info
+from conftest import load_plugins_env, write_dist_info
 
 from dfbench import hookimpl
 from dfbench.api.alignment import AlignmentLoss
@@ -54,12 +54,17 @@ def example_dist(tmp_path_factory):
     importlib.invalidate_caches()
     dist = metadata.distribution("dfbench-example")
     assert Path(dist.locate_file("")) == site, f"found {dist.locate_file('')}, not the checkout's record"
-    saved_env = os.environ.get("PYTHONPATH")
+    saved_env, saved_load = os.environ.get("PYTHONPATH"), os.environ.get("DFBENCH_LOAD_PLUGINS")
     dist.pythonpath = os.pathsep.join([*entries, *filter(None, [saved_env])])
     os.environ["PYTHONPATH"] = dist.pythonpath  # check-plugin's own subprocesses see it too
+    os.environ.update(load_plugins_env("example"))  # the tests opt in to the example (conftest: built-ins only)
     plugins.reset_plugins()
     yield dist
     plugins.reset_plugins()
+    if saved_load is None:
+        os.environ.pop("DFBENCH_LOAD_PLUGINS", None)
+    else:
+        os.environ["DFBENCH_LOAD_PLUGINS"] = saved_load
     if saved_env is None:
         os.environ.pop("PYTHONPATH", None)
     else:
@@ -92,7 +97,7 @@ def test_the_example_registers_through_its_entry_point(example_dist):
 
 
 def test_dfbench_list_finds_the_example_method(example_dist):
-    env = {k: v for k, v in os.environ.items() if k != "DFBENCH_LOAD_PLUGINS"}
+    env = {**os.environ, **load_plugins_env("dfbench-example")}  # by its distribution's name
     env["PYTHONPATH"] = example_dist.pythonpath
     out = subprocess.run([sys.executable, "-m", "dfbench", "list", "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

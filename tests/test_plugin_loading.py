@@ -24,6 +24,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import load_plugins_env, site_plugins
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--set", "data.options.train_per_class=24", "--set", "data.options.test_per_class=12"]
@@ -81,8 +82,9 @@ def make_dist(site: Path, dist: str, entry_point: str, module: str, source: str)
 
 
 def dfbench(args: list[str], site: Path, cwd: Path, env: dict | None = None, timeout: float = 300):
-    """``python -m dfbench ARGS`` with ``site`` on the path, in a fresh interpreter."""
-    full = {k: v for k, v in os.environ.items() if k != "DFBENCH_LOAD_PLUGINS"}
+    """``python -m dfbench ARGS`` with ``site`` on the path, in a fresh interpreter, loading the
+    built-ins and the distributions in ``site`` only (``env`` may say otherwise)."""
+    full = {**os.environ, **load_plugins_env(*site_plugins(site))}
     full["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "dfbench", *args], capture_output=True, text=True, env=full, cwd=cwd, timeout=timeout)
@@ -150,6 +152,8 @@ def test_check_plugin_reports_a_plugin_that_failed_to_import(site, tmp_path):
         ("", set(), {"broken", "crashy", "misspelt", "good", "example"}),
         ("good", {"good"}, {"broken", "crashy", "misspelt", "example"}),
         (" broken , good ", {"broken", "good"}, {"crashy", "misspelt", "example"}),
+        ("dfbench-good-example", {"good"}, {"broken", "crashy", "misspelt", "example"}),  # a distribution's name
+        ("DFBench_Good.Example,nothing-by-this-name", {"good"}, {"broken", "crashy", "misspelt", "example"}),  # normalised as pip does
     ],
 )
 def test_load_plugins_limits_loading_to_the_named_plugins(site, tmp_path, wanted, present, absent):
@@ -192,7 +196,7 @@ def imported_modules(args: list[str], site: Path, cwd: Path) -> set[str]:
         main()
         """
     )
-    full = {k: v for k, v in os.environ.items() if k != "DFBENCH_LOAD_PLUGINS"}
+    full = {**os.environ, **load_plugins_env(*site_plugins(site))}
     full["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, cwd=cwd, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

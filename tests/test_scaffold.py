@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, write_dist_info
+from conftest import REPO, load_plugins_env, write_dist_info
 
 from dfbench.app.cli import cli
 
@@ -46,7 +46,7 @@ def test_the_generated_test_passes(generated):
     root, pythonpath = generated
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root, capture_output=True, text=True,
-        timeout=600, env={**os.environ, "PYTHONPATH": pythonpath},
+        timeout=600, env={**os.environ, "PYTHONPATH": pythonpath, **load_plugins_env("mine")},
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "2 passed" in out.stdout
@@ -63,7 +63,7 @@ def test_check_plugin_passes_a_teacherless_method_from_a_folder_holding_the_chec
         pytest.skip("python -P needs Python 3.11")
     out = subprocess.run(
         [sys.executable, "-P", "-m", "dfbench", "check-plugin", "mine", "--json", "--quiet", "--device", "cpu"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": pythonpath},
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": pythonpath, **load_plugins_env("mine")},
     )
     report = json.loads(out.stdout)
     failed = [c for c in report["checks"] if c["status"] != "pass"]

@@ -77,6 +77,13 @@ def cli():
     """
 
 
+def escape(text) -> str:
+    """A string shown in a rich table as the text it is, never as markup (``[bold]``, ``[/]``)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
+
+
 def _console():
     """A rich console for results on stdout: wide enough for the tables when not a terminal."""
     from rich.console import Console
@@ -122,7 +129,7 @@ def list_cmd(kind, as_json):
         table.add_column("description")
         for r in rows:
             if r["kind"] == k:
-                table.add_row(r["name"], r["plugin"], r["description"])
+                table.add_row(*(escape(r[col]) for col in ("name", "plugin", "description")))
         console.print(table)
 
 
@@ -142,8 +149,9 @@ def plugins(as_json):
     table = Table()
     for col in ("name", "distribution", "version", "hooks", "error"):
         table.add_column(col)
-    for i in infos:
-        table.add_row(i["name"], i["distribution"] or "", i["version"] or "", ", ".join(h.replace("dfbench_register_", "") for h in i["hooks"]), i["error"] or "")
+    for i in infos:  # a plugin's strings are text, never rich markup
+        table.add_row(*(escape(v) for v in (i["name"], i["distribution"] or "", i["version"] or "",
+                                                  ", ".join(h.replace("dfbench_register_", "") for h in i["hooks"]), i["error"] or "")))
     _console().print(table)
 
 
@@ -171,8 +179,8 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
     """
     from dfbench.train import distributed
     from dfbench.api.progress import Reporter
+    from dfbench.app import library
     from dfbench.app.records import pin_code_state
-    from dfbench.app.runner import RunRequest, execute_resolved, resolve_request
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     _plugins()
@@ -180,29 +188,17 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
     reporter = Reporter(enabled=False) if quiet or not main_rank else Reporter()
     outcomes = []
     for seed in seeds or (None,):  # None: the config file's seed, else 0
-        req = RunRequest(
-            method=method,
-            dataset=dataset,
-            profile=profile,
-            seed=seed,
-            device=device,
-            data_root=str(data_root) if data_root else None,
-            config_file=str(config_file) if config_file else None,
-            overrides=list(overrides),
-            results=results,
-            cache_dir=cache_dir,
-            force=force,
-            skip_bad_images=skip_bad_images,
-            limit=limit,
-        )
-        cfg, method_obj = resolve_request(req)
+        # the library's own call (dfbench.run): the same arguments, the same run
+        given = dict(method=method, dataset=dataset, profile=profile, seed=seed, device=device, data_root=data_root,
+                     config=config_file, set=list(overrides), results=results, cache_dir=cache_dir, force=force,
+                     skip_bad_images=skip_bad_images, limit=limit)
         if print_config:
             from dfbench.app.config import annotated_yaml
 
-            click.echo(annotated_yaml(cfg))
+            click.echo(annotated_yaml(library.resolved_config(**given)))
             return
         try:
-            outcome = execute_resolved(cfg, method_obj, req, reporter)
+            outcome = library.run(**given, reporter=reporter)
         except KeyboardInterrupt as exc:
             _interrupted(exc, len(seeds) > 1)
         if outcome.skipped:
@@ -250,13 +246,13 @@ def _results_table(title: str, rows: list):
 
     from dfbench.app.records import METRIC_KEYS
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in ("method", "dataset", "seed", "status", *METRIC_KEYS, "time (s)"):
         table.add_column(col, justify="left" if col in ("method", "dataset", "status") else "right")
-    for r, skipped, label in rows:
+    for r, skipped, label in rows:  # a record's strings are text, never rich markup
         m = r.get("metrics") or {}
         table.add_row(
-            label or r["method"], r["dataset"], str(r["seed"]), "skipped" if skipped else r.get("status", ""),
+            *(escape(v) for v in (label or r["method"], r["dataset"], r["seed"], "skipped" if skipped else r.get("status", ""))),
             *(f"{m[k]:.4f}" if k in m else "-" for k in METRIC_KEYS),
             f"{(r.get('timing') or {}).get('total', 0):.1f}",
         )
@@ -351,8 +347,8 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     """
     from dfbench.app import interrupts, suites
     from dfbench.api.progress import Reporter
+    from dfbench.app.library import run_suite
     from dfbench.app.records import pin_code_state
-    from dfbench.app.runner import run_suite
 
     pin_code_state()  # before any plugin module is imported: records name the code the process started with
     system = _plugins()
@@ -452,7 +448,7 @@ def results(records, results, methods, datasets, statuses, seeds, compare, queri
         for i in range(len(chosen)):
             table.add_column(f"#{i + 1}", justify="right")
         for field, values in rows:
-            table.add_row(field, *values)
+            table.add_row(escape(field), *(escape(v) for v in values))
         console = _console()
         console.print(table)
         for i, r in enumerate(chosen, start=1):
@@ -481,7 +477,7 @@ def _show_queries(record_path: Path, show: int, as_json: bool) -> None:
     from rich.table import Table
 
     classes = (record.get("data") or {}).get("classes") or []
-    name = lambda label: classes[label] if label < len(classes) else str(label)  # noqa: E731
+    name = lambda label: escape(classes[label] if label < len(classes) else label)  # noqa: E731
     console = _console()
     mean = sum(r["AP"] for r in rows) / len(rows)
     console.print(f"{record['method']} on {record['dataset']}, seed {record['seed']}: {len(rows)} queries, mean AP {mean:.4f} (= mAP@all)", markup=False)

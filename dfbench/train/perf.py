@@ -21,14 +21,67 @@ record's ``env.amp`` says so.
 
 Measured by ``benchmarks/bench_train.py`` (``--set perf.compile=true`` and so on); see
 docs/scaling.md for the figures.
+
+**Waiting threads (issue 31).** torch's CPU kernels run on OpenMP (libgomp), whose threads spin
+while they wait for each other. On idle cores that saves a little; as soon as other work shares the
+cores, the spinning threads take the cores from the work they wait for and a run becomes several
+times slower (docs/performance.md, ``benchmarks/bench_contention.py``). :func:`set_env_defaults`
+therefore sets ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep) when the user has set neither
+``OMP_WAIT_POLICY`` nor ``GOMP_SPINCOUNT``; libgomp reads them once, when torch loads, so
+``import dfbench`` calls it before anything imports torch. It changes how threads wait, not what
+they compute: a run's metrics are bit-identical with and without it
+(``tests/test_perf_contention.py``), and it is not part of the config hash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from dataclasses import dataclass
 
 from dfbench.api.errors import ConfigError
+
+#: what :func:`set_env_defaults` sets, unless the user set one of :data:`WAIT_VARIABLES`
+ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: the variables through which a user chooses how OpenMP threads wait
+WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def set_env_defaults(environ=None) -> bool:
+    """Set :data:`ENV_DEFAULTS` in ``environ`` (``os.environ``) if the user set none of
+    :data:`WAIT_VARIABLES` and torch is not imported yet (after that, libgomp has read its settings
+    and a variable set now would only misreport them). Returns whether it set them."""
+    environ = os.environ if environ is None else environ
+    if "torch" in sys.modules or any(v in environ for v in WAIT_VARIABLES):
+        return False
+    environ.update(ENV_DEFAULTS)
+    return True
+
+
+def wait_policy() -> str:
+    """How this process's OpenMP threads wait, in words (for notes and benchmark output)."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    if "GOMP_SPINCOUNT" in os.environ:
+        return f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
+    return "OpenMP's default (spin)"
+
+
+def busy_note(threads: int, cores: int | None = None, load: float | None = None) -> str | None:
+    """A one-line note when the machine is oversubscribed at start (one-minute load average above
+    the core count): how busy, and the thread count and wait policy this run uses. None otherwise."""
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # no load average on this platform
+            return None
+    if load <= cores:
+        return None
+    return (f"Note: the machine is busy (load average {load:.1f} on {cores} cores): this run uses {threads} torch "
+            f"thread{'s' if threads != 1 else ''} and {wait_policy()} (set perf.threads or OMP_WAIT_POLICY to change them).")
+
 
 AMP_MODES = ("off", "bf16")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")

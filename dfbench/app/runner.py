@@ -6,6 +6,7 @@ evaluation, timings and the record. Methods only ``fit``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import io
@@ -36,6 +37,7 @@ class RunRequest:
     device: str | None = None
     data_root: str | None = None
     config_file: str | None = None
+    config: dict | None = None  # the config file's content as a dict (dfbench.run(config={...}))
     overrides: list[str] = field(default_factory=list)
     results: Path = Path("results")
     cache_dir: Path | None = None
@@ -81,14 +83,16 @@ def resolve_request(req: RunRequest) -> tuple[dict, object]:
     command line is an error, not silently overruled."""
     from dfbench.api.plugins import registry
 
-    file_cfg = _load_config_file(req.config_file) if req.config_file else {}
+    if req.config_file and req.config is not None:
+        raise ConfigError("Give the config as a file or as a dict, not both.")
+    file_cfg = _load_config_file(req.config_file) if req.config_file else copy.deepcopy(dict(req.config or {}))
     overrides = cfgmod.parse_set(req.overrides)
     head = {}
     for key, default in (("method", None), ("dataset", None), ("profile", "cpu"), ("seed", 0), ("device", "auto")):
         given, written = getattr(req, key), file_cfg.get(key)
         if given is not None and written is not None and given != written:
             raise ConfigError(
-                f"The config file {req.config_file} sets {key}: {written!r} but the command line gives "
+                f"The config {f'file {req.config_file}' if req.config_file else 'given'} sets {key}: {written!r} but the command line gives "
                 f"{given!r}. Remove one of them (the file's top-level '{key}' or the --{key} option)."
             )
         head[key] = given if given is not None else written if written is not None else default
@@ -120,7 +124,7 @@ def dataset_options(cfg: dict, cache_dir: Path | None):
     return DatasetOptions(
         data_root=Path(cfg["data"]["root"]).expanduser() if cfg["data"]["root"] else None,
         image_size=int(cfg["data"]["image_size"]),
-        seed=int(cfg["data"]["seed"]),
+        seed=data_seed(cfg),
         cache_dir=cache_dir,
         skip_bad_images=bool(cfg["data"]["skip_bad_images"]),
         extra=dict(cfg["data"]["options"]),
@@ -143,7 +147,14 @@ def load_benchmark(cfg: dict, cache_dir: Path):
 
     plugin = registry("datasets").load(cfg["dataset"])()
     benchmark = subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
-    return subset.hold_out_validation(benchmark, cfg["data"].get("validation"), cfg["data"]["seed"])
+    return subset.hold_out_validation(benchmark, cfg["data"].get("validation"), data_seed(cfg))
+
+
+def data_seed(cfg: dict) -> int:
+    """The seed that draws the run's data split: ``data.seed``, or the run's own seed with
+    ``data.split_seed: run`` (each seed then trains and tests on its own split, so seeds are
+    independent samples, not the same test queries counted again)."""
+    return int(cfg["seed"] if cfg["data"].get("split_seed", "data") == "run" else cfg["data"]["seed"])
 
 
 def data_identity(cfg: dict) -> dict | None:
@@ -190,6 +201,10 @@ class RunPlan:
     def of(cls, cfg: dict, results: Path, *, strict: bool = True) -> "RunPlan":
         """The plan of ``cfg``. ``strict``: data that cannot be read is an error here (a run); else
         the run id of its root without a revision (a grid lists, skips and records it as failed)."""
+        from dfbench.api.fileio import safe_component
+
+        for key in ("dataset", "method"):  # they name the run's folders: never a way out of results
+            safe_component(cfg[key], f"the run's {key}")
         try:
             data = data_identity(cfg)
         except DfbenchError:

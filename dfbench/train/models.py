@@ -7,8 +7,11 @@ it without a ``return_features=True`` flag.
 Architectures (``arch`` in configs):
 - ``cnn``: a small 4-block CNN (conv-BN-ReLU, max-pool) for the CPU profiles; ``width`` and
   ``feature_dim`` configurable.
-- ``resnet18``, ``resnet34``: torchvision ResNets (randomly initialised; no download) for the
-  ``paper`` profile.
+- ``resnet18``, ``resnet34``: torchvision ResNets for the ``paper`` profile;
+- ``mobilenet_v2``: torchvision's MobileNetV2-1.0 (1280 features), the pretrained cpu regime.
+Any backbone starts from ``weights`` (:mod:`dfbench.train.pretrained`): ``none`` (a random
+initialisation), ``imagenet`` (ImageNet weights from a file on this machine, never downloaded) or a
+state dict file; a pretrained backbone normalises its [-1, 1] inputs as ImageNet's were.
 Estimators (generators), both ending in ``tanh``:
 - :class:`Estimator` (``upsample``): a linear map of the noise to a 4-8 pixel map, then nearest
   upsampling + conv + BatchNorm + LeakyReLU blocks (the cpu profiles);
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 
 from dfbench.api.errors import ConfigError, did_you_mean
 
-ARCHES = ("cnn", "resnet18", "resnet34")
+ARCHES = ("cnn", "resnet18", "resnet34", "mobilenet_v2")
 
 
 class Classifier(nn.Module):
@@ -71,11 +74,11 @@ class SmallCNN(nn.Module):
         return self.proj(h)
 
 
-def _resnet_backbone(arch: str, image_size: int) -> tuple[nn.Module, int]:
+def _resnet_backbone(arch: str, image_size: int, pretrained: bool = False) -> tuple[nn.Module, int]:
     import torchvision
 
     net = getattr(torchvision.models, arch)(weights=None)
-    if image_size <= 64:  # CIFAR-style stem: keep spatial resolution for small images
+    if image_size <= 64 and not pretrained:  # CIFAR-style stem: keep spatial resolution for small images
         net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         net.maxpool = nn.Identity()
     dim = net.fc.in_features
@@ -83,18 +86,47 @@ def _resnet_backbone(arch: str, image_size: int) -> tuple[nn.Module, int]:
     return net, dim
 
 
-def build_backbone(arch: str, *, image_size: int, width: int = 32, feature_dim: int = 128) -> tuple[nn.Module, int]:
+class MobileNetV2Features(nn.Module):
+    """torchvision's MobileNetV2-1.0 feature layers, then global average pooling: 1280 features."""
+
+    def __init__(self):
+        super().__init__()
+        import torchvision
+
+        self.features = torchvision.models.mobilenet_v2(weights=None).features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+
+
+def build_backbone(arch: str, *, image_size: int, width: int = 32, feature_dim: int = 128,
+                   weights: str | None = None, where: str = "weights") -> tuple[nn.Module, int]:
+    """A backbone of ``arch`` and its feature size. ``weights`` (:mod:`dfbench.train.pretrained`):
+    ``none`` or unset, ``imagenet`` or a state dict file; ``where`` names the option in errors."""
+    from dfbench.train import pretrained as pre
+
+    source = pre.resolve(arch, weights, where)
     if arch == "cnn":
-        return SmallCNN(width=width, feature_dim=feature_dim), feature_dim
-    if arch in ("resnet18", "resnet34"):
-        return _resnet_backbone(arch, image_size)
-    raise ConfigError(
-        f"Unknown architecture '{arch}'.{did_you_mean(arch, ARCHES)} Choose one of: {', '.join(ARCHES)}."
-    )
+        net, dim = SmallCNN(width=width, feature_dim=feature_dim), feature_dim
+    elif arch in ("resnet18", "resnet34"):
+        net, dim = _resnet_backbone(arch, image_size, pretrained=source is not None)
+    elif arch == "mobilenet_v2":
+        net, dim = MobileNetV2Features(), 1280
+    else:
+        raise ConfigError(
+            f"Unknown architecture '{arch}'.{did_you_mean(arch, ARCHES)} Choose one of: {', '.join(ARCHES)}."
+        )
+    if source is None:
+        return net, dim
+    net = pre.PretrainedBackbone(net)
+    pre.load_into(net, source, where)
+    net.pretrained = source  # what the record says of it
+    return net, dim
 
 
-def build_classifier(arch: str, num_outputs: int, *, image_size: int, width: int = 32, feature_dim: int = 128) -> Classifier:
-    backbone, dim = build_backbone(arch, image_size=image_size, width=width, feature_dim=feature_dim)
+def build_classifier(arch: str, num_outputs: int, *, image_size: int, width: int = 32, feature_dim: int = 128,
+                     weights: str | None = None, where: str = "weights") -> Classifier:
+    backbone, dim = build_backbone(arch, image_size=image_size, width=width, feature_dim=feature_dim, weights=weights, where=where)
     return Classifier(backbone, dim, num_outputs, arch)
 
 
@@ -106,9 +138,10 @@ class Encoder(nn.Module):
     embedding (``embed`` is None); the backbone's feature size must then equal ``embed_dim``."""
 
     def __init__(self, arch: str, embed_dim: int, *, image_size: int, width: int = 32, feature_dim: int = 128,
-                 embedding_layer: bool = True):
+                 embedding_layer: bool = True, weights: str | None = None):
         super().__init__()
-        self.backbone, dim = build_backbone(arch, image_size=image_size, width=width, feature_dim=feature_dim)
+        self.backbone, dim = build_backbone(arch, image_size=image_size, width=width, feature_dim=feature_dim,
+                                            weights=weights, where="students.weights")
         if embedding_layer:
             self.embed = nn.Linear(dim, embed_dim)
         elif dim != embed_dim:

@@ -42,7 +42,8 @@ class Students(nn.Module):
         self.encoders = nn.ModuleDict(
             {
                 m: Encoder(scfg["arch"], embed_dim[m], image_size=ctx.image_size, width=scfg["width"],
-                           feature_dim=scfg["feature_dim"], embedding_layer=embedding_layer)
+                           feature_dim=scfg["feature_dim"], embedding_layer=embedding_layer,
+                           weights=scfg.get("weights"))
                 for m in MODALITIES
             }
         )

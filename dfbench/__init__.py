@@ -18,6 +18,13 @@ import importlib.abc
 import importlib.util
 import sys
 
+# OpenMP threads that sleep while they wait (OMP_WAIT_POLICY=PASSIVE), unless the user chose how they
+# wait: libgomp reads it once, when torch loads, so before anything here imports torch (issue 31,
+# dfbench/train/perf.py). It changes how threads wait, never what they compute.
+from dfbench.train.perf import set_env_defaults as _set_env_defaults  # noqa: E402  (light: no torch)
+
+_set_env_defaults()
+
 #: former flat module name -> the layer that holds it now
 _LAYER = {
     **dict.fromkeys(("alignment", "context", "datasets", "errors", "fileio", "hookspecs", "imageio", "inversion",

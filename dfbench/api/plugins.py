@@ -334,7 +334,28 @@ def _is_builtin_dist(dist) -> bool:
                 return True
     except (OSError, ValueError, TypeError):
         pass
-    return False
+    return _entry_points_inside_checkout(dist, package.parent)
+
+
+def _entry_points_inside_checkout(dist, root: Path) -> bool:
+    """A source checkout run through ``PYTHONPATH`` (a second worktree of an editable install):
+    the installed record names another folder, but every ``dfbench`` entry point of it is a module of
+    the checkout being run, so it is the same code. Only where ``root`` is a checkout (it holds
+    dfbench's ``pyproject.toml``); found without importing anything."""
+    import importlib.util
+
+    if not (root / "pyproject.toml").is_file():
+        return False
+    eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+    if not eps:
+        return False
+    for ep in eps:
+        top = ep.value.split(":")[0].split(".")[0].strip()
+        spec = importlib.util.find_spec(top) if top else None
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is None or root.resolve() not in origin.parents:
+            return False
+    return True
 
 
 def component_origin(kind: str, name: str) -> dict:

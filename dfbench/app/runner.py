@@ -6,6 +6,7 @@ evaluation, timings and the record. Methods only ``fit``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
@@ -38,6 +39,7 @@ class RunRequest:
     data_root: str | None = None
     config_file: str | None = None
     config: dict | None = None  # the config file's content as a dict (dfbench.run(config={...}))
+    shard_seat: object = None  # dfbench.app.shards.ShardSeat of a shard of a suite: its share of the cores
     overrides: list[str] = field(default_factory=list)
     results: Path = Path("results")
     cache_dir: Path | None = None
@@ -328,11 +330,27 @@ class _Run:
         from dfbench.train.perf import Perf
 
         self.device = dist.init(choose_device(self.cfg["device"]))  # under torchrun: this rank's device
+        if (self.cfg.get("perf") or {}).get("threads") is None and req.shard_seat is not None and self.device.type == "cpu":
+            # shards side by side share the cores (dfbench.app.shards); the record's config says what ran
+            self.cfg.setdefault("perf", {})["threads"] = req.shard_seat.threads()
         Perf.from_config(self.cfg.get("perf"), self.device).apply_threads()  # before the record states the count
+        self._busy_note()
         self.record = self._new_record()
         self.ctx = None
         self.t_start = time.perf_counter()
         self.cpu_start = time.process_time()  # this process's CPU time, every thread: what the run costs
+
+    def _busy_note(self) -> None:
+        """Say so when the machine is oversubscribed at the start, with the settings this run uses."""
+        if self.device.type != "cpu":
+            return
+        import torch
+
+        from dfbench.train.perf import busy_note
+
+        note = busy_note(torch.get_num_threads())
+        if note:
+            self.reporter.log(note)
 
     def _stop_clocks(self) -> None:
         """The run's wall time (``timing.total``) and CPU time (``timing.cpu``: this process's CPU
@@ -691,12 +709,20 @@ def run_suite(suite, *, shard=None, seeds=None, methods=None, force: bool = Fals
     root = data_root or spec.data_root
     done = SuiteResult(spec, [], dry_run)
     warned = [False]
-    with reporter.task(f"suite {spec.name}", total=len(items)) as task:
+    seat = None
+    parsed = suites.parse_shard(shard) if isinstance(shard, str) else shard
+    if parsed is not None and parsed[1] > 1 and not dry_run:
+        from dfbench.api.datasets import default_cache_dir
+        from dfbench.app.shards import ShardSeat
+
+        seat = ShardSeat(Path(cache_dir) if cache_dir else default_cache_dir())
+    with reporter.task(f"suite {spec.name}", total=len(items)) as task, (seat or contextlib.nullcontext()):
         for item in items:
             req = RunRequest(
                 method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, device=device,
                 data_root=str(root) if root else None, overrides=item.overrides, results=Path(results),
                 cache_dir=cache_dir, force=force, suite={"name": spec.name, "label": item.label, "seeds": spec.seeds},
+                shard_seat=seat,
             )
             done.runs.append(_suite_item(item, req, dry_run, reporter, warned))
             task.advance(1)

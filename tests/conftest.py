@@ -28,6 +28,17 @@ def test_data_root() -> Path:
 test_data_root.__test__ = False  # a helper, not a test
 
 
+def sealed(record: dict) -> dict:
+    """A hand-made record made consistent the way dfbench checks records on read: its ``config``
+    (``{"fixture": <its config_hash>}`` when it has none) and the ``config_hash`` recomputed from it."""
+    from dfbench.app.config import config_hash
+
+    if not isinstance(record.get("config"), dict):
+        record["config"] = {"fixture": str(record.get("config_hash"))}
+    record["config_hash"] = config_hash(record["config"])
+    return record
+
+
 def load_plugins_env(*names: str) -> dict[str, str]:
     """The environment entry that loads the built-ins and the plugins ``names`` only (entry-point or
     distribution names): what a test that needs a third-party plugin passes to its subprocess."""

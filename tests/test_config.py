@@ -70,3 +70,73 @@ def test_hash_ignores_seed_device_and_root_only():
     assert c.run_id(a) != c.run_id(b)
     d = resolve(overrides=c.parse_set(["params.rounds=21"]))
     assert c.config_hash(a) != c.config_hash(d)
+
+
+# -- issue 30, item 8: a key written twice, a bad _base_, a config nested without end ---------------
+
+@pytest.mark.parametrize("text, fragment", [
+    ("params:\n  rounds: 3\n  rounds: 4\n", "the key 'rounds' is written twice in one mapping (first at line 2)"),
+    ("params:\n  rounds: 3\nparams:\n  batch_size: 4\n", "the key 'params' is written twice"),
+    ("_base_: 5\n", "'_base_' in config file"),
+    ("[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+])
+def test_a_config_file_that_yaml_would_misread_is_an_error(tmp_path, text, fragment):
+    from dfbench.api.errors import ConfigError
+    from dfbench.app.config import load_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_merge_key_may_override_what_it_brings_in(tmp_path):
+    from dfbench.app.config import load_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text("a: &base {x: 1, y: 2}\nb: {<<: *base, y: 3}\n")
+    assert load_yaml(path)["b"] == {"x": 1, "y": 3}
+
+
+def test_a_missing_base_is_blamed_on_the_file_that_includes_it(tmp_path):
+    from dfbench.api.errors import ConfigError
+    from dfbench.app.config import load_yaml
+
+    (tmp_path / "top.yaml").write_text("_base_: middle.yaml\n")
+    (tmp_path / "middle.yaml").write_text("_base_: [absent.yaml]\n")
+    with pytest.raises(ConfigError, match=r"absent.yaml, the '_base_' of .*middle.yaml, does not exist"):
+        load_yaml(tmp_path / "top.yaml")
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("datasets: shapes\nmethods: [dfsbir]\n", "'datasets' in suite"),
+    ("datasets: [shapes]\nseeds: [true]\nmethods: [dfsbir]\n", "'seeds' in suite"),
+    ("datasets: [shapes]\nseeds: [0, 0]\nmethods: [dfsbir]\n", "lists a seed twice"),
+    ("datasets: [shapes]\nmethods: [dfsbir, 5]\n", "'methods' in suite"),
+    ("datasets: [shapes]\nruns: 5\n", "'runs' in suite"),
+])
+def test_a_malformed_suite_is_an_error_before_any_row(tmp_path, body, fragment):
+    from click.testing import CliRunner
+
+    from dfbench.app.cli import cli
+
+    path = tmp_path / "s.yaml"
+    path.write_text("profile: smoke\n" + body)
+    res = CliRunner().invoke(cli, ["bench", "--suite", str(path), "--dry-run", "--results", str(tmp_path / "r")])
+    assert res.exit_code == 2 and fragment in res.output and "Traceback" not in res.output, res.output
+
+
+def test_a_dry_run_validates_every_row(tmp_path):
+    from click.testing import CliRunner
+
+    from dfbench.app.cli import cli
+
+    path = tmp_path / "s.yaml"
+    path.write_text("profile: smoke\nseeds: [0]\ndatasets: [shapes]\nruns:\n  - {method: dfsbir, set: {params.rounds: -3}}\n"
+                    "  - {method: classifier-only}\n")
+    res = CliRunner().invoke(cli, ["bench", "--suite", str(path), "--dry-run", "--results", str(tmp_path / "r")])
+    assert res.exit_code == 2, res.output
+    assert "invalid\tdfsbir / shapes / seed 0\tConfig value params.rounds" in res.output
+    assert "1 to do, 1 invalid." in res.output and "Error: 1 of the 2 runs of suite s are invalid" in res.output
+    assert not (tmp_path / "r").exists()

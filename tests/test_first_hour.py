@@ -10,7 +10,7 @@ import re
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO
+from conftest import sealed, REPO
 
 from dfbench.app import leaderboard as lb
 from dfbench.app import summary
@@ -21,14 +21,14 @@ TINY = ["--set", "data.options.train_per_class=16", "--set", "data.options.test_
 
 
 def _record(method="m", seed=0, value=0.5, profile="cpu", chash="abc", dataset="shapes", classes=10, status="completed"):
-    return {
+    return sealed({
         "schema": SCHEMA, "dataset": dataset, "method": method, "config_hash": chash, "seed": seed, "status": status,
         "profile": profile, "timing": {"data": 0.1, "teachers": 20.0, "train": 0.0, "eval": 0.5, "total": 20.6},
         "data": {"classes": [f"c{i}" for i in range(classes)]},
         "teachers": {"photo": {"accuracy": {"photo": 0.6, "all": 0.6}}, "sketch": {"accuracy": {"sketch": 0.99, "all": 0.99}}},
         "metrics": {"mAP@all": value, "mAP@200": value, "P@100": value, "P@200": value},
         "pictures": ["retrieval.png"],
-    }
+    })
 
 
 def _write(folder, record):
@@ -70,7 +70,7 @@ def test_summary_without_a_reference_and_near_chance(tmp_path):
     text = "\n".join(summary.lines(rec, tmp_path / "r.json", records_dir=tmp_path))
     assert "is near chance (0.1000)" in text
     assert "a teacher is near chance" in text
-    assert "no committed record in" in text and "config new: nothing to compare with" in text
+    assert "no committed record in" in text and f"config {rec['config_hash']}: nothing to compare with" in text
 
 
 def test_first_run_prints_the_summary(tmp_path):

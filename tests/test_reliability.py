@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import error_paragraph
+from conftest import error_paragraph, sealed
 from PIL import Image
 
 from dfbench.app.cli import cli
@@ -969,7 +969,7 @@ def _record(n=0, **changes) -> dict:
             rec.pop(key)
         else:
             rec[key] = value
-    return rec
+    return sealed(rec) if "config_hash" in rec else rec
 
 
 _DROP = object()
@@ -985,6 +985,18 @@ BAD_RECORDS = {
     "boolean-seed": (lambda: _record(1, seed=True), "it has no integer 'seed' (found True)"),
     "unknown-status": (lambda: _record(1, status="done"), "its status 'done' is none of completed, failed, running"),
     "a-list-not-an-object": (lambda: [1, 2], "it holds a JSON list, not a record object"),
+    # issue 30, item 4: a forged metric or hash never enters a leaderboard
+    "metric-above-one": (lambda: _record(1, metrics={**_record()["metrics"], "mAP@all": 7.5}), "its metric mAP@all is 7.5, outside [0, 1]"),
+    "metric-below-zero": (lambda: _record(1, metrics={**_record()["metrics"], "P@100": -3}), "its metric P@100 is -3, outside [0, 1]"),
+    "metric-huge": (lambda: _record(1, metrics={**_record()["metrics"], "mAP@200": 1e308}), "its metric mAP@200 is 1e+308, outside [0, 1]"),
+    "hash-not-of-its-config": (lambda: {**_record(1), "config_hash": "0123456789ab"}, "its config_hash '0123456789ab' is not the hash of its own config"),
+    "config-changed-after": (lambda: {**_record(1), "config": {"fixture": "edited"}}, "its config_hash"),
+    "no-config": (lambda: {k: v for k, v in _record(1).items() if k != "config"}, "it has no resolved 'config' object"),
+    "suite-a-string": (lambda: _record(1, suite="main"), "its 'suite' is a str, not an object"),
+    "timing-a-list": (lambda: _record(1, timing=[1]), "its 'timing' is a list, not an object"),
+    "label-a-number": (lambda: _record(1, suite={"name": "s", "label": 5}), "its suite label is a int, not a string"),
+    "artifacts-a-number": (lambda: _record(1, artifacts=3), "its 'artifacts' is a int, not a string"),
+    "nested-too-deep": (lambda: "[" * 100000 + "]" * 100000, "its JSON is nested too deeply"),
     "not-json": (lambda: "{truncated", "it is not readable JSON"),
 }
 
@@ -1011,6 +1023,28 @@ def test_leaderboard_names_a_bad_record_and_goes_on(tmp_path, case):
     assert len(messages) == 1 and messages[0].startswith(f"leaving out {bad}: {reason}"), messages
     board = (out / "shapes.md").read_text()
     assert "0.5000" in board and "nan" not in board.lower()
+
+
+def test_a_copied_record_counts_once_and_a_fifo_is_no_record(tmp_path):
+    """Issue 30: one run is one observation (a second copy of it is named and left out), and a
+    FIFO or device named like a record is passed over without blocking."""
+    import os
+
+    from dfbench.app.records import load_records
+
+    folder = tmp_path / "results" / "shapes" / "dfsbir"
+    folder.mkdir(parents=True)
+    (folder / "0123456789ab-s0.json").write_text(json.dumps(_record(0)))
+    (tmp_path / "results" / "copy").mkdir()
+    (tmp_path / "results" / "copy" / "0123456789ab-s0.json").write_text(json.dumps(_record(0)))
+    os.mkfifo(folder / "0123456789ab-s7.json")
+    (folder / "0123456789ab-s8.json").symlink_to("/dev/zero")
+    records, problems = load_records(tmp_path / "results")
+    assert len(records) == 1
+    why = {p.name: w for p, w in problems}
+    assert why["0123456789ab-s0.json"].startswith("it is a second completed record of the run")
+    assert why["0123456789ab-s7.json"].startswith("it is not a regular file")
+    assert why["0123456789ab-s8.json"].startswith("it is not a regular file")
 
 
 def _out_is_a_file(tmp):

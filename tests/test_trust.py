@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from conftest import sealed
 from click.testing import CliRunner
 
 from dfbench.app.cli import cli
@@ -32,7 +33,7 @@ def _record(n: int = 0, **changes) -> dict:
         "metrics": {k: 0.5 for k in METRIC_KEYS}, "timing": {"total": 1.0},
     }
     rec.update(changes)
-    return rec
+    return sealed(rec) if "config_hash" in rec else rec
 
 
 def _one_paragraph_error(output: str) -> str:

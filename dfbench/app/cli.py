@@ -362,11 +362,15 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     except KeyboardInterrupt as exc:
         _fail_interrupted(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the "
                           "interrupted one resumes from its last checkpoint if it saved one.", exc)
-    if dry_run:
+    if dry_run:  # a dry run validates every row: one whose config does not resolve is listed, and fails the command
+        invalid = [r for r in result.runs if r.path is None]
         for r in result.runs:
-            if r.path is not None:
-                click.echo(f"{r.status}\t{r.name}\t{r.path}")
-        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(result.runs)} runs listed, {result.todo()} to do.")
+            click.echo(f"{r.status}\t{r.name}\t{r.path}" if r.path is not None else f"invalid\t{r.name}\t{r.error}")
+        click.echo(f"dry run of suite {spec.name}: nothing ran; {len(result.runs)} runs listed, {result.todo()} to do"
+                   + (f", {len(invalid)} invalid." if invalid else "."))
+        if invalid:
+            raise DfbenchError(f"{len(invalid)} of the {len(result.runs)} runs of suite {spec.name} are invalid (listed above as "
+                               f"'invalid'); the first, {invalid[0].name}: {invalid[0].error} Fix the suite file.")
         return
     _bench_table(spec.name, [(r.item.label, r.path, r.status == "skipped") for r in result.runs if r.path is not None])
     click.echo(f"suite {spec.name}: {result.count('completed')} completed, {result.count('skipped')} skipped, "

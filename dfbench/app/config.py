@@ -154,25 +154,58 @@ CORE_PROFILES: dict[str, dict] = {
 }
 
 
-def load_yaml(path: str | Path, _seen: tuple = ()) -> dict:
-    """Read a YAML config with ``yaml.safe_load``; resolve ``_base_`` (a path or list of paths,
-    relative to the file) recursively."""
+def _unique_key_loader():
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (two ``params:`` blocks,
+    ``rounds`` twice), which plain YAML loaders resolve by keeping the last in silence. Keys that a
+    merge (``<<: *anchor``) brings in may be overridden, as YAML intends."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        hash(key)
+                    except TypeError:
+                        continue  # the base class names an unhashable key itself
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {key!r} is written twice in one mapping (first at line {seen[key] + 1}); "
+                            "YAML would keep only the last", key_node.start_mark)
+                    seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def load_yaml(path: str | Path, _seen: tuple = (), _included_by: Path | None = None) -> dict:
+    """Read a YAML config (safe: plain YAML only, no key written twice); resolve ``_base_`` (a
+    path or list of paths, relative to the file) recursively."""
     import yaml
 
     path = Path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"Config file {path} includes itself through '_base_'. Remove the cycle.")
     if not path.is_file():
+        if _included_by is not None:
+            raise ConfigError(f"Config file {path}, the '_base_' of {_included_by}, does not exist. Fix the '_base_' "
+                              f"entry in {_included_by} (paths are relative to that file).")
         raise ConfigError(f"Config file {path} does not exist. Check the path given to --config.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+    except RecursionError:
+        raise ConfigError(f"Config file {path} is nested too deeply to be a config. Write a flat mapping of keys to values.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(
             f"Config file {path} is not valid YAML{where}: {problem}. Fix the syntax (indentation, "
-            "colons, quotes); only plain YAML is accepted (no custom tags)."
+            "colons, quotes, keys written twice); only plain YAML is accepted (no custom tags)."
         ) from None
     if data is None:
         data = {}
@@ -181,9 +214,14 @@ def load_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     bases = data.pop("_base_", None)
     if bases is None:
         return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"'_base_' in config file {path} must be a file name or a list of file names (relative to "
+                          f"{path.parent}), not {bases!r}.")
     merged: dict = {}
-    for base in [bases] if isinstance(bases, str) else list(bases):
-        merged = deep_merge(merged, load_yaml(path.parent / base, _seen + (path.resolve(),)))
+    for base in bases:
+        merged = deep_merge(merged, load_yaml(path.parent / base, _seen + (path.resolve(),), path))
     return deep_merge(merged, data)
 
 

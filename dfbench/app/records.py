@@ -50,6 +50,8 @@ class BadRecordWarning(UserWarning):
 #: file names of records: ``<config_hash>[-d<data digest>]-s<seed>.json``
 RECORD_NAME = re.compile(r"^[0-9a-f]{12}(-d[0-9a-f]{8})?-s-?\d+\.json$")
 STATUSES = ("completed", "failed", "running")
+#: no record dfbench writes comes near this (the largest committed one is a few hundred KiB)
+MAX_RECORD_BYTES = 32 * 2**20
 
 
 def record_problem(rec) -> str | None:
@@ -82,6 +84,34 @@ def record_problem(rec) -> str | None:
                 return f"its metric {key} is {value!r}, not a number"
             if not math.isfinite(value):
                 return f"its metric {key} is {value}, not a finite number (a diverged run is no result)"
+            if not 0.0 <= value <= 1.0:  # every retrieval metric is a mean of fractions
+                return f"its metric {key} is {value}, outside [0, 1] where every retrieval metric lies"
+    for key in ("suite", "env", "timing", "teachers", "data", "budget", "selection"):
+        if rec.get(key) is not None and not isinstance(rec[key], dict):
+            return f"its '{key}' is a {type(rec[key]).__name__}, not an object"
+    for key in ("artifacts", "run_id", "profile"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            return f"its '{key}' is a {type(rec[key]).__name__}, not a string"
+    pictures = rec.get("pictures")
+    if pictures is not None and not isinstance(pictures, list):
+        return f"its pictures is a {type(pictures).__name__}, not a list of file names"
+    if pictures is not None and not all(isinstance(p, str) for p in pictures):
+        return "its pictures holds something that is not a file name"
+    suite = rec.get("suite") or {}
+    if suite.get("label") is not None and not isinstance(suite["label"], str):
+        return f"its suite label is a {type(suite['label']).__name__}, not a string"
+    config = rec.get("config")
+    if not isinstance(config, dict):
+        return f"it has no resolved 'config' object (found {type(config).__name__}): its config hash cannot be checked"
+    from dfbench.app.config import config_hash
+
+    try:
+        recomputed = config_hash(config)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"its config cannot be hashed ({type(exc).__name__}): it is not a config dfbench wrote"
+    if recomputed != rec["config_hash"]:
+        return (f"its config_hash {rec['config_hash']!r} is not the hash of its own config ({recomputed!r}): the config "
+                "or the hash was changed after the run")
     return None
 
 
@@ -96,10 +126,18 @@ def load_records(results: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
     cannot be used, (path, why). A file looks like a record when it is named like one
     (:data:`RECORD_NAME`) or its JSON declares a ``dfbench.run`` schema; other JSON files (a run's
     ``split.json``, foreign files) are not records and are passed over in silence."""
-    records, problems = [], []
+    records, problems, seen = [], [], {}
     for path in sorted(Path(results).rglob("*.json")):
         rec, problem = read_run_record(path)
         if rec is not None:
+            # one run (dataset, method, config, seed) is one observation: a copy never counts twice
+            run = (rec["dataset"], rec["method"], rec["config_hash"], rec["seed"])
+            if rec["status"] == "completed" and run in seen:
+                problems.append((path, f"it is a second completed record of the run {seen[run]} already holds "
+                                       f"({rec['method']} on {rec['dataset']}, config {rec['config_hash']}, seed {rec['seed']})"))
+                continue
+            if rec["status"] == "completed":
+                seen[run] = path
             records.append(rec)
         elif problem is not None:
             problems.append((path, problem))
@@ -109,9 +147,22 @@ def load_records(results: Path) -> tuple[list[dict], list[tuple[Path, str]]]:
 def read_run_record(path: Path) -> tuple[dict | None, str | None]:
     """(the valid record at ``path`` with its ``_path``, None), or (None, why it cannot be used),
     or (None, None) for a JSON file that is not a record at all."""
+    import stat
+
     named = bool(RECORD_NAME.match(Path(path).name))
     try:
+        info = Path(path).stat()  # follows links: a link to /dev/zero is a device
+    except OSError as exc:
+        return None, (f"it cannot be read ({exc.strerror or exc})" if named else None)
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device never end
+        return None, ("it is not a regular file (a FIFO, a device or a link to one)" if named else None)
+    if info.st_size > MAX_RECORD_BYTES:
+        return None, (f"it is {info.st_size / 2**20:.0f} MiB, larger than any record ({MAX_RECORD_BYTES // 2**20} MiB at most)"
+                      if named else None)
+    try:
         rec = json.loads(Path(path).read_text(encoding="utf-8"), parse_constant=_keep_constant)
+    except RecursionError:
+        return None, ("its JSON is nested too deeply to be a record" if named else None)
     except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
         return None, (f"it is not readable JSON ({type(exc).__name__}: {exc})" if named else None)
     declared = isinstance(rec, dict) and str(rec.get("schema", "")).startswith("dfbench.run")

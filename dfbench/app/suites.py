@@ -98,6 +98,13 @@ def find_suite(name_or_path: str, benchmarks_dir: Path | None = None) -> Path:
     )
 
 
+def _names(value, key: str, path: Path) -> None:
+    """``value`` must be a non-empty list of names (``datasets: shapes`` is one string, not a list)."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"'{key}' in suite {path} must be a non-empty list of names, for example [shapes], "
+                          f"not {value!r}.")
+
+
 def load_suite(path: Path, all_methods: list[str]) -> Suite:
     raw = load_yaml(path)
     for key in raw:
@@ -111,9 +118,17 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
                           "single safe name (letters, digits, '-', '_'), or leave 'name' out to use the file name.")
     profile = raw.get("profile", "cpu")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise ConfigError(f"'seeds' in suite {path} must be a non-empty list of integers.")
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or not seeds:
+        raise ConfigError(f"'seeds' in suite {path} must be a non-empty list of integers of at least 0 (found {seeds!r}).")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"'seeds' in suite {path} lists a seed twice ({seeds!r}): each seed is one observation.")
     datasets = raw["datasets"] if "datasets" in raw else [_default_dataset()]
+    _names(datasets, "datasets", path)
+    if raw.get("runs") is not None and not isinstance(raw["runs"], list):
+        raise ConfigError(f"'runs' in suite {path} must be a list of runs ({{method: NAME, label: TEXT, set: {{...}}}}), "
+                          f"not {type(raw['runs']).__name__}.")
+    if isinstance(raw.get("methods"), list):
+        _names(raw["methods"], "methods", path)
     table = raw.get("leaderboard", "dataset")
     if table not in ("dataset", "own"):
         raise ConfigError(f"'leaderboard' in suite {path} must be 'dataset' (rows in leaderboards/<dataset>.md) or 'own' (leaderboards/{name}.md), got '{table}'.")
@@ -126,6 +141,11 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
             for key in run:
                 if key not in RUN_KEYS:
                     raise ConfigError(f"Unknown key '{key}' in entry {i + 1} of 'runs' in suite {path}. Valid keys: {', '.join(RUN_KEYS)}.")
+            _names([run["method"]], f"method of entry {i + 1} of 'runs'", path)
+            if run.get("label") is not None and not isinstance(run["label"], str):
+                raise ConfigError(f"The label of entry {i + 1} of 'runs' in suite {path} must be text, not {run['label']!r}.")
+            if "datasets" in run:
+                _names(run["datasets"], f"datasets of entry {i + 1} of 'runs'", path)
             variants.append((run["method"], run.get("label") or run["method"], _flatten_set(run.get("set"), str(path)), run.get("datasets", datasets), run.get("profile", profile)))
     else:
         methods = raw.get("methods", "all")

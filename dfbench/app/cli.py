@@ -276,6 +276,40 @@ def _summary(outcomes):
 
 
 @cli.command()
+@click.argument("record", type=click.Path(path_type=Path))
+@click.option("--tolerance", type=float, default=0.0, show_default=True,
+              help="Largest metric difference still called a reproduction (0: bit for bit only).")
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Keep the rerun's record here (default: a temporary folder, removed after).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--device", default=None, help="Run on this device instead of the record's (cpu | cuda).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def reproduce(record, tolerance, results, cache_dir, device, quiet):
+    """Run RECORD again from its own resolved config and compare, metric by metric.
+
+    Prints bit-exact, within tolerance or different, each metric recorded and rerun, whether the
+    teachers were the record's own, and every difference in code revision, versions, threads or CPU
+    kernels. Exit status 0 when the numbers reproduce (bit-exact or within --tolerance), 1 when
+    they differ, 2 for a record that cannot be rerun.
+    """
+    from dfbench.api.progress import Reporter
+    from dfbench.app import reproduce as repro
+    from dfbench.app.records import pin_code_state
+
+    pin_code_state()
+    _plugins()
+    try:
+        outcome = repro.reproduce(record, results=results, tolerance=tolerance, cache_dir=cache_dir, device=device,
+                                  reporter=Reporter(enabled=False) if quiet else Reporter())
+    except KeyboardInterrupt as exc:
+        _interrupted(exc, False)
+    for line in outcome.lines():
+        click.echo(line)
+    if outcome.verdict == "different":
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("queries", type=click.Path(path_type=Path))
 @click.argument("query_labels", type=click.Path(path_type=Path))
 @click.argument("gallery", type=click.Path(path_type=Path))

@@ -242,6 +242,32 @@ def code_changed() -> tuple[str | None, str | None] | None:
     return None if current == started else (started, current)
 
 
+#: the CPU features that change which kernels oneDNN and torch pick (and so the order of sums)
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def isa_features() -> list[str]:
+    """Which of :data:`ISA_FLAGS` this CPU has (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.partition(":")[2].split())
+            break
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def onednn_version() -> str | None:
+    """The oneDNN (MKL-DNN) version torch was built with, from its build configuration."""
+    import torch
+
+    found = re.search(r"(?:oneDNN|MKL-DNN) v([\d.]+)", torch.__config__.show())
+    return found.group(1) if found else None
+
+
 def environment(device) -> dict:
     from dfbench.train.reproducibility import cpu_kind
     import numpy
@@ -263,6 +289,9 @@ def environment(device) -> dict:
         "torch_threads": torch.get_num_threads(),
         # which CPU kernels ran (AVX2, AVX512, ...): another kind of CPU sums in another order
         "cpu": cpu_kind(),
+        # what else decides the last bits on a CPU: the oneDNN kernels' version and the ISA they may use
+        "onednn": onednn_version(),
+        "isa": isa_features(),
         "device": str(device),
     }
     changed = code_changed()

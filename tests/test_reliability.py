@@ -764,12 +764,52 @@ def _not_a_checkpoint(path: Path, tmp: Path) -> str:
     return "it is not a dfbench training checkpoint"
 
 
+_CKPT_SETS = ("params.rounds=4", "params.log_every=2", "checkpoint_every=2")
+
+
+def _own_checkpoint(path: Path, seed: int, **state) -> None:
+    """A checkpoint of this very config (its hash), for ``seed``, holding ``state``."""
+    from dfbench.app.config import config_hash
+    from dfbench.app.runner import RunRequest, resolve_request
+    from dfbench.train.checkpoint import Checkpointer
+
+    cfg, _ = resolve_request(RunRequest(method="dfsbir", profile="smoke", overrides=[*TINY, *_CKPT_SETS]))
+    Checkpointer(path, 2, config_hash(cfg), seed=seed).save({"streams": {}, **state})
+
+
+def _another_seeds_checkpoint(path: Path, tmp: Path) -> str:
+    _own_checkpoint(path, 1, round=2)  # seed 1's checkpoint copied into seed 0's run folder
+    return "it belongs to another run (seed 1, this run seed 0)"
+
+
+def _checkpoint_without_parts(path: Path, tmp: Path) -> str:
+    _own_checkpoint(path, 0, round=2, pool={}, curves=[], teacher_images=0)
+    return "it lacks parts"
+
+
 BAD_CHECKPOINTS = {
+    "another-seed": _another_seeds_checkpoint,
+    "missing-parts": _checkpoint_without_parts,
     "malicious-pickle": _evil_checkpoint,
     "truncated": _truncated_checkpoint,
     "another-config": _foreign_checkpoint,
     "a-torch-file-but-no-checkpoint": _not_a_checkpoint,
 }
+
+
+@pytest.mark.parametrize("saved, fragment", [
+    ({"round": 10**9}, "it claims round 1000000000, outside this run's 0-4"),
+    ({"round": -1}, "it claims round -1"),
+    ({"round": True}, "it claims round True"),
+    ({"teacher_images": -5}, "it claims -5 teacher image passes"),
+    ({"parts": {"students": {}}}, "it holds the parts ['students'], this run ['opt', 'students']"),
+])
+def test_a_checkpoint_that_cannot_resume_this_loop_is_named(saved, fragment):
+    from dfbench.train.engine import CHECKPOINT_KEYS, _checkpoint_problem
+
+    state = {**dict.fromkeys(CHECKPOINT_KEYS, []), "parts": {"students": {}, "opt": {}}, "round": 2, "teacher_images": 0, **saved}
+    assert _checkpoint_problem(state, {"students": 1, "opt": 2}, 4).startswith(fragment)
+    assert _checkpoint_problem({**state, **{"parts": {"students": {}, "opt": {}}, "round": 2, "teacher_images": 0}}, {"students": 1, "opt": 2}, 4) is None
 
 
 @pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
@@ -779,7 +819,7 @@ def test_a_bad_checkpoint_is_named_and_the_run_starts_over(tmp_path, case):
     from dfbench.train.checkpoint import CheckpointWarning
 
     results = tmp_path / "results"
-    sets = ("params.rounds=4", "params.log_every=2", "checkpoint_every=2")
+    sets = _CKPT_SETS
     ckpt = _run_folder(results, *sets) / "checkpoint.pt"
     ckpt.parent.mkdir(parents=True)
     reason = BAD_CHECKPOINTS[case](ckpt, tmp_path)

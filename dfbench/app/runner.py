@@ -429,7 +429,8 @@ class _Run:
         self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
         self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,
                               reporter=self.reporter, artifacts_dir=self.art)
-        self.ctx.checkpointer = Checkpointer(self.art / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"])
+        self.ctx.checkpointer = Checkpointer(self.art / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"],
+                                           seed=int(self.cfg["seed"]))
 
     def load_teachers(self) -> None:
         from dfbench.api.plugins import registry

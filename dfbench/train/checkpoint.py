@@ -57,10 +57,11 @@ def set_rng_state(state: dict) -> None:
 
 
 class Checkpointer:
-    def __init__(self, path: Path, every: int, config_hash: str):
+    def __init__(self, path: Path, every: int, config_hash: str, seed: int | None = None):
         self.path = Path(path)
         self.every = int(every)
         self.config_hash = config_hash
+        self.seed = seed  # a checkpoint is bound to its run: config and seed
         self.last_round = 0
         self.resumed_from: int | None = None
 
@@ -94,8 +95,16 @@ class Checkpointer:
             return self._refuse("it was written by an older dfbench, before the run's named random streams")
         if state.get("config_hash") != self.config_hash:
             return self._refuse(f"it belongs to another config (hash {state.get('config_hash')}, this run {self.config_hash})")
+        if self.seed is not None and state.get("seed") != self.seed:
+            return self._refuse(f"it belongs to another run (seed {state.get('seed')!r}, this run seed {self.seed})")
         self.last_round = self.resumed_from = int(state["round"])
         return state
+
+    def refuse(self, reason: str) -> None:
+        """Give up a checkpoint already loaded (its content cannot resume the run): the run starts
+        from round 0, and says why."""
+        self.last_round, self.resumed_from = 0, None
+        self._refuse(reason)
 
     def _refuse(self, reason: str) -> None:
         """Say why the checkpoint found is not used (the run starts over; the next save replaces it)."""
@@ -121,7 +130,7 @@ class Checkpointer:
         if not dist.is_main():  # data-parallel runs: only rank 0 writes
             self.last_round = int(state["round"])
             return
-        state = {**state, "config_hash": self.config_hash, "rng": rng_state()}
+        state = {**state, "config_hash": self.config_hash, "seed": self.seed, "rng": rng_state()}
         atomic_torch_save(state, self.path)
         self.last_round = int(state["round"])
 

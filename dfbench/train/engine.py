@@ -355,6 +355,10 @@ class DataFreeLoop:
         saved = ckpt.load() if ckpt is not None else None
         if saved is None:
             return
+        problem = _checkpoint_problem(saved, self.parts, self.p.rounds)
+        if problem is not None:  # checked before anything is restored: a run never resumes half-way
+            ckpt.refuse(problem)
+            return
         _check_world(saved, ckpt)
         for k, v in self.parts.items():
             v.load_state_dict(saved["parts"][k])
@@ -366,6 +370,25 @@ class DataFreeLoop:
         self.passes.images = int(saved["teacher_images"])
         self.best = saved.get("best")
         _restore_rank(saved, self.pool, self.ctx)
+
+
+#: what a checkpoint of the data-free loop holds (DataFreeLoop.state)
+CHECKPOINT_KEYS = ("parts", "pool", "streams", "curves", "rng", "round", "teacher_images")
+
+
+def _checkpoint_problem(saved: dict, parts: dict, rounds: int) -> str | None:
+    """Why a checkpoint cannot resume this loop (None: it can): keys missing, other parts, a round
+    outside [0, rounds] (a checkpoint claiming round 10^9 would end the run untrained)."""
+    missing = [k for k in CHECKPOINT_KEYS if k not in saved]
+    if missing:
+        return f"it lacks {', '.join(missing)} (it is not a checkpoint of this loop, or it was cut short)"
+    if not isinstance(saved["parts"], dict) or set(saved["parts"]) != set(parts):
+        return f"it holds the parts {sorted(saved['parts']) if isinstance(saved['parts'], dict) else saved['parts']!r}, this run {sorted(parts)}"
+    if isinstance(saved["round"], bool) or not isinstance(saved["round"], int) or not 0 <= saved["round"] <= rounds:
+        return f"it claims round {saved['round']!r}, outside this run's 0-{rounds}"
+    if isinstance(saved["teacher_images"], bool) or not isinstance(saved["teacher_images"], int) or saved["teacher_images"] < 0:
+        return f"it claims {saved['teacher_images']!r} teacher image passes"
+    return None
 
 
 def default_hooks(ctx, p: DataFreeOptions) -> list[LoopHook]:

@@ -920,6 +920,41 @@ def test_another_data_root_is_another_run_with_its_own_teachers(tmp_path):
     assert changed["run_id"] != first["run_id"] and len(records(results)) == 4
 
 
+def test_same_sized_files_swapped_in_place_are_other_data(tmp_path):
+    """Issue 30, item 1: identity follows content. Swap the bytes of a cat and a dog photo of the
+    same size, keeping their modification times: the run is not "already done", and its teachers
+    are trained again (they would have learnt the old labels)."""
+    import os
+
+    root = make_tree(tmp_path / "A")
+    base = root / "train" / "photo"
+    cat, dog = base / "cat" / "cat_0.jpg", base / "dog" / "dog_0.jpg"
+    Image.new("RGB", (12, 12), (250, 10, 10)).save(cat, "BMP")
+    Image.new("RGB", (12, 12), (10, 10, 250)).save(dog, "BMP")
+    assert cat.stat().st_size == dog.stat().st_size
+    results = tmp_path / "results"
+    sets = [*_sets("params.rounds=2", "params.log_every=1", tiny=False), "--cache-dir", str(tmp_path / "cache")]
+
+    def run():
+        res = invoke(results, *_folder(root), *sets, "--json", catch=False)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output[res.output.index("["):])[0]
+
+    first = run()
+    times = [(p.stat().st_atime_ns, p.stat().st_mtime_ns) for p in (cat, dog)]
+    a, b = cat.read_bytes(), dog.read_bytes()
+    cat.write_bytes(b)
+    dog.write_bytes(a)
+    for p, t in zip((cat, dog), times):
+        os.utime(p, ns=t)  # as a copy that keeps times would
+    swapped = run()
+    assert swapped["run_id"] != first["run_id"] and len(records(results)) == 2
+    assert swapped["data_identity"]["revision"] != first["data_identity"]["revision"]
+    assert not any(t["cached"] for t in swapped["teachers"].values())
+    digests = json.loads((tmp_path / "cache" / "content-digests.json").read_text())
+    assert str(cat.resolve()) in digests  # computed once, remembered by path, size, times and inode
+
+
 @pytest.mark.parametrize("content", ["{not json", "nan-metric"], ids=["corrupt-json", "completed-with-a-nan-metric"])
 def test_an_invalid_record_at_the_run_path_is_not_already_done(tmp_path, content):
     """Only a valid completed record makes a run "already done": anything else is run again and

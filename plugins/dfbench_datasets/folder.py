@@ -253,14 +253,20 @@ def _cache_keys(layout: FolderLayout, image_size: int, skip_bad: bool) -> tuple[
     return prefix, h.hexdigest()[:20]
 
 
-def _fingerprint(layout: FolderLayout) -> str:
-    """A revision of the data independent of where it lies and of mtimes: relative paths + sizes."""
+def _fingerprint(layout: FolderLayout, cache_dir: Path | None = None) -> str:
+    """A revision of the data independent of where it lies and of mtimes: every file's relative
+    path, class and content digest (dfbench.api.digests: hashed once, then remembered by path, size
+    and mtime), so two same-sized files swapped in place are another revision."""
+    from dfbench.api.digests import DigestCache
+
+    digests = DigestCache(cache_dir)
     h = hashlib.sha256()
     for split in SPLITS:
         for modality in MODALITIES:
             for entry, label in layout.files[(split, modality)]:
-                h.update(f"{_rel(entry.path, layout.root)}\t{entry.size}\t{layout.classes[label]}\n".encode())
-    return h.hexdigest()[:16]
+                h.update(f"{_rel(entry.path, layout.root)}\t{entry.size}\t{layout.classes[label]}\t{digests.digest(entry.path)}\n".encode())
+    digests.save()
+    return "c" + h.hexdigest()[:15]  # "c": a content revision (revisions before it covered names and sizes only)
 
 
 def _load_cache(path: Path, key: str):
@@ -383,7 +389,7 @@ def load_folder_layout(layout: FolderLayout, name: str, options: DatasetOptions)
     bench = Benchmark(name=name, classes=list(layout.classes), image_size=size, sets=sets, split_manifest=manifest)
     bench.info = {
         "root": str(root),
-        "revision": _fingerprint(layout),
+        "revision": _fingerprint(layout, options.cache_dir),
         "counts": bench.counts(),
         "in_memory": bool(in_memory),
         "cache": cache_state,
@@ -436,7 +442,7 @@ class FolderDataset(DatasetPlugin):
     def revision(self, options: DatasetOptions) -> str:
         """The content revision of the data (every file's relative path and size, and its class),
         read from the file listing alone: part of a run's identity (dfbench.app.runner.data_identity)."""
-        return _fingerprint(self.layout(options))
+        return _fingerprint(self.layout(options), options.cache_dir)
 
     def load(self, options: DatasetOptions) -> Benchmark:
         return load_folder_layout(self.layout(options), self.name, options)

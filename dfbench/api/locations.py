@@ -20,10 +20,19 @@ def package_root() -> Path:
     return Path(dfbench.__file__).resolve().parent.parent
 
 
+def shipped_root() -> Path:
+    """Where a built wheel carries the suites and reported numbers (``dfbench/_shipped``, written
+    by setup.py's build step); absent in a checkout, which has them at its root."""
+    import dfbench
+
+    return Path(dfbench.__file__).resolve().parent / "_shipped"
+
+
 def candidates(relative: str) -> list[Path]:
-    """``relative`` under the current folder, then under the package root (each once)."""
+    """``relative`` under the current folder, then under the package root, then inside the
+    installed package (a wheel's ``_shipped``), each once."""
     out = []
-    for base in (Path.cwd(), package_root()):
+    for base in (Path.cwd(), package_root(), shipped_root()):
         path = base / relative
         if path not in out:
             out.append(path)
@@ -37,10 +46,11 @@ def find_dir(relative: str) -> Path | None:
 
 def suites_dir() -> Path:
     """Where suites are found by name: ``./benchmarks`` when it holds suites, else the checkout's."""
-    for path in candidates("benchmarks"):
+    found = candidates("benchmarks")
+    for path in found:
         if any(path.glob("*.yaml")):
             return path
-    return candidates("benchmarks")[-1]
+    return found[1]  # the checkout's (where a user would add one)
 
 
 def committed_records() -> Path | None:

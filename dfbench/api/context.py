@@ -29,6 +29,7 @@ class RunContext:
     selection: dict | None = None  # what params.select chose, and on what (dfbench.train.engine.SelectOnValidation)
     extra: dict = field(default_factory=dict)
     streams: Any = None  # dfbench.train.rng.Streams: the run's named random streams (made on first use)
+    events: Any = None  # dfbench.api.loggers.EventBus of the run's loggers, or None
 
     @property
     def params(self) -> dict:
@@ -74,4 +75,9 @@ class RunContext:
         return int(self.config["data"]["image_size"])
 
     def log_curve(self, row: dict) -> None:
+        """One row of the training curves: kept for ``curves.csv`` and sent to the run's loggers."""
         self.curves.append(row)
+        if self.events is not None:
+            from dfbench.api.loggers import CurvePoint
+
+            self.events.emit("curve_point", CurvePoint(int(row.get("round", 0)), {k: v for k, v in row.items() if k != "round"}))

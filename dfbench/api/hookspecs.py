@@ -56,5 +56,12 @@ def dfbench_register_terms(register):
 
 
 @hookspec
+def dfbench_register_loggers(register):
+    """Register run loggers (experiment trackers): classes implementing
+    :class:`dfbench.api.loggers.RunLogger`, which receive a run's typed events (started, each curve
+    point, finished). A run uses those named by ``--logger`` or ``loggers`` in its config."""
+
+
+@hookspec
 def dfbench_register_commands(register, cli):
     """Register extra CLI commands: ``register(click_command)`` adds it to ``cli``."""

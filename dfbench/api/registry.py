@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 from dfbench.api.errors import DfbenchError, UnknownNameError, did_you_mean
 
-KINDS = ("methods", "datasets", "teachers", "inversions", "losses", "terms")
+KINDS = ("methods", "datasets", "teachers", "inversions", "losses", "terms", "loggers")
 
 # Singular words for messages.
 KIND_NOUN = {
@@ -23,6 +23,7 @@ KIND_NOUN = {
     "inversions": "inversion strategy",
     "losses": "alignment loss",
     "terms": "synthesis loss term",
+    "loggers": "run logger",
 }
 
 

@@ -164,6 +164,8 @@ def plugins(as_json):
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. params.rounds=100.")
 @click.option("--device", default=None, help="auto | cpu | cuda | cuda:N [default: auto].")
+@click.option("--logger", "loggers", multiple=True, metavar="NAME",
+              help="Also send the run's events to this logger (repeatable; 'dfbench list --kind loggers': jsonl, tensorboard).")
 @click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Cache for teachers and generated data [default: $DFBENCH_CACHE or ~/.cache/dfbench].")
 @click.option("--force", is_flag=True, help="Run again even when a completed record exists (it is replaced only if the rerun completes).")
@@ -172,7 +174,7 @@ def plugins(as_json):
 @click.option("--print-config", is_flag=True, help="Print the resolved config as YAML and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, results, cache_dir, force, skip_bad_images, limit, print_config, as_json, quiet):
+def run(method, dataset, data_root, profile, seeds, config_file, overrides, device, loggers, results, cache_dir, force, skip_bad_images, limit, print_config, as_json, quiet):
     """Run one method on one dataset and write a run record per seed.
 
     Started by torchrun, one run trains data-parallel on all its processes (docs/scaling.md).
@@ -189,8 +191,9 @@ def run(method, dataset, data_root, profile, seeds, config_file, overrides, devi
     outcomes = []
     for seed in seeds or (None,):  # None: the config file's seed, else 0
         # the library's own call (dfbench.run): the same arguments, the same run
+        logger_set = [f"loggers={json.dumps(list(loggers))}"] if loggers else []  # an execution setting, outside the hash
         given = dict(method=method, dataset=dataset, profile=profile, seed=seed, device=device, data_root=data_root,
-                     config=config_file, set=list(overrides), results=results, cache_dir=cache_dir, force=force,
+                     config=config_file, set=[*overrides, *logger_set], results=results, cache_dir=cache_dir, force=force,
                      skip_bad_images=skip_bad_images, limit=limit)
         if print_config:
             from dfbench.app.config import annotated_yaml

@@ -40,7 +40,7 @@ class Comparison:
     other_teachers: tuple = ()  # seeds both rows completed on different teachers: left out
 
     def row(self) -> dict:
-        from dfbench.app.leaderboard import md  # row names are text in a markdown cell
+        from dfbench.app.text import md  # row names are text in a markdown cell
 
         left_out = f" (seed {', '.join(map(str, self.other_teachers))} left out: other teachers)" if self.other_teachers else ""
         return {

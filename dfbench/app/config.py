@@ -36,6 +36,7 @@ PROFILES = ("smoke", "cpu", "paper")
 UNHASHED = (
     ("seed",), ("device",), ("data", "root"), ("checkpoint_every",), ("curve_eval_every",),
     ("perf", "channels_last"), ("perf", "compile"), ("perf", "optimizer_impl"), ("perf", "threads"),
+    ("loggers",),  # where a run's events also go (dfbench.api.loggers): never what it computes
 )
 
 # Keys added after records existed, with the default that reproduces the earlier behaviour: at
@@ -133,6 +134,7 @@ class RunOptions(Options):
         50, min=0, help="mAP@all of the selection split (validation, else test) in the training curves every this many rounds (0: never)"
     )
     perf: PerfOptions = section(PerfOptions, help="execution settings (dfbench.train.perf)")
+    loggers: list = option([], help="run loggers that also receive the run's events: names from 'dfbench list --kind loggers' (execution setting)")
     params: dict = option({}, help="the method's own options (its Options)")
 
 

@@ -153,7 +153,7 @@ def check(records: list[dict], dataset: str, controls: Controls) -> RegimeCheck:
 
 def markdown(regime: RegimeCheck) -> str:
     """The regime-check section of a suite's leaderboard page."""
-    from dfbench.app.leaderboard import md
+    from dfbench.app.text import md
 
     c = regime.controls
     verdict = {

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import math
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -336,6 +337,7 @@ class _Run:
         Perf.from_config(self.cfg.get("perf"), self.device).apply_threads()  # before the record states the count
         self._busy_note()
         self.record = self._new_record()
+        self.events = None  # the run's loggers (dfbench.api.loggers.EventBus), made when it starts
         self.ctx = None
         self.t_start = time.perf_counter()
         self.cpu_start = time.process_time()  # this process's CPU time, every thread: what the run costs
@@ -397,7 +399,9 @@ class _Run:
         seed_everything(self.cfg["seed"])
         make_deterministic(self.device)
         training = False  # errors before training (data, teachers) are input errors, not results
+        self.events = self._loggers()  # a missing tracker package is bad input: before any work
         try:
+            self._emit_started()
             self.load_data()
             self.load_teachers()
             interrupts.check()  # a Ctrl-C swallowed by a library on the way stops the run here
@@ -418,7 +422,38 @@ class _Run:
             elif training and not isinstance(exc, ConfigError):
                 self.fail(exc)
             raise
+        finally:
+            if self.events is not None and sys.exc_info()[0] is not None:  # interrupted or failed: release the loggers
+                self.events.close()
         return self.finish()
+
+    def _loggers(self):
+        """The run's loggers (``loggers`` in its config), rank 0 only; None when there are none."""
+        from dfbench.api.loggers import EventBus
+        from dfbench.api.plugins import registry
+
+        names = self.cfg.get("loggers") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"'loggers' must be a list of logger names ('dfbench list --kind loggers'), got {names!r}.")
+        if not names or not dist.is_main():
+            return None
+        loggers = {}
+        for name in dict.fromkeys(names):
+            loggers[name] = registry("loggers").load(name)()  # raises a one-paragraph error for an unknown name or backend
+        return EventBus(loggers, self.reporter.log)
+
+    def _emit_started(self) -> None:
+        if self.events is not None:
+            from dfbench.api.loggers import RunStarted
+
+            self.events.emit("run_started", RunStarted(self.cfg, self.plan.run_id, self.plan.path, self.art))
+
+    def _emit_finished(self, record: dict) -> None:
+        if self.events is not None:
+            from dfbench.api.loggers import RunFinished
+
+            self.events.emit("run_finished", RunFinished(record, self.plan.path, self.plan.artifacts))
+            self.events.close()
 
     def load_data(self) -> None:
         from dfbench.train.checkpoint import Checkpointer
@@ -428,7 +463,7 @@ class _Run:
             benchmark = load_benchmark(self.cfg, self.cache_dir)
         self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
         self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,
-                              reporter=self.reporter, artifacts_dir=self.art)
+                              reporter=self.reporter, artifacts_dir=self.art, events=self.events)
         self.ctx.checkpointer = Checkpointer(self.art / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"],
                                            seed=int(self.cfg["seed"]))
 
@@ -486,6 +521,7 @@ class _Run:
             if self.replaces:  # the completed run's files give way to this run's, then its record
                 _swap_in(self.art, self.plan.artifacts)
             write_record(self.plan.path, self.record)
+            self._emit_finished(self.record)
         dist.barrier()  # every rank returns once the record exists
         return RunOutcome(self.record, self.plan.path)
 
@@ -523,6 +559,7 @@ class _Run:
         except Exception:
             pass
         write_record(self.plan.path, record)
+        self._emit_finished(record)
 
 
 def staging_dir(art: Path) -> Path:

@@ -1,0 +1,1 @@
+"""Built-in run loggers: ``jsonl`` (no dependency) and ``tensorboard`` (dfbench.api.loggers)."""

@@ -1,0 +1,117 @@
+"""Run events and loggers (issue 32): typed events reach every logger of a run, the built-in
+backends write what they say (read back with their own readers), loggers never change a run."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import error_paragraph
+
+from dfbench.app.cli import cli
+
+SMOKE = ["--profile", "smoke", "--device", "cpu", "--quiet", "--set", "data.options.train_per_class=24",
+         "--set", "data.options.test_per_class=12"]
+DFSBIR = ["--method", "dfsbir", "--set", "params.rounds=4", "--set", "params.log_every=2"]
+
+
+def _record(results):
+    [path] = [p for p in results.rglob("*.json") if p.parent.parent.parent == results]
+    return path, json.loads(path.read_text())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason='needs pip install "dfbench[tensorboard]"')
+def test_a_dfsbir_runs_curves_reach_tensorboard_and_jsonl(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", *DFSBIR, "--results", str(results), *SMOKE, "--logger", "tensorboard", "--logger", "jsonl"])
+    assert res.exit_code == 0, res.output
+    path, rec = _record(results)
+    run_dir = results / rec["artifacts"]
+    with open(run_dir / "curves.csv", newline="") as fh:
+        curves = list(csv.DictReader(fh))
+    assert curves, "a dfsbir run logs curves"
+    # TensorBoard, read with its own reader
+    acc = EventAccumulator(str(run_dir / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert "curves/align" in tags and "metrics/mAP@all" in tags
+    assert [e.step for e in acc.Scalars("curves/align")] == [int(r["round"]) for r in curves if r.get("align")]
+    assert acc.Scalars("curves/align")[-1].value == pytest.approx(float(curves[-1]["align"]), rel=1e-6)
+    assert acc.Scalars("metrics/mAP@all")[-1].value == pytest.approx(rec["metrics"]["mAP@all"], rel=1e-6)
+    assert "config" in acc.Tags()["tensors"] or "config/text_summary" in acc.Tags()["tensors"]
+    # the JSON lines: one start, one point per curve row, one finish with the record's metrics
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds == ["run_started", *["curve_point"] * len(curves), "run_finished"]
+    assert events[0]["config"]["method"] == "dfsbir" and events[0]["run_id"] == rec["run_id"]
+    assert events[-1]["metrics"] == rec["metrics"] and events[-1]["record"] == str(path)
+
+
+def test_loggers_change_no_config_hash_and_no_number(tmp_path):
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(results), *SMOKE])
+    assert res.exit_code == 0, res.output
+    _, plain = _record(results)
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(results), *SMOKE, "--logger", "jsonl"])
+    assert res.exit_code == 0, res.output
+    _, again = _record(results)  # the same run: done already, one record
+    assert again["config_hash"] == plain["config_hash"]
+    other = tmp_path / "r2"
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(other), *SMOKE, "--logger", "jsonl"])
+    assert res.exit_code == 0, res.output
+    _, logged = _record(other)
+    assert logged["config_hash"] == plain["config_hash"] and logged["metrics"] == plain["metrics"]
+    assert logged["config"]["loggers"] == ["jsonl"]
+
+
+def test_an_unknown_logger_is_a_one_paragraph_error_before_any_work(tmp_path):
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(results), *SMOKE, "--logger", "jsnl"])
+    assert res.exit_code == 2, res.output
+    error = error_paragraph(res.output)
+    assert "Unknown run logger 'jsnl'" in error and "jsonl" in error
+    assert not results.exists() or not any(p.suffix == ".json" for p in results.rglob("*"))
+
+
+def test_a_missing_backend_names_the_extra(tmp_path, monkeypatch):
+    import dfbench_loggers.loggers as mod
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(mod.importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(results), *SMOKE, "--logger", "tensorboard"])
+    assert res.exit_code == 2, res.output
+    assert 'pip install "dfbench[tensorboard]"' in error_paragraph(res.output)
+    assert not results.exists() or not any(p.suffix == ".json" for p in results.rglob("*"))
+
+
+def test_a_logger_that_fails_is_dropped_and_the_run_goes_on(tmp_path):
+    from dfbench.api.loggers import RunLogger
+    from dfbench.api.plugins import get_plugins, reset_plugins
+
+    calls = []
+
+    class Boom(RunLogger):
+        def run_started(self, event):
+            calls.append("started")
+
+        def curve_point(self, event):
+            calls.append("point")
+            raise RuntimeError("tracker down")
+
+    reset_plugins()
+    try:
+        get_plugins().registry("loggers").add("boom", Boom, plugin="test")
+        results = tmp_path / "r"
+        res = CliRunner().invoke(cli, ["run", *DFSBIR, "--results", str(results), *SMOKE, "--logger", "boom"])
+        assert res.exit_code == 0, res.output
+        _, rec = _record(results)
+        assert rec["status"] == "completed"
+        assert calls == ["started", "point"]  # dropped after its first failure
+    finally:
+        reset_plugins()

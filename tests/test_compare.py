@@ -5,6 +5,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+from conftest import sealed
 
 from dfbench.compare import compare
 from dfbench.errors import ConfigError
@@ -54,7 +55,8 @@ def test_the_compare_command_prints_the_paired_comparison(tmp_path):
             r = _record(tmp_path, label, s, aps)
             r["metrics"] = {"mAP@all": r["metrics"]["mAP@all"], "mAP@200": 0.0, "P@100": 0.0, "P@200": 0.0}
             r.update({"schema": "dfbench.run/1", "run_id": f"abc-s{s}", "config_hash": "abc", "profile": "cpu", "error": None,
-                      "config": {}, "teachers": {}, "timing": {}, "env": {}})
+                      "config": {"row": label}, "teachers": {}, "timing": {}, "env": {}})
+            sealed(r)  # its config hash is its config's, as dfbench checks on read
             folder = tmp_path / "d" / r["method"]
             folder.mkdir(parents=True, exist_ok=True)
             r["artifacts"] = str(Path("d") / r["method"] / f"{label[0]}-s{s}")

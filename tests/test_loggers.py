@@ -115,3 +115,27 @@ def test_a_logger_that_fails_is_dropped_and_the_run_goes_on(tmp_path):
         assert calls == ["started", "point"]  # dropped after its first failure
     finally:
         reset_plugins()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason='needs pip install "dfbench[mlflow]"')
+def test_a_dfsbir_run_reaches_mlflow_params_metrics_and_artifacts(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", *DFSBIR, "--results", str(results), *SMOKE, "--logger", "mlflow"])
+    assert res.exit_code == 0, res.output
+    path, rec = _record(results)
+    with open(results / rec["artifacts"] / "curves.csv", newline="") as fh:
+        curves = list(csv.DictReader(fh))
+    client = MlflowClient(tracking_uri=(results / "mlruns").resolve().as_uri())
+    experiment = client.get_experiment_by_name("dfbench/shapes")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["dfbench.run_id"] == rec["run_id"]
+    assert run.data.params["method"] == "dfsbir" and run.data.params["params.rounds"] == "4"
+    history = client.get_metric_history(run.info.run_id, "align")
+    assert [m.step for m in history] == [int(r["round"]) for r in curves if r.get("align")]
+    assert history[-1].value == pytest.approx(float(curves[-1]["align"]))
+    assert run.data.metrics["test.mAP_at_all"] == pytest.approx(rec["metrics"]["mAP@all"])
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert path.name in names and "curves.csv" in names

@@ -1,1 +1,1 @@
-"""Built-in run loggers: ``jsonl`` (no dependency) and ``tensorboard`` (dfbench.api.loggers)."""
+"""Built-in run loggers: ``jsonl`` (no dependency), ``tensorboard`` and ``mlflow`` (dfbench.api.loggers)."""

@@ -75,3 +75,94 @@ class TensorBoardLogger(RunLogger):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _mlflow_key(key: str) -> str:
+    """A metric or parameter name MLflow accepts (letters, digits, ``_ - . / `` and spaces)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(key).replace("@", "_at_"))[:250]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+class MLflowLogger(RunLogger):
+    """An MLflow run per dfbench run: params = the resolved config (flattened to dotted keys),
+    metrics = the curves by round and the final metrics (``test.<metric>``), artifacts = the
+    record, ``curves.csv`` and the pictures. Tracking store: ``$MLFLOW_TRACKING_URI`` when set,
+    else a local file store ``<results>/mlruns`` beside the records (``mlflow ui --backend-store-uri
+    <results>/mlruns`` browses it). Experiment: ``dfbench/<dataset>``."""
+
+    def __init__(self):
+        if importlib.util.find_spec("mlflow") is None:
+            raise ConfigError(
+                "The logger 'mlflow' needs the package mlflow (or mlflow-skinny), which is not installed. Install it with "
+                'pip install "dfbench[mlflow]", or run without --logger mlflow.'
+            )
+        self.client = None
+        self.run_id = None
+
+    def run_started(self, event: RunStarted) -> None:
+        import os
+
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            results = event.record_path.parent.parent.parent
+            uri = (results / "mlruns").resolve().as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's local file store, chosen here
+        self.client = MlflowClient(tracking_uri=uri)
+        name = f"dfbench/{event.config.get('dataset')}"
+        experiment = self.client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment is not None else self.client.create_experiment(name)
+        run = self.client.create_run(experiment_id, run_name=f"{event.config.get('method')} {event.run_id}",
+                                     tags={"dfbench.run_id": event.run_id, "dfbench.record": str(event.record_path)})
+        self.run_id = run.info.run_id
+        params = [Param(_mlflow_key(k), str(v)[:500]) for k, v in sorted(_flatten(event.config).items())]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def curve_point(self, event: CurvePoint) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(_mlflow_key(k), float(v), stamp, int(event.round)) for k, v in event.values.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+    def run_finished(self, event: RunFinished) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        metrics = [Metric(_mlflow_key(f"test.{k}"), float(v), stamp, 0) for k, v in (event.record.get("metrics") or {}).items()
+                   if isinstance(v, (int, float)) and math.isfinite(v)]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+        if event.record_path.is_file():
+            self.client.log_artifact(self.run_id, str(event.record_path))
+        for path in sorted(event.artifacts.glob("*.png")) + sorted(event.artifacts.glob("curves.csv")):
+            self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, "FINISHED" if event.record.get("status") == "completed" else "FAILED")
+        self.run_id = None
+
+    def close(self) -> None:
+        if self.client is not None and self.run_id is not None:  # ended without a record: interrupted or bad input
+            try:
+                self.client.set_terminated(self.run_id, "KILLED")
+            finally:
+                self.run_id = None

@@ -5,6 +5,9 @@ from dfbench import hookimpl
 def dfbench_register_loggers(register):
     register("jsonl", "dfbench_loggers.loggers:JsonLinesLogger",
              description="every run event as one JSON line in <run folder>/events.jsonl (no dependency)")
+    register("mlflow", "dfbench_loggers.loggers:MLflowLogger",
+             description="an MLflow run: the config as params, curves and final metrics, the record and pictures as artifacts; "
+                         "$MLFLOW_TRACKING_URI or <results>/mlruns (pip install \"dfbench[mlflow]\")")
     register("tensorboard", "dfbench_loggers.loggers:TensorBoardLogger",
              description="TensorBoard event files in <run folder>/tensorboard: curves as scalars by round, config as text, "
                          "final metrics (pip install \"dfbench[tensorboard]\")")

@@ -373,9 +373,10 @@ def leaderboard(results, out, check, suites_dir, fmt):
 @click.option("--results", type=click.Path(path_type=Path), default=Path("results"), show_default=True, help="Results folder.")
 @click.option("--data-root", type=click.Path(path_type=Path), help="Data root for every run of the suite.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--logger", "loggers", multiple=True, metavar="NAME", help="Also send every run's events to this logger (repeatable).")
 @click.option("--cache-dir", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, cache_dir, quiet):
+def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, results, data_root, device, loggers, cache_dir, quiet):
     """Run a suite: a grid of methods x datasets x seeds, and print its results table.
 
     SUITE is a suite's name (found in ./benchmarks, else among the suites shipped with dfbench:
@@ -395,7 +396,8 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     reporter = Reporter(enabled=False) if quiet or dry_run else Reporter()  # a dry run reports no "done"
     try:
         result = run_suite(spec, shard=shard, seeds=only_seeds, methods=only_methods, force=force, dry_run=dry_run,
-                           results=results, data_root=data_root, device=device, cache_dir=cache_dir, reporter=reporter)
+                           results=results, data_root=data_root, device=device, cache_dir=cache_dir, reporter=reporter,
+                           loggers=list(loggers))
     except KeyboardInterrupt as exc:
         _fail_interrupted(f"{interrupts.what(exc)}. Run the same command again: finished runs are skipped, and the "
                           "interrupted one resumes from its last checkpoint if it saved one.", exc)

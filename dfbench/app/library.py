@@ -81,7 +81,7 @@ def run(method: str | None = None, dataset: str | None = None, *, profile: str |
 
 def run_suite(suite, *, seeds=None, methods=None, shard=None, force: bool = False, dry_run: bool = False,
               results="results", data_root=None, device: str = "auto", cache_dir=None, progress: bool = False,
-              reporter: Reporter | None = None):
+              reporter: Reporter | None = None, loggers=()):
     """Run a suite (its name, e.g. ``"smoke"``, a suite file, or a :class:`dfbench.app.suites.Suite`):
     every selected item without a valid completed record; the call behind ``dfbench bench``.
     Returns a :class:`dfbench.app.runner.SuiteResult` (``.runs``: each item's status and record
@@ -91,7 +91,7 @@ def run_suite(suite, *, seeds=None, methods=None, shard=None, force: bool = Fals
     return runner.run_suite(
         suite, shard=shard, seeds=seeds, methods=methods, force=force, dry_run=dry_run, results=Path(results),
         data_root=data_root, device=device, cache_dir=Path(cache_dir) if cache_dir else None,
-        reporter=reporter or Reporter(enabled=progress and not dry_run),
+        reporter=reporter or Reporter(enabled=progress and not dry_run), loggers=list(loggers),
     )
 
 

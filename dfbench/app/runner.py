@@ -11,6 +11,7 @@ import copy
 import csv
 import hashlib
 import io
+import json
 import math
 import sys
 import time
@@ -730,7 +731,7 @@ def select_items(spec, seeds=None, methods=None, shard: str | tuple | None = Non
 
 def run_suite(suite, *, shard=None, seeds=None, methods=None, force: bool = False, dry_run: bool = False,
               results: Path, data_root=None, device: str = "auto", cache_dir: Path | None = None,
-              reporter: Reporter | None = None) -> SuiteResult:
+              reporter: Reporter | None = None, loggers: list | None = None) -> SuiteResult:
     """Run a suite (a :class:`dfbench.app.suites.Suite`, a suite's name or a suite file): every selected
     item whose valid completed record is missing (``force``: every one). A failed run is recorded
     (status failed) and the grid goes on; a folder no record can be written to stops it
@@ -758,7 +759,8 @@ def run_suite(suite, *, shard=None, seeds=None, methods=None, force: bool = Fals
         for item in items:
             req = RunRequest(
                 method=item.method, dataset=item.dataset, profile=item.profile, seed=item.seed, device=device,
-                data_root=str(root) if root else None, overrides=item.overrides, results=Path(results),
+                data_root=str(root) if root else None, results=Path(results),
+                overrides=[*item.overrides, *([f"loggers={json.dumps(list(loggers))}"] if loggers else [])],
                 cache_dir=cache_dir, force=force, suite={"name": spec.name, "label": item.label, "seeds": spec.seeds},
                 shard_seat=seat,
             )

@@ -487,6 +487,7 @@ def render(
     dataset_keys: dict | None = None,
     labels: dict | None = None,
     pinned: frozenset = frozenset(),
+    regimes: list = (),
 ) -> dict[str, str]:
     """{file name: markdown} for every dataset with records, every own-table suite with at least one
     record, plus README.md. ``link_base``: the results folder as seen from the output folder, for
@@ -522,10 +523,16 @@ def render(
         rows = summary[summary["dataset"] == dataset]
         body = like_for_like_tables(rows, link_base)
         synthesis = DATA_FREE_COLUMNS if _measured(rows, "teacher_images") or _measured(rows, "pair_agreement") else ""
+        regime = ""
+        for suite_name, datasets, controls_of in regimes:  # the regime check of each suite that declares controls
+            if dataset in datasets:
+                from dfbench.app import controls
+
+                regime += f"\n{controls.markdown(controls.check(records, dataset, controls_of)).replace('## Regime check', f'## Regime check: suite {md(suite_name)}', 1)}"
         files[page] = (
             f"{HEADER}\n\n# {md(dataset)}\n\nmAP@all is the mean ± standard deviation over seeds; other metrics are "
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
-            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.{synthesis}\n\n{body}\n"
+            f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.{synthesis}\n{regime}\n{body}\n"
         )
     files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
     return files
@@ -747,7 +754,7 @@ def stale_files(files: dict[str, str], out: Path) -> list[str]:
 
 
 
-def suite_tables(suites_dir: Path) -> tuple[list, dict, dict]:
+def suite_tables(suites_dir: Path) -> tuple[list, dict, dict, list]:
     """The own-table suites of ``suites_dir``, each run resolved to the config hash of its records,
     {(dataset, method, config hash): seeds asked for} of every run of the other suites, and
     {(dataset, method, config hash): the row label those suites give it}."""
@@ -756,8 +763,10 @@ def suite_tables(suites_dir: Path) -> tuple[list, dict, dict]:
     from dfbench.api.plugins import registry
     from dfbench.app.runner import RunRequest, resolve_request
 
-    tables, dataset_keys, labels = [], {}, {}
+    tables, dataset_keys, labels, regimes = [], {}, {}, []
     for spec in suites.all_suites(suites_dir, registry("methods").names()):
+        if spec.controls is not None and not spec.own_leaderboard:  # checked on its datasets' pages
+            regimes.append((spec.name, sorted({item.dataset for item in spec.items}), spec.controls))
         table = SuiteTable(spec.name, spec.description, spec.seeds, controls=spec.controls)
         seen = set()
         for item in spec.items:
@@ -774,7 +783,7 @@ def suite_tables(suites_dir: Path) -> tuple[list, dict, dict]:
                 labels.setdefault(key, item.label)
         if spec.own_leaderboard:
             tables.append(table)
-    return tables, dataset_keys, labels
+    return tables, dataset_keys, labels, regimes
 
 
 @dataclass
@@ -816,7 +825,7 @@ def build_leaderboards(results: Path | None = None, *, out: Path | None = None, 
         raise DfbenchError(f"Results folder {results} does not exist. Pass --results DIR (where 'dfbench run' wrote its records).")
     suites_dir = Path(suites_dir) if suites_dir else default_suites()
     link_base = Path(os.path.relpath(results.resolve(), out.resolve())).as_posix()
-    tables, dataset_keys, labels = suite_tables(suites_dir) if suites_dir.is_dir() else ([], {}, {})
+    tables, dataset_keys, labels, regimes = suite_tables(suites_dir) if suites_dir.is_dir() else ([], {}, {}, [])
     records = load_records(results)
     pinned = pinned_teachers()
     built = Leaderboards(results, out)
@@ -829,7 +838,7 @@ def build_leaderboards(results: Path | None = None, *, out: Path | None = None, 
 
         check_writable_dir(out, "leaderboard folder", "--out")
     built.files = render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys, labels=labels,
-                         pinned=pinned)
+                         pinned=pinned, regimes=regimes)
     if check:
         built.stale = stale_files(built.files, out)
         return built

@@ -1335,3 +1335,14 @@ def test_bench_into_a_results_file_stops_before_any_work(tmp_path):
     error = error_paragraph(res.output)
     assert error.startswith("Error: The results folder"), res.output
     assert "is a file, not a folder" in error and (tmp_path / "results.txt").read_text() == "my notes"
+
+
+def test_a_warm_up_that_spends_the_whole_budget_is_a_config_error(tmp_path):
+    """Issue 28: a dfsbir row whose synthesis-only warm-up alone spends its budget trained one round
+    at twice its budget; it is now refused before the encoders' first step, nothing recorded."""
+    results = tmp_path / "results"
+    res = invoke(results, "--method", "dfsbir", *_sets("params.warmup_rounds=50", "params.budget=2000", "params.rounds=100"))
+    assert res.exit_code == 2, res.output
+    error = error_paragraph(res.output)
+    assert "params.warmup_rounds=50 synthesis-only rounds spend" in error and "Set params.warmup_rounds to at most" in error
+    assert not records(results)

@@ -280,12 +280,29 @@ class DataFreeLoop:
         self.strategy.weights = {k: w for k, w in full.items() if "students" not in needs_of({k: w})}
         try:
             with self.ctx.reporter.task("synthesis warm-up", total=self.p.warmup_rounds) as task:
-                for _ in range(self.p.warmup_rounds):
+                for i in range(self.p.warmup_rounds):
+                    before = self.passes.images
                     with self.ctx.perf.autocast():
                         self.batch = self.strategy.synthesize(self.students)
                     task.advance(1)
+                    if i == 0:
+                        self._check_warmup_fits(self.passes.images - before)
         finally:
             self.strategy.weights = full
+
+    def _check_warmup_fits(self, per_round: int) -> None:
+        """A warm-up that would spend the whole budget leaves the encoders no round: bad config."""
+        budget = self.p.budget
+        if budget is None or per_round <= 0 or self.p.warmup_rounds * per_round < budget:
+            return
+        from dfbench.api.errors import ConfigError
+
+        fits = max(0, (budget // 2) // per_round)
+        raise ConfigError(
+            f"params.warmup_rounds={self.p.warmup_rounds} synthesis-only rounds spend {self.p.warmup_rounds * per_round} teacher "
+            f"image passes ({per_round} a round), at least the whole params.budget={budget}: the encoders would never train. "
+            f"Set params.warmup_rounds to at most {fits} (half the budget, as the cpu profile spends), or raise params.budget."
+        )
 
     def train_round(self) -> None:
         """One round: synthesise a batch, then the encoder steps on it and the pool."""

@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from conftest import sealed
 from dfbench.app.cli import cli
 from dfbench.train.engine import SYNTHESIS_STATS, synthesis_stats
 from dfbench.api.inversion import SynthBatch
@@ -126,9 +127,9 @@ def test_every_row_names_its_teachers_and_readout(tmp_path):
     from dfbench.app import leaderboard as lb
     from test_first_hour import _record, _write
 
-    plain = {**_record("classifier-only", 0, 0.6), "config": {"params": {"variant": "independent", "readout": "probs"}}}
-    synth = {**_record("dfsbir", 0, 0.3), "teachers": {"unified": {"accuracy": 0.7}, "modality": {"accuracy": 1.0}},
-             "config": {"params": {"variant": "unified", "readout": "proxy"}}}
+    plain = sealed({**_record("classifier-only", 0, 0.6), "config": {"params": {"variant": "independent", "readout": "probs"}}})
+    synth = sealed({**_record("dfsbir", 0, 0.3), "teachers": {"unified": {"accuracy": 0.7}, "modality": {"accuracy": 1.0}},
+                    "config": {"params": {"variant": "unified", "readout": "proxy"}}})
     for r in (plain, synth):
         _write(tmp_path, r)
     files = lb.render(lb.load_records(tmp_path))

@@ -333,7 +333,7 @@ BAD_INPUT = {
     "yaml-with-tab": (_tab_yaml, ["tab.yaml is not valid YAML at line 2", "'\\t'"]),
     "absent-config-file": (_absent_config, ["absent.yaml does not exist. Check the path given to --config."]),
     "unknown-key-set": (lambda tmp: ["--method", "dfsbir", "--set", "params.round=3"], ["Unknown config key 'params.round'. Did you mean 'rounds'", "--print-config"]),
-    "unknown-top-level-key": (lambda tmp: ["--method", "dfsbir", "--set", "epochs=3"], ["Unknown config key 'epochs'.", "Valid keys here: checkpoint_every, curve_eval_every, data, eval, params, perf, students, teachers."]),
+    "unknown-top-level-key": (lambda tmp: ["--method", "dfsbir", "--set", "epochs=3"], ["Unknown config key 'epochs'.", "Valid keys here: checkpoint_every, curve_eval_every, data, eval, loggers, params, perf, students, teachers."]),
     "unknown-key-in-file": (_unknown_key_in_file, ["Unknown config key 'teachers.epoch'. Did you mean 'epochs'"]),
     "unknown-dataset-option": (lambda tmp: _folder(make_tree(tmp / "d"), "--set", "data.options.in_memroy=true"), ["Unknown config key 'data.options.in_memroy'. Did you mean 'in_memory'?", "Valid keys here: cache, in_memory, unpaired_classes"]),
     "unknown-shapes-option": (lambda tmp: ["--method", "dfsbir", "--set", "data.options.train_per_clas=3"], ["Unknown config key 'data.options.train_per_clas'. Did you mean 'train_per_class'", "Valid keys here: test_per_class, train_per_class"]),

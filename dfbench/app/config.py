@@ -156,6 +156,15 @@ CORE_PROFILES: dict[str, dict] = {
 }
 
 
+def _safe_load_unique(text: str):
+    """``yaml.safe_load`` with the duplicate-key check of :func:`_unique_key_loader` (a SafeLoader)."""
+    loader = _unique_key_loader()(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _unique_key_loader():
     """``yaml.SafeLoader`` that refuses a key written twice in one mapping (two ``params:`` blocks,
     ``rounds`` twice), which plain YAML loaders resolve by keeping the last in silence. Keys that a
@@ -198,7 +207,7 @@ def load_yaml(path: str | Path, _seen: tuple = (), _included_by: Path | None = N
                               f"entry in {_included_by} (paths are relative to that file).")
         raise ConfigError(f"Config file {path} does not exist. Check the path given to --config.")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
+        data = _safe_load_unique(path.read_text(encoding="utf-8"))
     except RecursionError:
         raise ConfigError(f"Config file {path} is nested too deeply to be a config. Write a flat mapping of keys to values.") from None
     except yaml.YAMLError as exc:

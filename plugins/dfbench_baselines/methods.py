@@ -213,4 +213,23 @@ class Supervised(DataFreeMethod):
     )
 
 
-ALL = (ClassifierOnly, UnimodalKD, GaussianPriorBaseline, AveragedWeights, MetaData, AlternativeDataBaseline, Supervised)
+# -- Reference bound: KD with data ------------------------------------------------------------------
+class KDWithData(DataFreeMethod):
+    """``unimodal-kd``'s encoders and KD loss on the benchmark's real train images instead of
+    generated ones (the "KD with data" row every data-free distillation paper reports: DAFL, Chen et
+    al. ICCV 2019, Table 1; DeepInversion, Yin et al. CVPR 2020). Labels are read by the pairing
+    only; the targets are the teachers' outputs. It is the pipeline's positive control: if it
+    reaches the teachers' own retrieval, the encoders, the KD loss, the readout and the budget
+    work, and a data-free row that falls short of it fails at synthesis."""
+
+    uses_train_data = True
+    profiles = _trained(
+        {"weights": {}, "replay_size": 0, "readout": "proxy", "alignment": {"loss": "kd", "temperature": 1.0},
+         "inversion": {"strategy": "real", "batch_size": 64, "augment": True}},
+        smoke={"rounds": 24, "encoder_steps": 1, "replay_size": 0, "inversion": {"batch_size": 32}},
+        cpu={"rounds": 800, "encoder_steps": 1, "replay_size": 0},
+        paper={"rounds": 2000, "encoder_steps": 1, "inversion": {"batch_size": 512}},
+    )
+
+
+ALL = (ClassifierOnly, UnimodalKD, GaussianPriorBaseline, AveragedWeights, MetaData, AlternativeDataBaseline, Supervised, KDWithData)

@@ -50,6 +50,12 @@ def dfbench_register_methods(register):
         description="Supervised reference bound (DF-SBIR's data-dependent comparison): the same encoders "
         "and Proxy-Anchor loss on class-matched real train pairs with true labels (reads the train split).",
     )
+    register(
+        "kd-real",
+        f"{_M}:KDWithData",
+        description="KD with data (reference bound, the pipeline's positive control): unimodal-kd's encoders "
+        "and KD loss on the real train images, the teachers' outputs as targets (reads the train split).",
+    )
 
 
 @hookimpl

@@ -55,6 +55,7 @@ def test_the_wheel_carries_the_suites_and_reported_numbers(installed):
     names = zipfile.ZipFile(wheel).namelist()
     assert "dfbench/_shipped/benchmarks/smoke.yaml" in names
     assert "dfbench/_shipped/benchmarks/reported/dfsbir-cvpr2023.yaml" in names
+    assert {"dfbench/app/site_templates/base.html.j2", "dfbench/app/site_templates/row.html.j2"} <= set(names)  # the site
     assert not any(n.startswith("tests/") or n.startswith("dfbench-example/") for n in names)
 
 

@@ -338,8 +338,9 @@ def evaluate(queries, query_labels, gallery, gallery_labels, as_json, device):
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 when the files differ from what the records produce.")
 @click.option("--suites", "suites_dir", type=click.Path(path_type=Path),
               help="Suite folder: suites with 'leaderboard: own' get their own table; reported/*.yaml adds papers' numbers [default: ./benchmarks, else the checkout's].")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True,
-              help="md: write the markdown files; csv or json: print the per-dataset rows on stdout (writes nothing).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv", "json"]), default="md", show_default=True,
+              help="md: write the markdown files; html: write the browsable site (sortable tables, a page per row) in --out "
+                   "[default: ./site]; csv or json: print the per-dataset rows on stdout (writes nothing).")
 def leaderboard(results, out, check, suites_dir, fmt):
     """Build leaderboards from run records only.
 
@@ -349,6 +350,15 @@ def leaderboard(results, out, check, suites_dir, fmt):
     from dfbench.app.leaderboard import build_leaderboards
 
     _plugins()
+    if fmt == "html":
+        from dfbench.app.site import build_site
+
+        if check:
+            raise DfbenchError("--check compares the markdown files; the site is built fresh each time. Drop --check, or use --format md.")
+        site = build_site(results, out=out, suites_dir=suites_dir)
+        click.echo(f"site: {site.out / 'index.html'} ({len(site.pages)} pages, {len(site.assets)} files from the records); "
+                   f"open it in a browser, or serve the folder from any static host")
+        return
     built = build_leaderboards(results, out=out, suites_dir=suites_dir, check=check, fmt=fmt)
     if built.export is not None:
         click.echo(built.export, nl=False)

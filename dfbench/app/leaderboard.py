@@ -488,6 +488,7 @@ def render(
     labels: dict | None = None,
     pinned: frozenset = frozenset(),
     regimes: list = (),
+    screenshot: str | None = None,
 ) -> dict[str, str]:
     """{file name: markdown} for every dataset with records, every own-table suite with at least one
     record, plus README.md. ``link_base``: the results folder as seen from the output folder, for
@@ -534,7 +535,7 @@ def render(
             f"means. `seeds` counts completed seeds against those the suite asked for: a row short of seeds is "
             f"incomplete, unranked, and shows only what its completed seeds give, marked as such. Rows with different configs of one method are kept apart.{synthesis}\n{regime}\n{body}\n"
         )
-    files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own))
+    files["README.md"] = overview(summary, reported, sorted(n for n in files if n.removesuffix(".md") in own), screenshot)
     return files
 
 
@@ -685,7 +686,7 @@ def suite_table(records: list[dict], table: SuiteTable, link_base: str | None, p
     )
 
 
-def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()) -> str:
+def overview(summary, reported: list[Reported] = (), suite_files: list[str] = (), screenshot: str | None = None) -> str:
     """The leaderboards' README: mAP@all of every row (a suite's label, else the method) per dataset,
     one table per (teachers, readout space) group as in the dataset pages; no row is picked as a
     method's "best" (that choice would read the test column). Numbers a paper reported follow in
@@ -717,7 +718,10 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
               "beside this file (one JSON per run, its pictures in the folder of the same name); "
               "the suites that produced them are `benchmarks/*.yaml` in the checkout. `dfbench leaderboard` rebuilds "
               "these files from the records, `dfbench leaderboard --check` verifies them, from any folder. Tables made "
-              "before the protocol are kept in `archive/`.", ""]
+              "before the protocol are kept in `archive/`.", "",
+              "The same tables as a site a browser opens (sortable, filterable, a page per row with its seeds, curves, "
+              "pictures, per-query AP by class and config differences): `dfbench leaderboard --format html --out site`"
+              + (f"; [its overview page]({screenshot}) as headless Chromium renders it (`python benchmarks/site_screenshot.py`)." if screenshot else "."), ""]
     return "\n".join(lines)
 
 
@@ -786,6 +790,10 @@ def suite_tables(suites_dir: Path) -> tuple[list, dict, dict, list]:
     return tables, dataset_keys, labels, regimes
 
 
+#: the overview page of the site, as a browser renders it, beside the markdown (benchmarks/site_screenshot.py)
+SITE_SCREENSHOT = "site-overview.png"
+
+
 @dataclass
 class Leaderboards:
     """What :func:`build_leaderboards` made: the files (name -> markdown) and, by mode, where they
@@ -837,8 +845,9 @@ def build_leaderboards(results: Path | None = None, *, out: Path | None = None, 
         from dfbench.api.fileio import check_writable_dir
 
         check_writable_dir(out, "leaderboard folder", "--out")
+    screenshot = SITE_SCREENSHOT if (out / SITE_SCREENSHOT).is_file() else None  # linked where it lies beside the pages
     built.files = render(records, link_base=link_base, suite_tables=tables, reported=reported, dataset_keys=dataset_keys, labels=labels,
-                         pinned=pinned, regimes=regimes)
+                         pinned=pinned, regimes=regimes, screenshot=screenshot)
     if check:
         built.stale = stale_files(built.files, out)
         return built

@@ -78,15 +78,16 @@ def test_an_unknown_logger_is_a_one_paragraph_error_before_any_work(tmp_path):
     assert not results.exists() or not any(p.suffix == ".json" for p in results.rglob("*"))
 
 
-def test_a_missing_backend_names_the_extra(tmp_path, monkeypatch):
+@pytest.mark.parametrize("logger,package", [("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("wandb", "wandb")])
+def test_a_missing_backend_names_the_extra(tmp_path, monkeypatch, logger, package):
     import dfbench_loggers.loggers as mod
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(mod.importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.setattr(mod.importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
     results = tmp_path / "r"
-    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(results), *SMOKE, "--logger", "tensorboard"])
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--results", str(results), *SMOKE, "--logger", logger])
     assert res.exit_code == 2, res.output
-    assert 'pip install "dfbench[tensorboard]"' in error_paragraph(res.output)
+    assert f'pip install "dfbench[{logger}]"' in error_paragraph(res.output)
     assert not results.exists() or not any(p.suffix == ".json" for p in results.rglob("*"))
 
 
@@ -139,3 +140,68 @@ def test_a_dfsbir_run_reaches_mlflow_params_metrics_and_artifacts(tmp_path, monk
     assert run.data.metrics["test.mAP_at_all"] == pytest.approx(rec["metrics"]["mAP@all"])
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert path.name in names and "curves.csv" in names
+
+
+def _wandb_records(path):
+    """The records of a W&B run file: its format is LevelDB's log (32 KiB blocks of chunks, each
+    with a 7-byte header: CRC-32, length, type) after a 7-byte ':W&B' header; each record is W&B's
+    own protobuf ``Record``, parsed here with the wandb package's classes."""
+    import struct
+    import zlib
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:7]
+    pos, block, out, parts = 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        if left < 7:  # the block's tail is padding
+            pos += left
+            continue
+        crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        chunk = data[pos + 7:pos + 7 + length]
+        assert zlib.crc32(bytes([kind]) + chunk) & 0xFFFFFFFF == crc, f"a damaged chunk at byte {pos}"
+        pos += 7 + length
+        parts += chunk
+        if kind in (1, 4):  # FULL or LAST: a record is complete
+            rec = pb.Record()
+            rec.ParseFromString(parts)
+            out.append(rec)
+            parts = b""
+    return out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason='needs pip install "dfbench[wandb]"')
+def test_a_dfsbir_run_reaches_wandb_offline_config_history_summary_and_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline is the default: nothing leaves the machine
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    results = tmp_path / "r"
+    res = CliRunner().invoke(cli, ["run", *DFSBIR, "--results", str(results), *SMOKE, "--logger", "wandb"])
+    assert res.exit_code == 0, res.output
+    path, rec = _record(results)
+    with open(results / rec["artifacts"] / "curves.csv", newline="") as fh:
+        curves = list(csv.DictReader(fh))
+    [run_dir] = (results / rec["artifacts"] / "wandb").glob("offline-run-*")
+    [run_file] = run_dir.glob("run-*.wandb")
+    records = _wandb_records(run_file)
+    kinds = [r.WhichOneof("record_type") for r in records]
+    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.project == "dfbench-shapes" and run.display_name == f"dfsbir {rec['run_id']}"
+    config = {i.key: json.loads(i.value_json) for i in run.config.update}  # the config travels in the run record
+    assert config["method"] == "dfsbir" and config["params"]["rounds"] == 4
+    history = [{(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    aligned = [(h["_step"], h["align"]) for h in history if "align" in h]
+    assert [s for s, _ in aligned] == [int(r["round"]) for r in curves if r.get("align")]
+    assert aligned[-1][1] == pytest.approx(float(curves[-1]["align"]))
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in r.summary.update})
+    assert summary["test/mAP@all"] == pytest.approx(rec["metrics"]["mAP@all"]) and summary["dfbench/status"] == "completed"
+    assert (run_dir / "files" / path.name).is_file() and (run_dir / "files" / "curves.csv").is_file()
+    assert "exit" in kinds and [r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit"] == [0]

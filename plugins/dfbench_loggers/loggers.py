@@ -166,3 +166,59 @@ class MLflowLogger(RunLogger):
                 self.client.set_terminated(self.run_id, "KILLED")
             finally:
                 self.run_id = None
+
+
+class WandbLogger(RunLogger):
+    """A Weights & Biases run per dfbench run, **offline** unless ``$WANDB_MODE`` says otherwise:
+    ``<run folder>/wandb/offline-run-*/`` holds it, and ``wandb sync <that folder>`` uploads it
+    later (nothing leaves the machine during the run). config = the resolved config, history = every
+    numeric curve column at its round (W&B's step), summary = the final metrics (``test/<name>``)
+    and the status, files = the record, ``curves.csv`` and the pictures. Project:
+    ``$WANDB_PROJECT``, else ``dfbench-<dataset>``."""
+
+    def __init__(self):
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError(
+                "The logger 'wandb' needs the package wandb, which is not installed. Install it with "
+                'pip install "dfbench[wandb]", or run without --logger wandb.'
+            )
+        self.run = None
+
+    def run_started(self, event: RunStarted) -> None:
+        import os
+
+        import wandb
+
+        event.artifacts.mkdir(parents=True, exist_ok=True)
+        settings = wandb.Settings(silent=True, console="off", x_disable_stats=True, disable_git=True, disable_code=True)
+        self.run = wandb.init(
+            mode=os.environ.get("WANDB_MODE", "offline"), dir=str(event.artifacts),
+            project=os.environ.get("WANDB_PROJECT") or f"dfbench-{event.config.get('dataset')}",
+            name=f"{event.config.get('method')} {event.run_id}", config=event.config, settings=settings,
+            tags=[str(event.config.get("method")), str(event.config.get("dataset"))], reinit="create_new",
+        )
+        self.run.summary["dfbench/run_id"] = event.run_id
+
+    def curve_point(self, event: CurvePoint) -> None:
+        values = {k: float(v) for k, v in event.values.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        if values:
+            self.run.log(values, step=int(event.round))
+
+    def run_finished(self, event: RunFinished) -> None:
+        for key, value in (event.record.get("metrics") or {}).items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.run.summary[f"test/{key}"] = float(value)
+        self.run.summary["dfbench/status"] = str(event.record.get("status"))
+        for path in [event.record_path, *sorted(event.artifacts.glob("*.png")), *sorted(event.artifacts.glob("curves.csv"))]:
+            if path.is_file():
+                self.run.save(str(path), base_path=str(path.parent), policy="now")
+        self.run.finish(exit_code=0 if event.record.get("status") == "completed" else 1)
+        self.run = None
+
+    def close(self) -> None:
+        if self.run is not None:  # ended without a record: interrupted or bad input
+            try:
+                self.run.finish(exit_code=1)
+            finally:
+                self.run = None

@@ -11,3 +11,6 @@ def dfbench_register_loggers(register):
     register("tensorboard", "dfbench_loggers.loggers:TensorBoardLogger",
              description="TensorBoard event files in <run folder>/tensorboard: curves as scalars by round, config as text, "
                          "final metrics (pip install \"dfbench[tensorboard]\")")
+    register("wandb", "dfbench_loggers.loggers:WandbLogger",
+             description="a Weights & Biases run, offline by default (<run folder>/wandb, 'wandb sync' uploads it): config, "
+                         "curves by round, final metrics, record and pictures (pip install \"dfbench[wandb]\")")

@@ -7,7 +7,7 @@ from dfbench.testing import assert_contracts, builtin_plugins
 
 
 def test_the_builtin_plugins_are_all_found():
-    assert builtin_plugins() == ["alignment", "baselines", "datafree", "datasets", "dfsbir", "inversions", "loggers", "teachers"]
+    assert builtin_plugins() == ["alignment", "baselines", "datafree", "datasets", "dfsbir", "inversions", "loggers", "metrics", "teachers"]
 
 
 @pytest.mark.slow

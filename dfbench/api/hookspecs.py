@@ -63,5 +63,13 @@ def dfbench_register_loggers(register):
 
 
 @hookspec
+def dfbench_register_metrics(register):
+    """Register retrieval metrics: classes implementing :class:`dfbench.api.metrics.RetrievalMetric`
+    (a per-query score from the ranks of the query's relevant gallery items; the metric is its mean).
+    Every run computes every registered metric on its test split and its record carries them; a
+    record made before a metric existed stays valid without it."""
+
+
+@hookspec
 def dfbench_register_commands(register, cli):
     """Register extra CLI commands: ``register(click_command)`` adds it to ``cli``."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 from dfbench.api.errors import DfbenchError, UnknownNameError, did_you_mean
 
-KINDS = ("methods", "datasets", "teachers", "inversions", "losses", "terms", "loggers")
+KINDS = ("methods", "datasets", "teachers", "inversions", "losses", "terms", "loggers", "metrics")
 
 # Singular words for messages.
 KIND_NOUN = {
@@ -24,6 +24,7 @@ KIND_NOUN = {
     "losses": "alignment loss",
     "terms": "synthesis loss term",
     "loggers": "run logger",
+    "metrics": "retrieval metric",
 }
 
 

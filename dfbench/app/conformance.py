@@ -226,6 +226,7 @@ class Checker:
                 ("inversions", self.check_inversion),
                 ("losses", self.check_loss),
                 ("terms", self.check_term),
+                ("metrics", self.check_metric),
                 ("methods", self.check_method),
             ):
                 for entry in entries[kind]:
@@ -682,6 +683,37 @@ class Checker:
         first = loss_fn(e_p, e_s, y_p, y_s, **kwargs)
         second = loss_fn(e_p.detach(), e_s.detach(), y_p, y_s, **kwargs)  # a second call (queues, memories)
         return loss_fn, first, second, e_p, e_s
+
+    def check_metric(self, entry) -> None:
+        """A retrieval metric: a RetrievalMetric class whose per-query scores on a real ranking (ties
+        included) are one finite float per query, within its declared bounds, the same on a second
+        call, and unchanged when the queries come in another order and chunking."""
+        import torch
+
+        from dfbench.api.metrics import RetrievalMetric
+        from dfbench.train.metrics import retrieval_metrics
+
+        comp = f"retrieval metric {entry.name}"
+
+        def scores():
+            cls = entry.load()
+            expect(isinstance(cls, type) and issubclass(cls, RetrievalMetric),
+                   f"registers {cls!r}, not a subclass of dfbench.api.metrics.RetrievalMetric")
+            g = torch.Generator().manual_seed(0)
+            q, x = torch.randn(60, 8, generator=g), torch.randn(90, 8, generator=g)
+            x[1::3] = x[0::3][: x[1::3].shape[0]]  # ties between gallery items
+            ql, gl = torch.randint(0, 6, (60,), generator=g), torch.randint(0, 5, (90,), generator=g)
+            first = retrieval_metrics(q, ql, x, gl, chunk_size=7, extra={"m": cls()})["m"]
+            again = retrieval_metrics(q, ql, x, gl, chunk_size=7, extra={"m": cls()})["m"]
+            order = torch.randperm(60, generator=g)
+            shuffled = retrieval_metrics(q[order], ql[order], x, gl, chunk_size=32, extra={"m": cls()})["m"]
+            expect(math.isfinite(first), f"gives {first}, not a finite number")
+            expect(cls().in_bounds(first), f"gives {first}, outside its declared bounds {cls.bounds}")
+            expect(first == again, f"gives {first} then {again} on the same ranking")
+            expect(abs(first - shuffled) <= 1e-9, f"gives {first}, and {shuffled} with the queries in another order")
+            return f"{first:.4f} on a 60 x 90 ranking with ties"
+
+        self.record(comp, "per-query scores: finite, in bounds, deterministic, order-free", scores)
 
     def check_loss(self, entry) -> None:
         import torch

@@ -165,10 +165,29 @@ def records_frame(records: list[dict]):
         }
         for k in METRIC_KEYS:
             row[k] = (r.get("metrics") or {}).get(k)
+        for k, v in (r.get("metrics") or {}).items():  # a registered metric beyond the core four
+            if k not in METRIC_KEYS:
+                row[f"{EXTRA}{k}"] = v
         rows.append(row)
     columns = ["dataset", "method", "config_hash", "data", "profile", "seed", "status", "expected_seeds", "suite", "label", "total_s", "artifacts", "pictures", "mixed_code", "pair_agreement", "class_coverage", "teachers", "teacher_run", "teacher_config", "readout", "space",
                "teacher_images", *(f"anytime_{i}" for i in range(len(BUDGET_FRACTIONS))), "selected_round", "rounds", *METRIC_KEYS]
+    columns += sorted({k for row in rows for k in row if k.startswith(EXTRA)})
     return pd.DataFrame(rows, columns=columns)
+
+
+#: the frame and summary columns of metrics beyond the core four ("metric/R@1"): shown where records hold them
+EXTRA = "metric/"
+
+
+def extra_metrics(frame) -> list[str]:
+    """The metrics beyond the core four that ``frame`` (of records or of summary rows) holds, by name."""
+    names = []
+    for col in frame.columns:
+        if isinstance(col, str) and col.startswith(EXTRA):
+            name = col[len(EXTRA):].removesuffix("_mean").removesuffix("_std")
+            if name not in names:
+                names.append(name)
+    return names
 
 
 #: the pair agreement a synthesis must reach, on every seed and with every class covered, to count as
@@ -302,6 +321,10 @@ def summary_row(dataset: str, label: str, chash: str, profile: str, done, failed
         vals = done[k].astype(float) if n else None
         row[f"{k}_mean"] = float(vals.mean()) if complete else None
         row[f"{k}_std"] = float(vals.std(ddof=1)) if complete and n > 1 else (0.0 if complete else None)
+    for k in extra_metrics(done) if n else []:  # shown only where every completed seed computed it
+        vals = done[f"{EXTRA}{k}"].dropna().astype(float)
+        row[f"{EXTRA}{k}_mean"] = float(vals.mean()) if complete and len(vals) == n else None
+        row[f"{EXTRA}{k}_std"] = float(vals.std(ddof=1)) if complete and len(vals) == n and n > 1 else None
     # what the completed seeds of an incomplete row give: shown as such, never as its mean
     row["partial"] = float(done["mAP@all"].astype(float).mean()) if n and not complete else None
     pairs = done["pair_agreement"].dropna().astype(float) if n and "pair_agreement" in done else []
@@ -351,7 +374,12 @@ def _metric_cells(r) -> dict:
         cells = {head: f"incomplete ({r['seeds']} seeds: {r['partial']:.4f})"}
     else:
         cells = {head: _fmt(r[f"{head}_mean"], r[f"{head}_std"], n=int(r["n_done"]))}
-    return {**cells, **{k: _fmt(r[f"{k}_mean"], r[f"{k}_std"], False) for k in rest}}
+    cells.update({k: _fmt(r[f"{k}_mean"], r[f"{k}_std"], False) for k in rest})
+    for key in r.keys():  # registered metrics beyond the core four, where this table's records hold them
+        if isinstance(key, str) and key.startswith(EXTRA) and key.endswith("_mean"):
+            value = r[key]
+            cells[key[len(EXTRA):-len("_mean")]] = f"{value:.4f}" if _known(value) else "-"
+    return cells
 
 
 def _fmt(mean, std, with_std=True, n: int | None = None):
@@ -459,6 +487,10 @@ def dataset_table(summary, dataset: str | None, link_base: str | None = None, ke
             rows[-1]["pictures"] = " ".join(links) or "-"
     if not rows:
         return "_no records_"
+    for name in extra_metrics(s):  # a plugin's metric that no row of this table holds: no column
+        if all(row.get(name, "-") == "-" for row in rows):
+            for row in rows:
+                row.pop(name, None)
     note = ""
     if any(unranked_reason(r) in ("smoke", "n=1") for _, r in s.iterrows()):
         note += "\n\n" + UNRANKED_NOTE
@@ -604,6 +636,7 @@ EXPORT_COLUMNS = ("dataset", "teachers", "readout", "rank", "unranked", "method"
 def export_rows(summary) -> list[dict]:
     """The per-dataset rows as plain values (for CSV and JSON): ranked rows first, per dataset."""
     out = []
+    extras = extra_metrics(summary)
     for dataset in sorted(summary["dataset"].unique()):
         s = summary[summary["dataset"] == dataset]
         rank_of = {i: rank for _, rows in like_groups(s) for i, rank in ranks(rows).items()}  # ranked within like groups
@@ -619,9 +652,19 @@ def export_rows(summary) -> list[dict]:
                     v = r[f"{k}_{stat}"]
                     # a single seed has no spread: no std rather than 0.0
                     row[f"{k}_{stat}"] = float(v) if _known(v) and not (stat == "std" and row["n"] < 2) else None
+            for k in extras:
+                for stat in ("mean", "std"):
+                    v = r.get(f"{EXTRA}{k}_{stat}")
+                    row[f"{k}_{stat}"] = float(v) if _known(v) and not (stat == "std" and row["n"] < 2) else None
             out.append(row)
         out[-len(s):] = sorted(out[-len(s):], key=lambda x: (str(x["teachers"]), str(x["readout"]), x["rank"] is None, x["rank"] or 0, x["method"]))
-    return [{k: row[k] for k in EXPORT_COLUMNS} for row in out]
+    columns = export_columns(extras)
+    return [{k: row[k] for k in columns} for row in out]
+
+
+def export_columns(extras=()) -> tuple:
+    """The exported columns: :data:`EXPORT_COLUMNS`, then mean and std of each metric beyond the core four."""
+    return (*EXPORT_COLUMNS, *(f"{k}_{stat}" for k in extras for stat in ("mean", "std")))
 
 
 def export(summary, fmt: str) -> str:
@@ -633,7 +676,7 @@ def export(summary, fmt: str) -> str:
     import io
 
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(export_columns(extra_metrics(summary)) if summary is not None else EXPORT_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
     return buf.getvalue()

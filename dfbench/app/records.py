@@ -26,6 +26,18 @@ SCHEMA = "dfbench.run/1"
 METRIC_KEYS = ("mAP@all", "mAP@200", "P@100", "P@200")
 
 
+def _registered_metric(name: str):
+    """The class registered under the metric ``name``, or None (a metric of a plugin not installed
+    here is read as a finite number)."""
+    try:
+        from dfbench.api.plugins import registry
+
+        reg = registry("metrics")
+        return reg.load(name) if name in reg.names() else None
+    except Exception:  # a broken registry never makes a record unreadable
+        return None
+
+
 def record_path(results: Path, dataset: str, method: str, run_id: str) -> Path:
     return Path(results) / dataset / method / f"{run_id}.json"
 
@@ -86,6 +98,16 @@ def record_problem(rec) -> str | None:
                 return f"its metric {key} is {value}, not a finite number (a diverged run is no result)"
             if not 0.0 <= value <= 1.0:  # every retrieval metric is a mean of fractions
                 return f"its metric {key} is {value}, outside [0, 1] where every retrieval metric lies"
+    for key, value in (metrics or {}).items():  # metrics a plugin registered: read as their declaration says
+        if key in METRIC_KEYS:
+            continue
+        if not isinstance(key, str) or not key or len(key) > 64:
+            return f"it holds a metric named {key!r}, not a metric name"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"its metric {key} is {value!r}, not a finite number"
+        declared = _registered_metric(key)
+        if declared is not None and not declared().in_bounds(float(value)):
+            return f"its metric {key} is {value}, outside the bounds {declared.bounds} its registration declares"
     for key in ("suite", "env", "timing", "teachers", "data", "budget", "selection"):
         if rec.get(key) is not None and not isinstance(rec[key], dict):
             return f"its '{key}' is a {type(rec[key]).__name__}, not an object"

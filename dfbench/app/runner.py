@@ -490,12 +490,15 @@ class _Run:
 
     def evaluate(self, embedder) -> None:
         from dfbench.train.evaluation import evaluate_embedder
+        from dfbench.train.metrics import registered_extra_metrics
 
         ctx, record, art = self.ctx, self.record, self.art
         embeddings: dict = {}
+        extra = registered_extra_metrics()  # a plugin's metrics: the record carries what the run computed
         with self.phase("eval"):
-            metrics = evaluate_embedder(embedder, ctx.benchmark, self.device, int(self.cfg["eval"]["batch_size"]), self.reporter, keep=embeddings)
-        scores = {k: float(metrics[k]) for k in METRIC_KEYS}
+            metrics = evaluate_embedder(embedder, ctx.benchmark, self.device, int(self.cfg["eval"]["batch_size"]), self.reporter,
+                                        keep=embeddings, extra=extra)
+        scores = {k: float(metrics[k]) for k in (*METRIC_KEYS, *extra)}
         check_finite_metrics(scores)  # a NaN is a failed run (its record holds no metric), never a result
         record["metrics"] = scores
         record["status"] = "completed"

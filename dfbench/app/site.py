@@ -236,9 +236,15 @@ def _rows(records: list[dict], labels: dict, suite_tables) -> list[Row]:
     return rows
 
 
-def _seed_rows(row: Row) -> list[dict]:
+def row_metrics(row: Row) -> list[str]:
+    """The core four, then every other metric one of the row's records holds (a plugin's)."""
     from dfbench.app.records import METRIC_KEYS
 
+    extra = sorted({k for rec in row.records for k in (rec.get("metrics") or {}) if k not in METRIC_KEYS})
+    return [*METRIC_KEYS, *extra]
+
+
+def _seed_rows(row: Row) -> list[dict]:
     out = []
     for rec in row.records:
         metrics = rec.get("metrics") or {}
@@ -247,7 +253,7 @@ def _seed_rows(row: Row) -> list[dict]:
         budget = rec.get("budget") or {}
         out.append({
             "seed": rec["seed"], "status": rec.get("status"),
-            "metrics": [_fmt(metrics.get(k)) for k in METRIC_KEYS],
+            "metrics": [_fmt(metrics.get(k)) for k in row_metrics(row)],
             "wall": _fmt((rec.get("timing") or {}).get("total"), 0),
             "selected": f"{selection['round']} of {selection.get('rounds', '?')}" if isinstance(selection.get("round"), int) else "-",
             "agreement": _fmt(synthesis.get("pair agreement"), 2),
@@ -266,7 +272,7 @@ def build_site(results: Path | None = None, *, out: Path | None = None, suites_d
     from dfbench.api.fileio import atomic_write_bytes, atomic_write_text, check_writable_dir
     from dfbench.api.locations import committed_records, suites_dir as default_suites
     from dfbench.app import leaderboard as lb
-    from dfbench.app.records import METRIC_KEYS, pinned_teachers
+    from dfbench.app.records import pinned_teachers
 
     if results is None:
         results = committed_records()
@@ -318,7 +324,7 @@ def build_site(results: Path | None = None, *, out: Path | None = None, suites_d
         per_class, query_seeds = per_query_by_class(results, row)
         pages[row.page] = env.get_template("row.html.j2").render(
             title=f"{row.label} on {row.dataset}", row=row, nav=nav, root="../../", current=row.page,
-            metric_keys=METRIC_KEYS, seeds=_seed_rows(row), curves=curves_svg(row), curve_files=curve_files,
+            metric_keys=row_metrics(row), seeds=_seed_rows(row), curves=curves_svg(row), curve_files=curve_files,
             pictures=pictures, per_class=per_class, query_seeds=query_seeds,
             differences=config_differences(row, neighbours),
             config=json.dumps(row.records[0].get("config") or {}, indent=2, sort_keys=True),

@@ -37,9 +37,11 @@ def embed_shard(embedder, imageset, modality: str, device, batch_size: int, task
     return dist.all_gather_cat(torch.cat(embs)), dist.all_gather_cat(torch.cat(labels))
 
 
-def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None, split: str = "test") -> dict:
-    """The four metrics on ``split`` (sketches the queries, photos the gallery); with ``keep`` (a
-    dict), the embeddings, labels and each query's AP (``"AP"``) are stored in it."""
+def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None, split: str = "test",
+                      extra: dict | None = None) -> dict:
+    """The four metrics on ``split`` (sketches the queries, photos the gallery), and those of
+    ``extra`` ({name: registered metric}, :func:`dfbench.train.metrics.registered_extra_metrics`);
+    with ``keep`` (a dict), the embeddings, labels and each query's AP (``"AP"``) are stored in it."""
     from dfbench.train.metrics import retrieval_metrics
     from dfbench.api.progress import Reporter
 
@@ -53,7 +55,7 @@ def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=Non
         with reporter.task("evaluation", total=total) as task:
             q, ql = embed_shard(embedder, queries_set, "sketch", device, batch_size, task)
             g, gl = embed_shard(embedder, gallery_set, "photo", device, batch_size, task)
-            metrics = dist.broadcast_object({k: float(v) for k, v in retrieval_metrics(q, ql, g, gl, per_query=keep).items()} if dist.is_main() else None)
+            metrics = dist.broadcast_object({k: float(v) for k, v in retrieval_metrics(q, ql, g, gl, per_query=keep, extra=extra).items()} if dist.is_main() else None)
             if keep is not None:
                 keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)
             task.note(f"mAP@all {metrics['mAP@all']:.4f}")
@@ -61,7 +63,7 @@ def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=Non
     with reporter.task("evaluation", total=len(queries_set) + len(gallery_set)) as task:
         q, ql = embed_set(embedder, queries_set, "sketch", device, batch_size, task)
         g, gl = embed_set(embedder, gallery_set, "photo", device, batch_size, task)
-        metrics = retrieval_metrics(q, ql, g, gl, per_query=keep)
+        metrics = retrieval_metrics(q, ql, g, gl, per_query=keep, extra=extra)
         if keep is not None:
             keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)
         task.note(f"mAP@all {metrics['mAP@all']:.4f}")

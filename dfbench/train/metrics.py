@@ -467,8 +467,11 @@ def retrieval_metrics(
     device=None,
     dtype: torch.dtype = torch.float32,
     per_query: dict | None = None,
+    extra: dict | None = None,
 ) -> dict[str, float]:
-    """Exact SBIR metrics: ``mAP@all``, ``mAP@K`` for ``K`` in ``map_ks``, ``P@K`` for ``K`` in ``ks``.
+    """Exact SBIR metrics: ``mAP@all``, ``mAP@K`` for ``K`` in ``map_ks``, ``P@K`` for ``K`` in ``ks``,
+    and each metric of ``extra`` ({name: :class:`dfbench.api.metrics.RetrievalMetric`}), computed from
+    the same exact ranks (a query with no relevant gallery item scores 0 on every metric).
 
     With ``per_query`` (a dict), each query's average precision (the terms of mAP@all, float64, on
     the CPU) is stored in it under ``"AP"``.
@@ -512,6 +515,8 @@ def retrieval_metrics(
     ap_all = torch.zeros(nq, dtype=torch.float64, device=dev)
     ap_k = {k: torch.zeros(nq, dtype=torch.float64, device=dev) for k in map_ks}
     hits_k = {k: torch.zeros(nq, dtype=torch.float64, device=dev) for k in ks}
+    extra = dict(extra or {})
+    extra_q = {name: torch.zeros(nq, dtype=torch.float64, device=dev) for name in extra}
     work: dict = {}
     for u0 in range(0, nq, unit):
         uidx = q_order[u0 : u0 + unit]
@@ -541,6 +546,8 @@ def retrieval_metrics(
                 if k in ap_k:
                     sk = (prec * inside).cumsum(1).gather(1, last).squeeze(1)
                     ap_k[k][idx] = torch.where(hits > 0, sk / hits.clamp(min=1), 0.0)
+            if extra:
+                _extra_scores(extra, extra_q, idx, j, rank, n_rel, n)
             del j, rank, prec
         del s_unit
     out = {"mAP@all": float(ap_all.mean())}
@@ -548,8 +555,41 @@ def retrieval_metrics(
         out[f"mAP@{k}"] = float(ap_k[k].mean())
     for k in ks:
         out[f"P@{k}"] = float((hits_k[k] / caps[k]).mean())
+    for name in extra:
+        out[name] = float(extra_q[name].mean())
     if per_query is not None:
         per_query["AP"] = ap_all.cpu()
+    return out
+
+
+def _extra_scores(extra: dict, scores: dict, idx, j, rank, n_rel, n: int) -> None:
+    """Each registered metric's per-query scores of a chunk (rows ``idx``), from the engine's ranks
+    (ascending-score order, padding j = 0) turned into the metric's view: relevant items' ranks,
+    best first, padding ``n + 1`` (:class:`dfbench.api.metrics.RankedRelevant`)."""
+    from dfbench.api.metrics import RankedRelevant
+
+    ranks = torch.where(j > 0, rank, torch.full_like(rank, n + 1)).sort(dim=1).values
+    ranked = RankedRelevant(ranks, n_rel, n)
+    has = n_rel > 0
+    for name, metric in extra.items():
+        value = metric.per_query(ranked).to(torch.float64)
+        if value.shape != (idx.numel(),):
+            raise ValueError(f"The metric '{name}' returned per-query scores of shape {tuple(value.shape)} for "
+                             f"{idx.numel()} queries; per_query must return one score per query.")
+        scores[name][idx] = torch.where(has, value, 0.0)
+
+
+def registered_extra_metrics() -> dict:
+    """{name: metric instance} of every registered metric the engine's fast path does not compute
+    (those plugins add); the core four are computed by :func:`retrieval_metrics` itself."""
+    from dfbench.api.plugins import registry
+
+    reg = registry("metrics")
+    out = {}
+    for name in reg.names():
+        cls = reg.load(name)
+        if not getattr(cls, "computed_by_engine", False):
+            out[name] = cls()
     return out
 
 

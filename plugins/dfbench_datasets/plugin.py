@@ -24,6 +24,12 @@ def dfbench_register_datasets(register):
         "(root: --data-root, $DFBENCH_DATA/qd-cifar10 or the cache; 'dfbench data fetch qd-cifar10').",
     )
     register(
+        "digits",
+        "dfbench_datasets.digits:DigitsDataset",
+        description="Spoken digits (FSDD recordings as log-mel spectrograms) as queries against written digits "
+        "(MNIST's test set) as the gallery, 10 classes (root: --data-root or $DFBENCH_DATA holding fsdd/ and mnist-test/).",
+    )
+    register(
         "quickdraw",
         "dfbench_datasets.extended:QuickDrawExtended",
         description="QuickDraw-Extended (Dey et al. 2019): 110 classes, 330k sketches, 204k photos.",

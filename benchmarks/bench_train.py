@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import dfbench  # noqa: E402,F401  (first: dfbench's OpenMP defaults apply before torch loads, as in a run)
 
 
 def matmul_peak(device, dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -141,7 +142,10 @@ def main():
         method.fit(ctx)  # one round: warm-up and FLOP count
     flop_per_round = counter.get_total_flops()
     n_img = images_per_round(p)
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'})")
+    from dfbench.train.perf import wait_policy
+
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
+          f"OpenMP threads wait: {wait_policy()} (dfbench sets PASSIVE unless you set it, docs/performance.md)")
     print(f"profile: {args.profile}  image size: {ctx.image_size}  estimator steps/round: {p['inversion']['steps']}  "
           f"estimator batch: {p['inversion']['batch_size']}  encoder steps/round: {p['encoder_steps']}  encoder batch: {p['batch_size']}")
     print(f"GFLOP per round: {flop_per_round / 1e9:.2f} (torch.utils.flop_counter)  images per round: {n_img}")

@@ -50,6 +50,12 @@ class OutputPathError(DfbenchError):
     """A folder dfbench must write to is a file, read-only or otherwise unusable."""
 
 
+class StorageError(OutputPathError, OSError):
+    """The disk refused a write (full, over quota, read-only, permission, I/O error): nothing half
+    written is left (:func:`dfbench.api.fileio.atomic_open`). An ``OSError`` too, so code that
+    treats a failed cache write as a warning still does."""
+
+
 class UnsafeNameError(DfbenchError):
     """A name that would become a path (a record's dataset or method, a suite, a component) is not
     a single safe path component (:func:`dfbench.api.fileio.safe_component`)."""

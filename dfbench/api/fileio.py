@@ -6,6 +6,7 @@ processes writing the same path each rename a complete file; the last rename win
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -14,25 +15,55 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 
+#: errno values that say the disk refused a write, not that the code is wrong
+STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EIO", "EFBIG")
+                           if hasattr(errno, name))
+
+
+def storage_error(exc: OSError, path: Path):
+    """A :class:`dfbench.api.errors.StorageError` paragraph for a write the disk refused, or None
+    for any other error (left as it is)."""
+    from dfbench.api.errors import StorageError
+
+    if isinstance(exc, StorageError) or exc.errno not in STORAGE_ERRNOS:
+        return None
+    name = errno.errorcode.get(exc.errno, str(exc.errno))
+    fix = {"ENOSPC": "Free space on that disk", "EDQUOT": "Free space within your quota",
+           "EROFS": "That file system is read-only: use a writable one", "EIO": "The disk reported an I/O error: check it",
+           "EFBIG": "The file is larger than that file system allows: use another"}.get(name, "Make that folder writable for you")
+    err = StorageError(f"Could not write {path}: {exc.strerror or name} ({name}). {fix}, or point the results "
+                       "(--results) or the cache ($DFBENCH_CACHE, --cache-dir) somewhere else; nothing half-written was "
+                       "left there, and what was written before is intact. Then run the same command again.")
+    err.errno = exc.errno  # still an OSError whose errno a caller may inspect
+    return err
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary sibling of ``path``; on success it replaces ``path`` atomically."""
+    """Open a temporary sibling of ``path``; on success it replaces ``path`` atomically. A write the
+    disk refuses (full, read-only, ...) raises :class:`dfbench.api.errors.StorageError`, with the
+    temporary file removed and ``path`` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    binary = "b" in mode
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        binary = "b" in mode
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a shared results folder must stay readable
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        refused = storage_error(exc, path) if isinstance(exc, OSError) else None
+        if refused is not None:
+            raise refused from exc
         raise
 
 

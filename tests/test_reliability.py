@@ -465,6 +465,32 @@ def test_skip_bad_images_completes_with_a_warning(tmp_path):
     assert rec["data"]["counts"]["test/photo"] == 5
 
 
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_skip_bad_images_leaves_bad_files_out_when_read_lazily_too(tmp_path, in_memory):
+    """With lazy loading (in_memory=false) as in memory: a bad file is left out and listed, never a
+    blank image under a real label; a split left with nothing readable is bad data (exit 2)."""
+    root = make_tree(tmp_path / "d")
+    (root / "test" / "photo" / "dog" / "dog_1.jpg").write_bytes(b"definitely not a jpeg")
+    results = tmp_path / "results"
+    args = _folder(root, "--skip-bad-images", *_sets("params.rounds=2", "params.log_every=1",
+                                                      f"data.options.in_memory={str(in_memory).lower()}", tiny=False))
+    with pytest.warns(BadImageWarning, match="skipping .*dog_1.jpg: not a readable image"):
+        res = invoke(results, *args, catch=False)
+    assert res.exit_code == 0, res.output
+    [path] = records(results)
+    rec = json.loads(path.read_text())
+    assert rec["data"]["info"]["skipped_images"] == ["test/photo/dog/dog_1.jpg"]
+    assert rec["data"]["counts"]["test/photo"] == 5
+    for bad in (root / "train" / "sketch").rglob("*.png"):  # now a whole split unreadable
+        bad.write_bytes(b"no png here")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadImageWarning)
+        res = invoke(tmp_path / "results2", *args)
+    assert res.exit_code == 2, res.output
+    assert "train sketch files" in error_paragraph(res.output) and "unreadable" in error_paragraph(res.output)
+    assert not records(tmp_path / "results2")
+
+
 # -- teacher checkpoints that do not fit --------------------------------------------------------
 
 

@@ -203,42 +203,37 @@ class FileImageSet(ImageSet):
         return torch.stack([read_image(self.files[i], self.image_size, self.modality) for i in indices])
 
 
-class TolerantFileImageSet(FileImageSet):
-    """A :class:`FileImageSet` for ``--skip-bad-images`` on data too large to check up front.
-
-    A file that turns out unreadable when a batch is read is replaced by a blank image (white paper
-    for sketches, mid-grey for photos) with a :class:`BadImageWarning` naming it, so that indices
-    and labels stay aligned. Recorded in :attr:`bad_files`.
-    """
-
-    def __init__(self, files, labels, image_size: int, modality: str):
-        super().__init__(files, labels, image_size, modality)
-        self.bad_files: set[str] = set()
-
-    def load_uint8(self, indices):
-        import torch
-
-        out = []
-        for i in indices:
-            path = self.files[i]
-            try:
-                out.append(read_image(path, self.image_size, self.modality))
-            except DataError as exc:
-                if path not in self.bad_files:
-                    self.bad_files.add(path)
-                    warnings.warn(
-                        f"replacing {path} by a blank image: {exc.__cause__ or exc}",
-                        BadImageWarning,
-                        stacklevel=2,
-                    )
-                fill = 255 if self.modality == "sketch" else 128
-                out.append(torch.full((3, self.image_size, self.image_size), fill, dtype=torch.uint8))
-        return torch.stack(out) if out else torch.empty((0, 3, self.image_size, self.image_size), dtype=torch.uint8)
-
-
 def make_file_image_set(files, labels, image_size: int, modality: str, skip_bad_images: bool) -> FileImageSet:
-    cls = TolerantFileImageSet if skip_bad_images else FileImageSet
-    return cls(files, labels, image_size, modality)
+    """A lazily read image set. With ``skip_bad_images`` every file is decoded once up front (the
+    same decoder a batch uses, so what passes here reads later), the unreadable ones are left out
+    with a :class:`BadImageWarning` naming them and listed in the set's ``bad_files``, and labels stay
+    aligned with the files kept: an unreadable file is never replaced by a made-up image. Without it,
+    the first unreadable file met in a batch stops the run with a :class:`DataError` naming it."""
+    if not skip_bad_images:
+        out = FileImageSet(files, labels, image_size, modality)
+        out.bad_files = []
+        return out
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    errors = _decode_errors()
+    labels = list(labels)
+    kept: list[int] = []
+    bad: list[str] = []
+    for i, path in enumerate(files):
+        try:
+            _decode(path, image_size, modality)
+        except errors as exc:
+            bad.append(str(path))
+            if len(bad) <= MAX_FILE_WARNINGS:
+                warnings.warn(f"skipping {path}: not a readable image ({type(exc).__name__}: {exc})", BadImageWarning, stacklevel=2)
+            continue
+        kept.append(i)
+    if len(bad) > MAX_FILE_WARNINGS:
+        warnings.warn(f"skipped {len(bad) - MAX_FILE_WARNINGS} more unreadable {modality} files (last: {bad[-1]})",
+                      BadImageWarning, stacklevel=2)
+    out = FileImageSet([files[i] for i in kept], [int(labels[i]) for i in kept], image_size, modality)
+    out.bad_files = bad
+    return out
 
 
 # -- folders ------------------------------------------------------------------------------------

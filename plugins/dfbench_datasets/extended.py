@@ -306,15 +306,22 @@ class ExtendedDataset(DatasetPlugin):
             }
 
         label_of = {k: i for i, k in enumerate(keys)}
-        sets, rel_manifest = {}, {s: {} for s in SPLITS}
+        sets, rel_manifest, skipped = {}, {s: {} for s in SPLITS}, []
         for split in SPLITS:
             for modality in MODALITIES:
                 items = manifest[split][modality]
-                sets[(split, modality)] = make_file_image_set(
+                images = make_file_image_set(
                     [p for _, p in items], [label_of[k] for k, _ in items], int(options.image_size), modality,
                     options.skip_bad_images,
                 )
-                rel_manifest[split][modality] = [_rel(p, root) for _, p in items]
+                if items and not len(images):
+                    raise DataError(
+                        f"Every one of the {len(items)} {split} {modality} files of {self.name} under {root} is unreadable, so "
+                        "--skip-bad-images skipped them all and nothing is left to "
+                        f"{'train on' if split == 'train' else 'evaluate'}. Replace them with readable images (the warnings above name them).")
+                skipped.extend(_rel(b, root) for b in images.bad_files)
+                sets[(split, modality)] = images
+                rel_manifest[split][modality] = [_rel(p, root) for p in images.files]
         bench = Benchmark(
             name=self.name, classes=classes, image_size=int(options.image_size), sets=sets, split_manifest=rel_manifest
         )
@@ -327,6 +334,8 @@ class ExtendedDataset(DatasetPlugin):
             "counts": bench.counts(),
             "revision": _revision(rel_manifest),
         }
+        if skipped:
+            bench.info["skipped_images"] = skipped
         ignored = trees["sketch"].ignored + trees["photo"].ignored
         if ignored:
             bench.info["ignored_files"] = len(ignored)

@@ -378,14 +378,17 @@ def load_folder_layout(layout: FolderLayout, name: str, options: DatasetOptions)
             manifest[split] = {}
             for modality in MODALITIES:
                 entries = layout.files[(split, modality)]
-                sets[(split, modality)] = make_file_image_set(
+                images = make_file_image_set(
                     [e.path for e, _ in entries],
                     [label for _, label in entries],
                     size,
                     modality,
                     options.skip_bad_images,
                 )
-                manifest[split][modality] = [_rel(e.path, root) for e, _ in entries]
+                skipped.extend(_rel(b, root) for b in images.bad_files)
+                _check_not_all_skipped(root, split, modality, len(entries), images.files)
+                sets[(split, modality)] = images
+                manifest[split][modality] = [_rel(f, root) for f in images.files]
     bench = Benchmark(name=name, classes=list(layout.classes), image_size=size, sets=sets, split_manifest=manifest)
     bench.info = {
         "root": str(root),

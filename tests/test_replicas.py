@@ -134,3 +134,26 @@ def test_replica_archives_have_the_release_top_folders(tmp_path):
     with zipfile.ZipFile(archives["QuickDraw_sketches_final.zip"]) as zf:
         tops = {n.split("/")[0] for n in zf.namelist()}
     assert tops == {"QuickDraw_sketches_final"}
+
+
+def test_the_revision_follows_the_content_of_the_files(tmp_path):
+    """Two same-sized sketches swapped in place give another revision (the teachers key on it), and
+    the same content in another folder gives the same one."""
+    root = replicas.build_sketchy(tmp_path / "a")
+    first = load(SketchyExtended, root, tmp_path)
+    assert first.info["revision"].startswith("c")
+    assert load(SketchyExtended, root, tmp_path).info["revision"] == first.info["revision"]
+    files = sorted(p for p in root.rglob("*.png") if "tx_000000000000" in str(p))
+    by_size: dict = {}
+    for p in files:
+        by_size.setdefault(p.stat().st_size, []).append(p)
+    a, b = next(group[:2] for group in by_size.values() if len(group) > 1 and group[0].read_bytes() != group[1].read_bytes())
+    data_a, data_b = a.read_bytes(), b.read_bytes()
+    a.write_bytes(data_b)
+    b.write_bytes(data_a)
+    assert load(SketchyExtended, root, tmp_path).info["revision"] != first.info["revision"]
+    a.write_bytes(data_a)
+    b.write_bytes(data_b)
+    moved = tmp_path / "b"
+    shutil.copytree(root, moved)
+    assert load(SketchyExtended, moved, tmp_path).info["revision"] == first.info["revision"]

@@ -332,7 +332,7 @@ class ExtendedDataset(DatasetPlugin):
             "split": protocol,
             "class_set": class_set,
             "counts": bench.counts(),
-            "revision": _revision(rel_manifest),
+            "revision": _revision(rel_manifest, root, options.cache_dir),
         }
         if skipped:
             bench.info["skipped_images"] = skipped
@@ -426,14 +426,22 @@ def _has_subfolder(path: Path) -> bool:
         return any(e.is_dir() and not e.name.startswith(".") for e in it)
 
 
-def _revision(manifest: dict) -> str:
+def _revision(manifest: dict, root: Path, cache_dir) -> str:
+    """The content revision of the files a load kept: each file's relative path and SHA-256 (hashed
+    once, then remembered by path, size and mtime: dfbench.api.digests), per split and modality, so
+    two files swapped in place, or one edited, give another revision and the teachers trained on the
+    old content are not reused (they key on it)."""
+    from dfbench.api.digests import DigestCache
+
+    digests = DigestCache(cache_dir)
     h = hashlib.sha256()
     for split in SPLITS:
         for modality in MODALITIES:
             h.update(f"#{split}/{modality}\n".encode())
             for rel in manifest[split][modality]:
-                h.update(f"{rel}\n".encode())
-    return h.hexdigest()[:16]
+                h.update(f"{rel}\t{digests.digest(Path(root) / rel)}\n".encode())
+    digests.save()
+    return "c" + h.hexdigest()[:15]  # "c": a content revision (before, it covered the names only)
 
 
 class SketchyExtended(ExtendedDataset):

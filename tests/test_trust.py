@@ -64,7 +64,7 @@ ESCAPING_NAMES = {
     "artifacts-absolute": ({"artifacts": "/etc"}, "is an absolute path"),
     "artifacts-up": ({"artifacts": "../../../etc"}, "its artifacts folder '../../../etc' has the part '..'"),
     "picture-up": ({"artifacts": "shapes/dfsbir/0123456789ab-s1", "pictures": ["../../x.png"]}, "its picture '../../x.png'"),
-    "pictures-not-a-list": ({"pictures": "pairs.png"}, "its pictures is a str, not a list"),
+    "pictures-not-a-list": ({"pictures": "pairs.png"}, "its 'pictures' is a str, not a list"),
 }
 
 

@@ -451,11 +451,11 @@ def compare(row_a, row_b, dataset, results, draws):
 
 def _bench_table(name: str, rows: list) -> None:
     """The results of a bench's runs, one row per run that has a record (read back from it)."""
-    from dfbench.app.records import read_record
+    from dfbench.app.records import ResultStore
 
     outcomes = []
     for label, path, skipped in rows:
-        record = read_record(path)
+        record, _ = ResultStore(path.parent).read(path)
         if record is not None:
             outcomes.append((label, record, skipped))
     if outcomes:

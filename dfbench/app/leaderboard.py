@@ -68,56 +68,14 @@ def load_reported(folder: Path) -> list[Reported]:
 
 
 def load_records(results: Path) -> list[dict]:
-    """Every valid run record under ``results``; each bad one is named in a warning and left out
-    (dfbench.app.records.load_valid_records), and so is one whose names would become paths that are
-    not safe (:func:`name_problem_of`): a record never decides where a leaderboard writes."""
-    import warnings
+    """Every valid run record under ``results`` (:meth:`dfbench.app.records.ResultStore.records`):
+    each bad one, or one whose names would become unsafe paths, is named in a warning and left out."""
+    from dfbench.app.records import ResultStore
 
-    from dfbench.app.records import BadRecordWarning, load_valid_records
-
-    out = []
-    for rec in load_valid_records(results):
-        problem = name_problem_of(rec)
-        if problem is None:
-            out.append(rec)
-        else:
-            warnings.warn(f"leaving out {rec.get('_path')}: {problem}", BadRecordWarning, stacklevel=2)
-    return out
+    return ResultStore(results).records()
 
 
-def name_problem_of(record: dict) -> str | None:
-    """Why a record's names cannot be used as paths or links (None: they can): its ``dataset`` names a
-    leaderboard page, its ``dataset`` and ``method`` name folders of records, its suite's ``name`` a
-    suite page, its ``artifacts`` and ``pictures`` the files its row links to. Each must be a safe
-    path component (:func:`dfbench.api.fileio.name_problem`); ``artifacts`` a relative path of them."""
-    from dfbench.api.errors import UnsafeNameError
-    from dfbench.api.fileio import name_problem, safe_relative
-
-    for key in ("dataset", "method"):
-        problem = name_problem(record.get(key))
-        if problem is not None:
-            return f"its {key} {ascii(record.get(key))} cannot name a leaderboard page or a folder: {problem}"
-    suite = record.get("suite")
-    if isinstance(suite, dict) and suite.get("name") is not None:
-        problem = name_problem(suite.get("name"))
-        if problem is not None:
-            return f"its suite name {ascii(suite.get('name'))} cannot name a leaderboard page: {problem}"
-    if record.get("artifacts") is not None:
-        try:
-            safe_relative(record["artifacts"], "its artifacts folder")
-        except UnsafeNameError as exc:
-            return str(exc)[:1].lower() + str(exc)[1:]
-    pictures = record.get("pictures")
-    if pictures is not None:
-        if not isinstance(pictures, list):
-            return f"its pictures is a {type(pictures).__name__}, not a list of file names"
-        for picture in pictures:
-            problem = name_problem(picture)
-            if problem is not None:
-                return f"its picture {ascii(picture)} cannot name a file: {problem}"
-    return None
-
-
+from dfbench.app.records import name_problem_of  # noqa: E402,F401  (re-exported: it moved to the record layer)
 from dfbench.app.text import _url, md  # noqa: E402,F401  (record strings in markdown)
 
 

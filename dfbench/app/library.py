@@ -113,7 +113,7 @@ def load_results(path=None):
 
     from dfbench.api.errors import DfbenchError
     from dfbench.api.locations import committed_records
-    from dfbench.app.records import load_valid_records
+    from dfbench.app.records import ResultStore
 
     if path is None:
         path = committed_records()
@@ -123,7 +123,7 @@ def load_results(path=None):
     path = Path(path)
     if not path.is_dir():
         raise DfbenchError(f"Results folder {path} does not exist. Pass the folder 'dfbench run' or 'dfbench bench' wrote its records to.")
-    rows = [_row(record) for record in load_valid_records(path)]
+    rows = [_row(record) for record in ResultStore(path).records()]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=[*IDENTITY, "label", "suite", "path"])

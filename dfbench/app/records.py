@@ -108,23 +108,14 @@ def record_problem(rec) -> str | None:
         declared = _registered_metric(key)
         if declared is not None and not declared().in_bounds(float(value)):
             return f"its metric {key} is {value}, outside the bounds {declared.bounds} its registration declares"
-    for key in ("suite", "env", "timing", "teachers", "data", "budget", "selection"):
-        if rec.get(key) is not None and not isinstance(rec[key], dict):
-            return f"its '{key}' is a {type(rec[key]).__name__}, not an object"
-    for key in ("artifacts", "run_id", "profile"):
-        if rec.get(key) is not None and not isinstance(rec[key], str):
-            return f"its '{key}' is a {type(rec[key]).__name__}, not a string"
-    pictures = rec.get("pictures")
-    if pictures is not None and not isinstance(pictures, list):
-        return f"its pictures is a {type(pictures).__name__}, not a list of file names"
-    if pictures is not None and not all(isinstance(p, str) for p in pictures):
-        return "its pictures holds something that is not a file name"
-    suite = rec.get("suite") or {}
-    if suite.get("label") is not None and not isinstance(suite["label"], str):
-        return f"its suite label is a {type(suite['label']).__name__}, not a string"
     config = rec.get("config")
     if not isinstance(config, dict):
         return f"it has no resolved 'config' object (found {type(config).__name__}): its config hash cannot be checked"
+    from dfbench.app.record_model import type_problem
+
+    problem = type_problem(rec)  # every field as the typed record declares it (dfbench.app.record_model)
+    if problem is not None:
+        return problem
     from dfbench.app.config import config_hash
 
     try:
@@ -214,6 +205,96 @@ def load_valid_records(results: Path) -> list[dict]:
 def write_record(path: Path, record: dict) -> None:
     atomic_write_json(path, record)
 
+
+def name_problem_of(record: dict) -> str | None:
+    """Why a record's names cannot be used as paths or links (None: they can): its ``dataset`` names a
+    leaderboard page, its ``dataset`` and ``method`` name folders of records, its suite's ``name`` a
+    suite page, its ``artifacts`` and ``pictures`` the files its row links to. Each must be a safe
+    path component (:func:`dfbench.api.fileio.name_problem`); ``artifacts`` a relative path of them."""
+    from dfbench.api.errors import UnsafeNameError
+    from dfbench.api.fileio import name_problem, safe_relative
+
+    for key in ("dataset", "method"):
+        problem = name_problem(record.get(key))
+        if problem is not None:
+            return f"its {key} {ascii(record.get(key))} cannot name a leaderboard page or a folder: {problem}"
+    suite = record.get("suite")
+    if isinstance(suite, dict) and suite.get("name") is not None:
+        problem = name_problem(suite.get("name"))
+        if problem is not None:
+            return f"its suite name {ascii(suite.get('name'))} cannot name a leaderboard page: {problem}"
+    if record.get("artifacts") is not None:
+        try:
+            safe_relative(record["artifacts"], "its artifacts folder")
+        except UnsafeNameError as exc:
+            return str(exc)[:1].lower() + str(exc)[1:]
+    pictures = record.get("pictures")
+    if pictures is not None:
+        if not isinstance(pictures, list):
+            return f"its pictures is a {type(pictures).__name__}, not a list of file names"
+        for picture in pictures:
+            problem = name_problem(picture)
+            if problem is not None:
+                return f"its picture {ascii(picture)} cannot name a file: {problem}"
+    return None
+
+
+class ResultStore:
+    """A results folder, the one way records are found, read and written.
+
+    ``records()`` gives every valid record (each checked against the typed record,
+    :mod:`dfbench.app.record_model`, its config hash recomputed, its names safe as paths, one completed
+    record per run); each file left out is named in one :class:`BadRecordWarning`. ``read(path)``
+    reads one record file the same way. ``write(record)`` validates a record and writes it atomically
+    at its place, ``<dataset>/<method>/<run_id>.json``. Every reader (run, bench, leaderboard,
+    results, compare, reproduce, the site, ``dfbench.load_results``, the suite scripts) goes through it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path(self, dataset: str, method: str, run_id: str) -> Path:
+        from dfbench.api.fileio import safe_component
+
+        return record_path(self.root, safe_component(dataset, "the dataset name"), safe_component(method, "the method name"),
+                           safe_component(run_id, "the run id"))
+
+    def scan(self) -> tuple[list[dict], list[tuple[Path, str]]]:
+        """(valid records, [(path, why)] of the files that look like records and cannot be used)."""
+        records, problems = load_records(self.root)
+        kept = []
+        for rec in records:
+            problem = name_problem_of(rec)
+            if problem is None:
+                kept.append(rec)
+            else:
+                problems.append((Path(rec.get("_path", "?")), problem))
+        return kept, problems
+
+    def records(self, *, dataset: str | None = None, method: str | None = None, warn: bool = True) -> list[dict]:
+        """The valid records (of ``dataset`` and ``method`` when given), each with its ``_path``."""
+        records, problems = self.scan()
+        if warn:
+            for path, why in problems:
+                warnings.warn(f"leaving out {path}: {why}", BadRecordWarning, stacklevel=2)
+        return [r for r in records if (dataset is None or r["dataset"] == dataset) and (method is None or r["method"] == method)]
+
+    def read(self, path: str | Path) -> tuple[dict | None, str | None]:
+        """(the valid record at ``path``, None) or (None, why it cannot be used; None: not a record)."""
+        rec, problem = read_run_record(Path(path))
+        if rec is not None and (problem := name_problem_of(rec)) is not None:
+            return None, problem
+        return rec, problem
+
+    def write(self, record: dict) -> Path:
+        """Validate ``record`` and write it atomically at its place; a record this store would not
+        read back is refused (ValueError naming why), so no reader ever meets it."""
+        clean = {k: v for k, v in record.items() if k != "_path"}
+        problem = record_problem(clean) or name_problem_of(clean)
+        if problem is not None:
+            raise ValueError(f"refusing to write a record this store would not read back: {problem}")
+        path = self.path(clean["dataset"], clean["method"], clean.get("run_id") or f"{clean['config_hash']}-s{clean['seed']}")
+        write_record(path, clean)
+        return path
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -69,13 +69,13 @@ def reproduce(record_path: Path, *, results: Path | None = None, tolerance: floa
     """Rerun the record at ``record_path`` (see the module's docstring)."""
     import tempfile
 
-    from dfbench.app.records import read_run_record
+    from dfbench.app.records import ResultStore
     from dfbench.app.runner import RunRequest, run
 
     record_path = Path(record_path)
     if not record_path.is_file():
         raise DfbenchError(f"No record at {record_path}. Give the path of a run record (a .json file beside its run folder).")
-    record, problem = read_run_record(record_path)
+    record, problem = ResultStore(record_path.parent).read(record_path)
     if record is None:
         raise DfbenchError(f"{record_path} cannot be reproduced: {problem or 'it is not a dfbench run record'}.")
     if record.get("status") != "completed":

@@ -27,9 +27,9 @@ def load(paths: list[Path], results: Path) -> list[dict]:
 
 
 def load_records_file(path: Path) -> list[dict]:
-    from dfbench.app.records import read_run_record
+    from dfbench.app.records import ResultStore
 
-    rec, problem = read_run_record(path)
+    rec, problem = ResultStore(Path(path).parent).read(path)
     if rec is None:
         why = f": {problem}" if problem else ""
         raise DataError(f"{path} is not a usable dfbench run record (a .json file written by 'dfbench run'){why}.")

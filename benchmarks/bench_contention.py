@@ -11,7 +11,7 @@ CPU kernels) reads ``OMP_WAIT_POLICY`` once, when torch is imported:
   dfbench's default does not apply): a thread that waits for the others spins for a while before
   it sleeps.
 - ``passive``: ``OMP_WAIT_POLICY=PASSIVE``: waiting threads sleep at once (dfbench's default since
-  issue 31, see dfbench/train/perf.py).
+  issue 31, see dfbench/api/perf.py).
 - ``spincount=N``: ``GOMP_SPINCOUNT=N``: a shorter spin than libgomp's default of 300,000.
 
 The load is ``--load`` processes that each spin a Python loop (default: one per core, which puts

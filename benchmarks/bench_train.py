@@ -7,7 +7,7 @@
 One round = the estimators' steps plus the encoder steps of the profile. The teachers are randomly
 initialised and frozen (throughput does not depend on what they learned), the data is a tiny
 ``shapes`` set (only its image size matters). For each variant of the execution settings
-(``perf.*``, see dfbench/train/perf.py; default: baseline, foreach optimisers, channels-last, both,
+(``perf.*``, see dfbench/api/perf.py; default: baseline, foreach optimisers, channels-last, both,
 torch.compile) it prints seconds per round (timed after warm-up rounds of the same fit, so
 compilation is excluded), images per second (synthesised images through estimator steps +
 encoder images), achieved FLOP/s (FLOP per round counted once by ``torch.utils.flop_counter``), that
@@ -142,7 +142,7 @@ def main():
         method.fit(ctx)  # one round: warm-up and FLOP count
     flop_per_round = counter.get_total_flops()
     n_img = images_per_round(p)
-    from dfbench.train.perf import wait_policy
+    from dfbench.api.perf import wait_policy
 
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}); "
           f"OpenMP threads wait: {wait_policy()} (dfbench sets PASSIVE unless you set it, docs/performance.md)")

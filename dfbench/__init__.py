@@ -20,8 +20,8 @@ import sys
 
 # OpenMP threads that sleep while they wait (OMP_WAIT_POLICY=PASSIVE), unless the user chose how they
 # wait: libgomp reads it once, when torch loads, so before anything here imports torch (issue 31,
-# dfbench/train/perf.py). It changes how threads wait, never what they compute.
-from dfbench.train.perf import set_env_defaults as _set_env_defaults  # noqa: E402  (light: no torch)
+# dfbench/api/perf.py). It changes how threads wait, never what they compute.
+from dfbench.api.perf import set_env_defaults as _set_env_defaults  # noqa: E402  (light: no torch)
 
 _set_env_defaults()
 

@@ -66,7 +66,7 @@ def error_paragraph(output: str) -> str:
     [at] = errors
     # dfbench's "warning: ..." lines, and Python warnings ("file.py:12: SomeWarning: ..." and its
     # indented source line)
-    # and a run's "Note: the machine is busy ..." (dfbench.train.perf.busy_note, on a loaded machine)
+    # and a run's "Note: the machine is busy ..." (dfbench.api.perf.busy_note, on a loaded machine)
     others = [line for line in lines[:at] if line.strip() and "warning" not in line.lower() and not line[:1].isspace()
               and not line.startswith("Note: the machine is busy")]
     assert not others, f"output before the error that is no warning: {others!r}"

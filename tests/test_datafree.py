@@ -8,7 +8,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from dfbench.train.rng import Streams
+from dfbench.api.rng import Streams
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ from dfbench.train import terms as T
 from dfbench.api.datasets import MODALITIES
 from dfbench.api.options import component_options
 from dfbench.train.models import build_classifier, freeze
-from dfbench.train.perf import Perf
+from dfbench.api.perf import Perf
 from dfbench.app.records import METRIC_KEYS
 from dfbench.api.teachers import TeacherSet
 from dfbench_inversions.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets

@@ -232,6 +232,6 @@ def test_global_batch_split_and_shards(monkeypatch):
         shares += list(dist.shard_range(10))
     assert shares == list(range(10))
     # rank 3 draws its own streams: named streams are keyed by the rank
-    from dfbench.train.rng import Streams
+    from dfbench.api.rng import Streams
 
     assert Streams(7, rank=3).seed_of("loop/encoder-batches") != Streams(7, rank=0).seed_of("loop/encoder-batches")

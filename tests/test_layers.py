@@ -45,7 +45,7 @@ def test_a_layer_never_imports_the_layers_above_it(layer, forbidden):
     for module, (top, every) in graph.items():
         if not module.startswith(layer + "."):
             continue
-        bad = {m for m in (every if layer == "train" else top) if m.split(".")[0] in forbidden}
+        bad = {m for m in every if m.split(".")[0] in forbidden}  # lazy imports too: the contract owns what it offers
         assert not bad, f"dfbench.{module} imports {sorted(bad)}"
 
 
@@ -74,3 +74,54 @@ def test_former_module_names_are_the_same_modules(name):
     old = importlib.import_module(f"dfbench.{name}")
     assert old is importlib.import_module(f"dfbench.{dfbench._LAYER[name]}.{name}")
     assert getattr(dfbench, name) is old
+
+
+PLUGINS = PKG.parent / "plugins"
+
+
+def _plugin_graph():
+    """{plugin module: (the plugin modules it imports, the dfbench modules it imports)}, lazy imports included."""
+    graph = {}
+    for path in sorted(PLUGINS.glob("dfbench_*/*.py")):
+        module = f"{path.parent.name}.{path.stem}"
+        plugin_mods, core = set(), set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.level == 0 else [])
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if name.startswith("dfbench_"):
+                    parts = name.split(".")
+                    if len(parts) >= 2 and (PLUGINS / parts[0] / f"{parts[1]}.py").is_file():
+                        plugin_mods.add(".".join(parts[:2]))
+                elif name.startswith("dfbench.") or name == "dfbench":
+                    core.add(name)
+        graph[module] = (plugin_mods - {module}, core)
+    return graph
+
+
+def test_plugins_use_the_contract_and_the_engine_never_the_application():
+    """A built-in plugin is written as a third party's would be: it imports dfbench.api (and the
+    engine it builds on, dfbench.train), never the application (dfbench.app)."""
+    bad = {m: sorted(c for c in core if c.startswith("dfbench.app")) for m, (_, core) in _plugin_graph().items()}
+    assert not {m: v for m, v in bad.items() if v}, bad
+
+
+def test_no_import_cycle_among_the_plugins():
+    graph = {m: deps for m, (deps, _) in _plugin_graph().items()}
+    assert len(graph) > 20
+    state: dict = {}
+
+    def visit(m, path):
+        if state.get(m) == "done":
+            return
+        assert state.get(m) != "open", "import cycle: " + " -> ".join(path + [m])
+        state[m] = "open"
+        for n in sorted(graph.get(m, ())):
+            visit(n, path + [m])
+        state[m] = "done"
+
+    for m in graph:
+        visit(m, [])

@@ -1,4 +1,4 @@
-"""Execution settings (dfbench.train.perf) and keys added later: validated, kept out of the hash where they
+"""Execution settings (dfbench.api.perf) and keys added later: validated, kept out of the hash where they
 should be (amp and non-default values enter it), and the loop runs
 with each of them and gives the same result where the arithmetic is the same."""
 
@@ -7,7 +7,7 @@ import torch
 
 from dfbench.app import config as cfgmod
 from dfbench.api.errors import ConfigError
-from dfbench.train.perf import Perf
+from dfbench.api.perf import Perf
 
 
 def _cfg(**perf):

@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 
 from dfbench.app.shards import ShardSeat
-from dfbench.train import perf
+from dfbench.api import perf
 
 
 def test_wait_policy_default_is_set_only_when_the_user_chose_nothing(monkeypatch):

@@ -1,9 +1,9 @@
-"""Named random streams (dfbench.train.rng): independent of each other, keyed by seed, rank and name,
+"""Named random streams (dfbench.api.rng): independent of each other, keyed by seed, rank and name,
 restorable, and model initialisation that leaves the global torch state alone."""
 
 import torch
 
-from dfbench.train.rng import Streams, stream_seed
+from dfbench.api.rng import Streams, stream_seed
 
 
 def test_streams_are_keyed_by_seed_rank_and_name():

@@ -28,7 +28,7 @@ class RunContext:
     budget: dict | None = None  # what a data-free run spent: teacher image passes and rounds (dfbench.train.engine)
     selection: dict | None = None  # what params.select chose, and on what (dfbench.train.engine.SelectOnValidation)
     extra: dict = field(default_factory=dict)
-    streams: Any = None  # dfbench.train.rng.Streams: the run's named random streams (made on first use)
+    streams: Any = None  # dfbench.api.rng.Streams: the run's named random streams (the runner's, else made on first use)
     events: Any = None  # dfbench.api.loggers.EventBus of the run's loggers, or None
 
     @property
@@ -37,29 +37,28 @@ class RunContext:
 
     @property
     def perf(self):
-        """The run's execution settings (:class:`dfbench.train.perf.Perf`), from ``config["perf"]``."""
-        from dfbench.train.perf import Perf
+        """The run's execution settings (:class:`dfbench.api.perf.Perf`), from ``config["perf"]``."""
+        from dfbench.api.perf import Perf
 
         if "_perf" not in self.extra:
             self.extra["_perf"] = Perf.from_config(self.config.get("perf"), self.device)
         return self.extra["_perf"]
 
     def _streams(self):
-        if self.streams is None:
-            from dfbench.train import distributed as dist
-            from dfbench.train.rng import Streams
+        if self.streams is None:  # the runner passes the run's (with its rank); a context made by hand is rank 0
+            from dfbench.api.rng import Streams
 
-            self.streams = Streams(self.seed, dist.rank())
+            self.streams = Streams(self.seed, _initialised_rank())
         return self.streams
 
     def rng(self, name: str):
-        """The CPU ``torch.Generator`` of the run's stream ``name`` (dfbench.train.rng): derived from
+        """The CPU ``torch.Generator`` of the run's stream ``name`` (dfbench.api.rng): derived from
         (seed, rank, name), one object per name, saved in checkpoints."""
         return self._streams().generator(name)
 
     def rng_scope(self, name: str):
         """``with ctx.rng_scope(name):`` model initialisation under stream ``name``, the global torch
-        state restored afterwards (dfbench.train.rng.Streams.scope)."""
+        state restored afterwards (dfbench.api.rng.Streams.scope)."""
         return self._streams().scope(name)
 
     @property
@@ -81,3 +80,10 @@ class RunContext:
             from dfbench.api.loggers import CurvePoint
 
             self.events.emit("curve_point", CurvePoint(int(row.get("round", 0)), {k: v for k, v in row.items() if k != "round"}))
+
+
+def _initialised_rank() -> int:
+    """This process's rank in an initialised torch.distributed group, else 0."""
+    import torch.distributed as tdist
+
+    return tdist.get_rank() if tdist.is_available() and tdist.is_initialized() else 0

@@ -30,7 +30,7 @@ from dfbench.api.options import Arch, Options, Spec, _strip_none, canonical_json
 PROFILES = ("smoke", "cpu", "paper")
 
 # Keys of the resolved config that do not identify the experiment.
-# The execution settings of ``perf`` (dfbench.train.perf) that only change layout, kernels and the
+# The execution settings of ``perf`` (dfbench.api.perf) that only change layout, kernels and the
 # CPU thread count are among them (a run on 2 threads belongs to the row of its config run on 1: the
 # record's env.torch_threads says which; the last bits differ); ``perf.amp`` is not (it lowers precision).
 UNHASHED = (
@@ -105,7 +105,7 @@ class EvalOptions(Options):
 
 @dataclass
 class PerfOptions(Options):
-    """How the training loop executes (dfbench.train.perf): not part of the hash, except amp when not off."""
+    """How the training loop executes (dfbench.api.perf): not part of the hash, except amp when not off."""
 
     amp: Literal["off", "bf16"] = option("off", help="bf16 autocast of synthesis and encoder steps (CUDA only)")
     channels_last: bool = option(False, help="channels-last memory format for every conv net of the run")
@@ -133,7 +133,7 @@ class RunOptions(Options):
     curve_eval_every: int = option(
         50, min=0, help="mAP@all of the selection split (validation, else test) in the training curves every this many rounds (0: never)"
     )
-    perf: PerfOptions = section(PerfOptions, help="execution settings (dfbench.train.perf)")
+    perf: PerfOptions = section(PerfOptions, help="execution settings (dfbench.api.perf)")
     loggers: list = option([], help="run loggers that also receive the run's events: names from 'dfbench list --kind loggers' (execution setting)")
     params: dict = option({}, help="the method's own options (its Options)")
 

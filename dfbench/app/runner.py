@@ -329,7 +329,7 @@ class _Run:
         #: where this run writes its files (the run folder, or its staging folder when it replaces a completed run)
         self.art = staging_dir(plan.artifacts) if replaces else plan.artifacts
         self.cfg = plan.cfg
-        from dfbench.train.perf import Perf
+        from dfbench.api.perf import Perf
 
         self.device = dist.init(choose_device(self.cfg["device"]))  # under torchrun: this rank's device
         if (self.cfg.get("perf") or {}).get("threads") is None and req.shard_seat is not None and self.device.type == "cpu":
@@ -349,7 +349,7 @@ class _Run:
             return
         import torch
 
-        from dfbench.train.perf import busy_note
+        from dfbench.api.perf import busy_note
 
         note = busy_note(torch.get_num_threads())
         if note:
@@ -363,7 +363,7 @@ class _Run:
         self.record["timing"]["cpu"] = round(time.process_time() - self.cpu_start, 3)
 
     def _new_record(self) -> dict:
-        from dfbench.train.perf import Perf
+        from dfbench.api.perf import Perf
 
         cfg, plan, art, results = self.cfg, self.plan, self.plan.artifacts, self.req.results
         record = {
@@ -463,8 +463,11 @@ class _Run:
         with self.phase("data"), dist.main_first():  # data generated and cached once, by rank 0
             benchmark = load_benchmark(self.cfg, self.cache_dir)
         self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
+        from dfbench.api.rng import Streams
+
         self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,
-                              reporter=self.reporter, artifacts_dir=self.art, events=self.events)
+                              reporter=self.reporter, artifacts_dir=self.art, events=self.events,
+                              streams=Streams(int(self.cfg["seed"]), dist.rank()))
         self.ctx.checkpointer = Checkpointer(self.art / "checkpoint.pt", int(self.cfg["checkpoint_every"]), self.record["config_hash"],
                                            seed=int(self.cfg["seed"]))
 

@@ -91,7 +91,7 @@ class Checkpointer:
             return self._refuse(str(exc))
         if not isinstance(state, dict) or not isinstance(state.get("round"), int) or "rng" not in state:
             return self._refuse("it is not a dfbench training checkpoint")
-        if "streams" not in state:  # written before the named random streams (dfbench.train.rng)
+        if "streams" not in state:  # written before the named random streams (dfbench.api.rng)
             return self._refuse("it was written by an older dfbench, before the run's named random streams")
         if state.get("config_hash") != self.config_hash:
             return self._refuse(f"it belongs to another config (hash {state.get('config_hash')}, this run {self.config_hash})")

@@ -27,7 +27,7 @@ from dfbench.api.errors import ConfigError, TrainingDivergedError
 from dfbench.api.inversion import ReplayPool, SynthBatch, concat_batches
 from dfbench.api.methods import Method
 from dfbench.api.options import Options, component, component_options, option, section, weights_of
-from dfbench.train.perf import modules_of as perf_modules
+from dfbench.api.perf import modules_of as perf_modules
 from dfbench.train.students import StudentEmbedder, Students
 from dfbench.api.teachers import TeacherPasses, roles_for_variant
 from dfbench.train.terms import check_weights, needs_of
@@ -117,7 +117,7 @@ DATA_FREE_BASE = DataFreeOptions.defaults()
 
 
 def build_optimizer(params, ocfg: dict, perf=None):
-    """The optimiser of ``ocfg`` ({name, lr, ...}); ``perf`` (the run's :class:`dfbench.train.perf.Perf`,
+    """The optimiser of ``ocfg`` ({name, lr, ...}); ``perf`` (the run's :class:`dfbench.api.perf.Perf`,
     ``ctx.perf``) picks its kernels (``perf.optimizer_impl``: default, foreach or fused)."""
     name = ocfg.get("name", "adam")
     lr = float(ocfg["lr"])

@@ -67,7 +67,7 @@ def hold_out_validation(benchmark, fraction: float | None, seed: int):
         return benchmark
     import torch
 
-    from dfbench.train.rng import stream_seed
+    from dfbench.api.rng import stream_seed
 
     g = torch.Generator().manual_seed(stream_seed(int(seed), "data/validation"))  # a stream of its own, apart from the dataset's
     for m in MODALITIES:

@@ -428,11 +428,3 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
         raise
     shutil.rmtree(old, ignore_errors=True)
 
-
-def fetch(name: str, **kwargs) -> FetchResult:
-    check_fetchable(name)
-    if name != "qd-cifar10":
-        from dfbench_datasets.releases import fetch_release
-
-        return fetch_release(name, **kwargs)
-    return fetch_qd_cifar10(**kwargs)

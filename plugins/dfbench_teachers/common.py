@@ -64,7 +64,7 @@ def overlap_classes(num_classes: int, overlap: float, seed: int) -> dict:
 
     if not 0.0 < float(overlap) <= 1.0:
         raise ConfigError(f"teachers.class_overlap must be in (0, 1], got {overlap}.")
-    from dfbench.train.rng import stream_seed
+    from dfbench.api.rng import stream_seed
 
     gen = torch.Generator().manual_seed(stream_seed(seed, "teachers/class-overlap"))
     order = torch.randperm(num_classes, generator=gen).tolist()

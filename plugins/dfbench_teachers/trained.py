@@ -27,14 +27,14 @@ from dfbench.api.locations import teacher_store
 from dfbench.api.options import canonical_json
 from dfbench.api.fileio import atomic_torch_save
 from dfbench.train.models import freeze
-from dfbench.train.rng import Streams, stream_seed
+from dfbench.api.rng import Streams, stream_seed
 from dfbench.api.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.api.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, pretrained_identity, role_config, train_teacher
 from dfbench_teachers.options import PROFILES, TeacherOptions
 
 CACHE_VERSION = 4  # 3: the data's content revision, the device type and the thread count entered the key;
-# 4: initialisation and training order drawn from named random streams (dfbench.train.rng)
+# 4: initialisation and training order drawn from named random streams (dfbench.api.rng)
 #: the provenance fields of ``Benchmark.info`` that name the data's content
 CONTENT_KEYS = ("generator", "seed", "fingerprint", "revision")
 

@@ -82,7 +82,20 @@ def test_the_pretrained_suite_declares_the_papers_controls():
     c = suite.controls
     assert c.baseline == "classifier-only (probs)" and c.min_seeds == 5 and len(suite.seeds) >= 5
     got = {x.row: (x.relation, x.factor) for x in c.checks}
-    assert got == {"unimodal-kd (proxy)": ("at_least", 0.9), "avg-weights (probs)": ("at_least", 1.0),
+    assert got == {"kd-real (proxy, with data)": ("at_least", 0.9),  # the pipeline's own control, checked first
+                   "unimodal-kd (proxy)": ("at_least", 0.9), "avg-weights (probs)": ("at_least", 1.0),
                    "meta-data (proxy)": ("at_least", 1.0), "alt-data (proxy, own schedule)": ("at_least", 1.0),
                    "gaussian-prior (proxy)": ("below", 1.0)}
     assert all("data.split_seed=run" in item.overrides for item in suite.items)
+
+
+def test_the_digits_suite_declares_the_pipeline_control_and_the_papers():
+    from conftest import REPO
+
+    from dfbench.api.plugins import registry
+    from dfbench.app.suites import load_suite
+
+    suite = load_suite(REPO / "benchmarks" / "spoken-written-digits.yaml", registry("methods").names())
+    got = {x.row: (x.relation, x.factor) for x in suite.controls.checks}
+    assert got["kd-real (proxy, with data)"] == ("at_least", 0.9) and got["gaussian-prior (proxy)"] == ("below", 1.0)
+    assert {item.dataset for item in suite.items} == {"digits"} and suite.own_leaderboard

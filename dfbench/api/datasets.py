@@ -23,6 +23,13 @@ SPLITS = ("train", "test")
 VALIDATION = "val"
 #: The modalities of a benchmark, declared here once (the default pair; every other module imports it).
 MODALITIES = ("photo", "sketch")
+
+#: what each of the two slots holds, as a dataset declares it (:attr:`DatasetPlugin.modalities`):
+#: its role in retrieval (the queries, the gallery), a name for people (singular, plural) and its kind
+DEFAULT_MODALITIES = {
+    "sketch": {"role": "query", "name": "sketch", "plural": "sketches", "kind": "image"},
+    "photo": {"role": "gallery", "name": "photo", "plural": "photos", "kind": "image"},
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -136,6 +143,9 @@ class DatasetPlugin:
     description: str = ""
     #: whether the dataset needs files on disk (a data root)
     needs_data_root: bool = True
+    #: what each slot holds: {slot: {role: query | gallery, name, plural, kind}}; records carry it
+    #: (``data.modalities``) and the run's summary and pictures speak of it by these names
+    modalities: dict = DEFAULT_MODALITIES
 
     def load(self, options: DatasetOptions) -> Benchmark:
         raise NotImplementedError

@@ -161,6 +161,15 @@ def data_seed(cfg: dict) -> int:
     return int(cfg["seed"] if cfg["data"].get("split_seed", "data") == "run" else cfg["data"]["seed"])
 
 
+def dataset_modalities(name: str) -> dict:
+    """What each slot of the dataset ``name`` holds, as it declares it (dfbench.api.datasets.DatasetPlugin.modalities)."""
+    from dfbench.api.datasets import DEFAULT_MODALITIES
+    from dfbench.api.plugins import registry
+
+    declared = getattr(registry("datasets").load(name), "modalities", None)
+    return declared if isinstance(declared, dict) and set(declared) == set(DEFAULT_MODALITIES) else DEFAULT_MODALITIES
+
+
 def data_identity(cfg: dict) -> dict | None:
     """Where the data of a run lies and which revision of its content it is, when the run names a
     data root (None for a dataset's default data: generated, or under $DFBENCH_DATA).
@@ -462,7 +471,8 @@ class _Run:
 
         with self.phase("data"), dist.main_first():  # data generated and cached once, by rank 0
             benchmark = load_benchmark(self.cfg, self.cache_dir)
-        self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info}
+        self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info,
+                               "modalities": dataset_modalities(self.cfg["dataset"])}
         from dfbench.api.rng import Streams
 
         self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,

@@ -13,9 +13,21 @@ from pathlib import Path
 PHASES = (("data", "data"), ("teachers", "teachers"), ("train", "training"), ("eval", "evaluation"), ("total", "total"))
 
 MAP_MEANING = (
-    "mAP@all: each test sketch ranks every test photo by similarity; the precision at each photo of its "
-    "class, averaged, is its AP; the mean over sketches is mAP@all: 1.0 puts every same-class photo first"
+    "mAP@all: each test {query} ranks every test {gallery} by similarity; the precision at each {gallery} of its "
+    "class, averaged, is its AP; the mean over {queries} is mAP@all: 1.0 puts every same-class {gallery} first"
 )
+
+
+def map_meaning(record: dict) -> str:
+    """:data:`MAP_MEANING` in the words of the record's modalities (its dataset's declaration)."""
+    from dfbench.api.datasets import DEFAULT_MODALITIES
+
+    mods = (record.get("data") or {}).get("modalities")
+    mods = mods if isinstance(mods, dict) else DEFAULT_MODALITIES
+    by_role = {str((m or {}).get("role")): (m or {}) for m in mods.values() if isinstance(m, dict)}
+    query, gallery = by_role.get("query", DEFAULT_MODALITIES["sketch"]), by_role.get("gallery", DEFAULT_MODALITIES["photo"])
+    return MAP_MEANING.format(query=query.get("name", "query"), queries=query.get("plural", f"{query.get('name', 'query')}s"),
+                              gallery=gallery.get("name", "gallery item"))
 
 NEXT_STEPS = (
     ("dfbench run --method dfsbir", "the paper's method: converged paired synthesis, then the encoders (about 15 minutes)"),
@@ -126,7 +138,7 @@ def lines(record: dict, path: Path, results: Path | None = None, records_dir: Pa
         out.append(f"mAP@all {verdict(metrics['mAP@all'], chance, ref)}")
         if (line := same_seed(record, ref)) is not None:
             out.append(line)
-        out.append(f"  ({MAP_MEANING})")
+        out.append(f"  ({map_meaning(record)})")
         if ref is None:
             where = records_dir if records_dir is not None else "leaderboards/records (not found)"
             out.append(

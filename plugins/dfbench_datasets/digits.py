@@ -148,8 +148,8 @@ class DigitsDataset(DatasetPlugin):
     Options = DigitsOptions
     #: what each of dfbench's two slots holds here: the query side and the gallery side
     modalities = {
-        "sketch": {"role": "query", "name": "spoken digit", "kind": "audio", "as": "log-mel spectrogram image"},
-        "photo": {"role": "gallery", "name": "written digit", "kind": "image", "as": "grey image"},
+        "sketch": {"role": "query", "name": "spoken digit", "plural": "spoken digits", "kind": "audio", "as": "log-mel spectrogram image"},
+        "photo": {"role": "gallery", "name": "written digit", "plural": "written digits", "kind": "image", "as": "grey image"},
     }
 
     def resolve_root(self, options: DatasetOptions) -> Path:

@@ -298,3 +298,34 @@ def test_cli_fetch_and_options_of_other_datasets(archives, tmp_path):
     assert result.exit_code == 2 and "--train-sketches do(es) not apply to 'sketchy'" in result.output
     result = runner.invoke(data, ["fetch", "qd-cifar10", "--mirror", url])
     assert result.exit_code == 2 and "--mirror do(es) not apply to 'qd-cifar10'" in result.output
+
+
+def test_a_damaged_cached_download_is_deleted_not_kept_to_fail_every_fetch(archives, tmp_path, monkeypatch):
+    _, folder = archives["quickdraw"]
+    downloads = tmp_path / "cache" / "downloads" / "quickdraw"
+    downloads.mkdir(parents=True)
+    good = folder / "QuickDraw_sketches_final.zip"
+    cached = downloads / good.name
+    cached.write_bytes(good.read_bytes()[:-10] + b"0123456789")  # damaged after it was downloaded
+    sources = tuple(releases.Archive(**{**a.__dict__, "md5": releases.file_md5(good)}) if a.file == good.name else a
+                    for a in releases.SOURCES["quickdraw"])
+    monkeypatch.setitem(releases.SOURCES, "quickdraw", sources)
+    with pytest.raises(DataError, match="did not have the published MD5 .* it was damaged and is deleted"):
+        releases.fetch_release("quickdraw", tmp_path / "qd", quiet=True)
+    assert not cached.exists()
+    with serve(folder) as (server, url):  # the next run downloads it anew and completes
+        releases.fetch_release("quickdraw", tmp_path / "qd", mirror=url, quiet=True)
+    assert (tmp_path / "qd" / "QuickDraw_sketches_final").is_dir()
+
+
+def test_an_archive_larger_than_the_free_space_is_refused_before_extracting(archives, tmp_path, monkeypatch):
+    import collections
+
+    _, folder = archives["quickdraw"]
+    dest = tmp_path / "qd"
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(releases.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
+    with serve(folder) as (server, url):
+        with pytest.raises(DataError, match="expands to .* GiB, but .* has 0.0 GiB free.*nothing was extracted"):
+            releases.fetch_release("quickdraw", dest, mirror=url, quiet=True)
+    assert not (dest / "QuickDraw_sketches_final").exists() and no_leftovers(dest)

@@ -252,6 +252,12 @@ def safe_extract_zip(archive: Path, into: Path, max_bytes: int = MAX_EXTRACT_BYT
                     f"({max_members} members, {max_bytes} bytes). It is not the published archive; delete it and "
                     "fetch again."
                 )
+            free = _free_bytes(into)
+            if free is not None and announced > free:
+                raise DataError(
+                    f"{archive} expands to {announced / 2**30:.1f} GiB, but {into} has {free / 2**30:.1f} GiB free. Free "
+                    "space there or fetch into another disk (--dest, or DFBENCH_DATA); nothing was extracted."
+                )
             written = 0
             for info in infos:
                 parts = _member_parts(archive, info.filename)
@@ -271,6 +277,21 @@ def safe_extract_zip(archive: Path, into: Path, max_bytes: int = MAX_EXTRACT_BYT
                         dst.write(chunk)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise _corrupt(archive, exc) from exc
+    except OSError as exc:  # the disk refused a write while extracting: named, never a traceback
+        from dfbench.api.fileio import storage_error
+
+        refused = storage_error(exc, Path(getattr(exc, "filename", None) or into))
+        if refused is None:
+            raise
+        raise refused from exc
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Free bytes on the file system of ``folder`` (None when it cannot be told)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def _member_parts(archive: Path, name: str) -> tuple:
@@ -350,6 +371,10 @@ def fetch_release(
             say(f"downloading {url}")
             path = download_resumable(url, downloads / archive.file, archive.md5, quiet, say=say)
         elif archive.md5 is not None and file_md5(path) != archive.md5:
+            if path.parent == downloads:  # our own damaged download: never kept to fail every later fetch
+                path.unlink(missing_ok=True)
+                raise DataError(f"{path} (a download) did not have the published MD5 {archive.md5}: it was damaged and is "
+                                "deleted. Run the same command again to download it anew.")
             raise DataError(f"{path} does not have the published MD5 {archive.md5}: it is another or a damaged copy. "
                             "Replace it (or delete it to download it again).")
         say(f"extracting {path.name} -> {dest / archive.top}")

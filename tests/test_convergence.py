@@ -35,6 +35,10 @@ def test_synthesis_stats_of_known_logits():
     assert stats["class coverage"] == pytest.approx(1.0)
     assert stats["teacher confidence"] == pytest.approx(1.0, abs=1e-6)
     assert stats["class KL"] == pytest.approx(big / 3, rel=1e-3)  # only the disagreeing pair costs
+    # each side alone: the photos (gallery) show classes 0-2, the sketches (queries) 0, 1 and 3
+    assert stats["gallery class coverage"] == pytest.approx(0.75) and stats["query class coverage"] == pytest.approx(0.75)
+    collapsed = synthesis_stats(ctx, _batch([[big, 0, 0, 0]] * 3, sketch), "independent")
+    assert collapsed["gallery class coverage"] == pytest.approx(0.25) and collapsed["query class coverage"] == pytest.approx(0.75)
     same = synthesis_stats(ctx, _batch(photo, photo), "independent")
     assert same["pair agreement"] == 1.0 and same["class KL"] == pytest.approx(0.0, abs=1e-6)
     flat = synthesis_stats(ctx, _batch([[0.0] * 4] * 2, [[0.0] * 4] * 2), "independent")

@@ -542,7 +542,7 @@ class CheckpointHook(LoopHook):
 
 
 #: what :func:`synthesis_stats` measures, in the order curves and records show it
-SYNTHESIS_STATS = ("pair agreement", "class coverage", "teacher confidence", "class KL")
+SYNTHESIS_STATS = ("pair agreement", "class coverage", "teacher confidence", "class KL", "query class coverage", "gallery class coverage")
 
 
 @torch.no_grad()
@@ -554,14 +554,18 @@ def synthesis_stats(ctx, batch: SynthBatch, variant: str) -> dict:
     - ``class coverage``: the fraction of classes the batch's teacher labels cover (both modalities);
     - ``teacher confidence``: the teachers' mean top softmax probability over the batch;
     - ``class KL``: the mean KL(p_sketch || p_photo) of a pair's class distributions (the paper's
-      class-alignment term, measured whatever its weight)."""
+      class-alignment term, measured whatever its weight);
+    - ``query class coverage``, ``gallery class coverage``: the class coverage of each side alone
+      (the sketch slot holds the queries, the photo slot the gallery): one side's generator that
+      collapsed to a few classes shows here, where the joint coverage hides which side it was."""
     logits = teacher_logits(ctx, batch, variant)
     lp, ls = logits["photo_logits"].float(), logits["sketch_logits"].float()
     pp, ps = lp.softmax(1), ls.softmax(1)
     yp, ys = pp.argmax(1), ps.argmax(1)
     covered = torch.unique(torch.cat([yp, ys])).numel()
     kl = torch.nn.functional.kl_div(lp.log_softmax(1), ps, reduction="batchmean")
-    values = ((yp == ys).float().mean(), covered / ctx.num_classes, torch.cat([pp.max(1).values, ps.max(1).values]).mean(), kl)
+    values = ((yp == ys).float().mean(), covered / ctx.num_classes, torch.cat([pp.max(1).values, ps.max(1).values]).mean(), kl,
+              torch.unique(ys).numel() / ctx.num_classes, torch.unique(yp).numel() / ctx.num_classes)
     return {k: float(v) for k, v in zip(SYNTHESIS_STATS, values)}
 
 

@@ -201,3 +201,37 @@ def test_a_second_default_is_refused_and_the_plugin_reported(plugin_system):
         assert plugin_system.registry("datasets").default_name() == "shapes"
         error = plugin_system.info["second-default"].error
         assert "default dataset: 'shapes' of 'datasets' and 'other-default' of 'second-default'" in error
+
+
+class _NotALogger:
+    """Looks like a logger (it has the methods) but does not implement dfbench.api.loggers.RunLogger."""
+
+    def run_started(self, event):
+        pass
+
+
+class _LooseComponents:
+    @hookimpl
+    def dfbench_register_loggers(self, register):
+        register("loose-logger", _NotALogger, description="no RunLogger")
+
+
+def test_every_component_is_built_through_one_path_that_checks_its_interface(plugin_system, tmp_path):
+    """dfbench.api.plugins.build: the registered class must implement its kind's interface; one that
+    does not is a one-paragraph error naming the component, its plugin and the interface."""
+    from click.testing import CliRunner
+
+    from conftest import error_paragraph
+    from dfbench.api.errors import DfbenchError
+    from dfbench.api.plugins import KIND_BASES, build, component_class
+    from dfbench.app.cli import cli
+
+    for kind in KIND_BASES:  # every built-in passes
+        for name in plugin_system.registry(kind).names():
+            assert component_class(kind, name) is plugin_system.registry(kind).load(name)
+    with plugin_system.registered(_LooseComponents(), name="loose-test"):
+        with pytest.raises(DfbenchError, match="run logger 'loose-logger' of plugin 'loose-test' registers .* not a subclass of dfbench.api.loggers.RunLogger"):
+            build("loggers", "loose-logger")
+        res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--profile", "smoke", "--quiet",
+                                       "--logger", "loose-logger", "--results", str(tmp_path / "r")])
+        assert res.exit_code == 2 and "not a subclass of dfbench.api.loggers.RunLogger" in error_paragraph(res.output)

@@ -410,3 +410,44 @@ def warn_broken(stream=None) -> None:
             "(see 'dfbench plugins')",
             file=stream,
         )
+
+
+#: the interface every component of a kind implements (terms are functions: no base)
+KIND_BASES = {
+    "methods": "dfbench.api.methods:Method",
+    "datasets": "dfbench.api.datasets:DatasetPlugin",
+    "teachers": "dfbench.api.teachers:TeacherLoader",
+    "inversions": "dfbench.api.inversion:InversionStrategy",
+    "losses": "dfbench.api.alignment:AlignmentLoss",
+    "loggers": "dfbench.api.loggers:RunLogger",
+    "metrics": "dfbench.api.metrics:RetrievalMetric",
+}
+
+
+def component_class(kind: str, name: str):
+    """The class registered as ``name`` of ``kind``, checked to implement the kind's interface
+    (:data:`KIND_BASES`): the one place a component is looked up before it is built."""
+    import importlib
+
+    from dfbench.api.errors import DfbenchError
+    from dfbench.api.registry import KIND_NOUN
+
+    reg = registry(kind)
+    cls = reg.load(name)
+    target = KIND_BASES.get(kind)
+    if target is not None:
+        module, _, attr = target.partition(":")
+        base = getattr(importlib.import_module(module), attr)
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            plugin = reg.get(name).plugin
+            raise DfbenchError(
+                f"The {KIND_NOUN.get(kind, kind)} '{name}' of plugin '{plugin}' registers {cls!r}, which is not a "
+                f"subclass of {module}.{attr}, the interface every {KIND_NOUN.get(kind, kind)} implements. Fix the "
+                f"plugin (subclass {attr}), or unload it with DFBENCH_LOAD_PLUGINS."
+            )
+    return cls
+
+
+def build(kind: str, name: str, *args, **kwargs):
+    """``component_class(kind, name)(*args, **kwargs)``: the one build path of every component."""
+    return component_class(kind, name)(*args, **kwargs)

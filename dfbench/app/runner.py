@@ -147,9 +147,9 @@ def _load_config_file(path: str) -> dict:
 
 
 def load_benchmark(cfg: dict, cache_dir: Path):
-    from dfbench.api.plugins import registry
+    from dfbench.api.plugins import build
 
-    plugin = registry("datasets").load(cfg["dataset"])()
+    plugin = build("datasets", cfg["dataset"])
     benchmark = subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
     return subset.hold_out_validation(benchmark, cfg["data"].get("validation"), data_seed(cfg))
 
@@ -181,9 +181,9 @@ def data_identity(cfg: dict) -> dict | None:
     root = cfg["data"]["root"]
     if not root:
         return None
-    from dfbench.api.plugins import registry
+    from dfbench.api.plugins import build
 
-    plugin = registry("datasets").load(cfg["dataset"])()
+    plugin = build("datasets", cfg["dataset"])
     revision_of = getattr(plugin, "revision", None)
     revision = revision_of(dataset_options(cfg, None)) if callable(revision_of) else None
     return {"root": str(Path(root).expanduser().resolve()), "revision": revision}
@@ -440,7 +440,7 @@ class _Run:
     def _loggers(self):
         """The run's loggers (``loggers`` in its config), rank 0 only; None when there are none."""
         from dfbench.api.loggers import EventBus
-        from dfbench.api.plugins import registry
+        from dfbench.api.plugins import build
 
         names = self.cfg.get("loggers") or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -449,7 +449,7 @@ class _Run:
             return None
         loggers = {}
         for name in dict.fromkeys(names):
-            loggers[name] = registry("loggers").load(name)()  # raises a one-paragraph error for an unknown name or backend
+            loggers[name] = build("loggers", name)  # raises a one-paragraph error for an unknown name or backend
         return EventBus(loggers, self.reporter.log)
 
     def _emit_started(self) -> None:
@@ -482,12 +482,12 @@ class _Run:
                                            seed=int(self.cfg["seed"]))
 
     def load_teachers(self) -> None:
-        from dfbench.api.plugins import registry
+        from dfbench.api.plugins import build
 
         ctx = self.ctx
         with self.phase("teachers"):
             roles = self.method.teacher_roles(self.cfg["params"])
-            loader = registry("teachers").load(self.cfg["teachers"]["loader"])()
+            loader = build("teachers", self.cfg["teachers"]["loader"])
             with dist.main_first():  # teachers trained and cached once, by rank 0; the others load them
                 ctx.teachers = loader.load(ctx, roles)
             if dist.active():

@@ -186,18 +186,18 @@ class DataFreeLoop:
     which the curve hook reads and resets: no host synchronisation happens between curve rows."""
 
     def __init__(self, ctx, p: DataFreeOptions):
-        from dfbench.api.plugins import registry
+        from dfbench.api.plugins import component_class
 
         self.ctx, self.p = ctx, p
         self.weights = check_weights(p.weights)
         with ctx.rng_scope("students/init"):
             self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers, head=p.student_head)
         self.passes = TeacherPasses(ctx.teachers)  # the compute spent: teacher image passes (the strategy's own setup included)
-        strategy_cls = registry("inversions").load(p.inversion["strategy"])
+        strategy_cls = component_class("inversions", p.inversion["strategy"])
         options = _rank_options(component_options(strategy_cls, p.inversion, "strategy", "params.inversion"))
         with ctx.rng_scope("inversion/init"):  # the strategy's modules start from a stream of their own
             self.strategy = strategy_cls(ctx, options, self.weights, p.variant)
-        loss_cls = registry("losses").load(p.alignment["loss"])
+        loss_cls = component_class("losses", p.alignment["loss"])
         with ctx.rng_scope("alignment/init"):
             self.align = loss_cls(ctx, component_options(loss_cls, p.alignment, "loss", "params.alignment"), self.students)
         self.align_params = list(self.align.parameters())

@@ -10,6 +10,15 @@ from dfbench.api.errors import ConfigError
 from dfbench.api.loggers import CurvePoint, RunFinished, RunLogger, RunStarted
 
 
+def _require(module: str, logger: str, package: str) -> None:
+    """A logger's backend must be importable: else a one-paragraph error naming the extra, before any work."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"The logger '{logger}' needs the package {package}, which is not installed. Install it with "
+            f'pip install "dfbench[{logger}]", or run without --logger {logger}.'
+        )
+
+
 class JsonLinesLogger(RunLogger):
     """Each event as one JSON object per line in ``<run folder>/events.jsonl``."""
 
@@ -45,11 +54,7 @@ class TensorBoardLogger(RunLogger):
     metrics as ``metrics/<name>`` (step: the last round)."""
 
     def __init__(self):
-        if importlib.util.find_spec("tensorboard") is None:
-            raise ConfigError(
-                "The logger 'tensorboard' needs the package tensorboard, which is not installed. Install it with "
-                'pip install "dfbench[tensorboard]", or run without --logger tensorboard.'
-            )
+        _require("tensorboard", "tensorboard", "tensorboard")
         self.writer = None
         self.last_round = 0
 
@@ -102,11 +107,7 @@ class MLflowLogger(RunLogger):
     <results>/mlruns`` browses it). Experiment: ``dfbench/<dataset>``."""
 
     def __init__(self):
-        if importlib.util.find_spec("mlflow") is None:
-            raise ConfigError(
-                "The logger 'mlflow' needs the package mlflow (or mlflow-skinny), which is not installed. Install it with "
-                'pip install "dfbench[mlflow]", or run without --logger mlflow.'
-            )
+        _require("mlflow", "mlflow", "mlflow (or mlflow-skinny)")
         self.client = None
         self.run_id = None
 
@@ -177,11 +178,7 @@ class WandbLogger(RunLogger):
     ``$WANDB_PROJECT``, else ``dfbench-<dataset>``."""
 
     def __init__(self):
-        if importlib.util.find_spec("wandb") is None:
-            raise ConfigError(
-                "The logger 'wandb' needs the package wandb, which is not installed. Install it with "
-                'pip install "dfbench[wandb]", or run without --logger wandb.'
-            )
+        _require("wandb", "wandb", "wandb")
         self.run = None
 
     def run_started(self, event: RunStarted) -> None:

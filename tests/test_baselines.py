@@ -144,15 +144,15 @@ def test_prior_images_in_range_and_grey_sketches(tmp_path, squash, resolution):
     opts = {**GaussianPrior.defaults, "batch_size": 20, "std": 2.0, "squash": squash, "resolution": resolution}
     strat = GaussianPrior(ctx, opts, {}, "independent")
     b = strat.synthesize(None)
-    assert b.photo.shape == b.sketch.shape == (20, 3, 16, 16)
-    for x in (b.photo, b.sketch):
+    assert b.images["photo"].shape == b.images["sketch"].shape == (20, 3, 16, 16)
+    for x in (b.images["photo"], b.images["sketch"]):
         assert x.min() >= -1.0 and x.max() <= 1.0 and torch.isfinite(x).all()
-    assert torch.equal(b.sketch[:, 0], b.sketch[:, 1]) and torch.equal(b.sketch[:, 0], b.sketch[:, 2])
-    assert not torch.equal(b.photo[:, 0], b.photo[:, 1])  # photos are colour
+    assert torch.equal(b.images["sketch"][:, 0], b.images["sketch"][:, 1]) and torch.equal(b.images["sketch"][:, 0], b.images["sketch"][:, 2])
+    assert not torch.equal(b.images["photo"][:, 0], b.images["photo"][:, 1])  # photos are colour
     # labels are the judging teachers' argmax, and the logits come along
-    assert torch.equal(b.photo_labels, ctx.teachers["photo"](b.photo).argmax(1))
-    assert torch.equal(b.sketch_labels, ctx.teachers["sketch"](b.sketch).argmax(1))
-    assert torch.allclose(b.sketch_logits, ctx.teachers["sketch"](b.sketch))
+    assert torch.equal(b.labels["photo"], ctx.teachers["photo"](b.images["photo"]).argmax(1))
+    assert torch.equal(b.labels["sketch"], ctx.teachers["sketch"](b.images["sketch"]).argmax(1))
+    assert torch.allclose(b.logits["sketch"], ctx.teachers["sketch"](b.images["sketch"]))
 
 
 def test_prior_rejects_synthesis_terms_and_bad_options(tmp_path):
@@ -238,11 +238,15 @@ def test_teacher_embedder_readouts():
 
 # -- knowledge distillation -------------------------------------------------------------------------
 
+from dfbench.api.modalities import DEFAULT_PAIR  # noqa: E402
+
+
 class _Students:
     """What the kd loss uses of dfbench.train.students.Students: scaled cosines to the proxies."""
 
     variant = "independent"
     scale = 32.0
+    modalities = DEFAULT_PAIR
 
     def __init__(self, proxies):
         self._proxies = proxies
@@ -267,9 +271,9 @@ def test_kd_is_zero_when_student_equals_teacher():
     labels = torch.zeros(6, dtype=torch.long)
     for temperature in (1.0, 4.0):
         loss = KnowledgeDistillation(None, {"temperature": temperature}, students)
-        same = loss(e_p, e_s, labels, labels, photo_logits=t_p, sketch_logits=t_s)
+        same = loss(e_p, e_s, labels, labels, gallery_logits=t_p, query_logits=t_s)
         assert same.item() == pytest.approx(0.0, abs=1e-5)
-        other = loss(e_p, e_s, labels, labels, photo_logits=torch.randn(6, 5), sketch_logits=t_s)
+        other = loss(e_p, e_s, labels, labels, gallery_logits=torch.randn(6, 5), query_logits=t_s)
         assert other.item() > 0.01
         other.backward()
         assert e_p.grad is not None and e_p.grad.abs().sum() > 0
@@ -284,38 +288,45 @@ def test_engine_supplies_missing_teacher_logits(tmp_path):
 
     ctx = _ctx(tmp_path, _bench())
     x = torch.rand(4, 3, 16, 16) * 2 - 1
-    b = SynthBatch(x, x.flip(0), torch.zeros(4, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    zeros = torch.zeros(4, dtype=torch.long)
+    b = SynthBatch({"photo": x, "sketch": x.flip(0)}, {"photo": zeros, "sketch": zeros})
     out = teacher_logits(ctx, b, "independent")
-    assert torch.allclose(out["photo_logits"], ctx.teachers["photo"](x))
-    assert torch.allclose(out["sketch_logits"], ctx.teachers["sketch"](x.flip(0)))
+    assert torch.allclose(out["photo"], ctx.teachers["photo"](x))
+    assert torch.allclose(out["sketch"], ctx.teachers["sketch"](x.flip(0)))
     given = torch.randn(4, 4)
-    b.photo_logits = given
-    assert teacher_logits(ctx, b, "unified")["photo_logits"] is given
+    b.logits = {"photo": given, "sketch": None}
+    assert teacher_logits(ctx, b, "unified")["photo"] is given
 
 
 def test_optional_logits_travel_through_batches_and_pool():
     def batch(n, logits=True):
         z = torch.zeros(n, dtype=torch.long)
         lg = torch.randn(n, 3) if logits else None
-        return SynthBatch(torch.randn(n, 3, 2, 2), torch.randn(n, 3, 2, 2), z, z, lg, lg)
+        return SynthBatch.of(("photo", "sketch"), {"photo": torch.randn(n, 3, 2, 2), "sketch": torch.randn(n, 3, 2, 2)},
+                             {"photo": z, "sketch": z}, {"photo": lg, "sketch": lg})
 
     a = batch(3)
-    assert a.index(torch.tensor([2, 0])).photo_logits.shape == (2, 3)
-    assert concat_batches(a, batch(2)).sketch_logits.shape == (5, 3)
-    assert concat_batches(a, batch(2, logits=False)).sketch_logits is None
+    assert a.index(torch.tensor([2, 0])).logits["photo"].shape == (2, 3)
+    assert concat_batches(a, batch(2)).logits["sketch"].shape == (5, 3)
+    assert concat_batches(a, batch(2, logits=False)).logits is None
     pool = ReplayPool(4)
     pool.add(a)
     pool.add(batch(3))
     s = pool.sample(5, torch.Generator().manual_seed(0))
-    assert s.photo_logits.shape == (5, 3) and len(pool) == 4
+    assert s.logits["photo"].shape == (5, 3) and len(pool) == 4
     restored = ReplayPool(4)
     restored.load_state_dict(pool.state_dict(), "cpu")
-    assert torch.equal(restored.sample(2, torch.Generator().manual_seed(1)).photo_logits, pool.sample(2, torch.Generator().manual_seed(1)).photo_logits)
+    assert torch.equal(restored.sample(2, torch.Generator().manual_seed(1)).logits["photo"], pool.sample(2, torch.Generator().manual_seed(1)).logits["photo"])
     pool.add(batch(2, logits=False))  # a batch without logits: the pool stops keeping them
-    assert pool.sample(2, torch.Generator()).photo_logits is None
-    # batches made the old way (four tensors) still work
-    old = SynthBatch(torch.randn(2, 3, 2, 2), torch.randn(2, 3, 2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
-    assert old.photo_logits is None and len(old.index(torch.tensor([1]))) == 1
+    assert pool.sample(2, torch.Generator()).logits is None
+    # a batch without logits at all
+    old = batch(2, logits=False)
+    assert old.logits is None and len(old.index(torch.tensor([1]))) == 1
+    # a batch keyed by another pair's modalities travels the same way
+    other = SynthBatch({"written": torch.randn(3, 3, 2, 2), "spoken": torch.randn(3, 3, 2, 2)}, {"written": torch.zeros(3, dtype=torch.long), "spoken": torch.ones(3, dtype=torch.long)})
+    pool = ReplayPool(4)
+    pool.add(other)
+    assert set(pool.sample(2, torch.Generator()).images) == {"written", "spoken"}
 
 
 # -- alternative data ---------------------------------------------------------------------------------
@@ -332,14 +343,14 @@ def test_alt_data_never_reads_the_benchmark_train_split(tmp_path):
     assert strat.spec["options"] == {"train_per_class": 2, "test_per_class": 1}
     assert strat.source.info["seed"] == 1000
     b = strat.synthesize(None)
-    assert b.photo.shape == b.sketch.shape == (10, 3, 16, 16)
-    assert b.photo.min() >= -1 and b.photo.max() <= 1
+    assert b.images["photo"].shape == b.images["sketch"].shape == (10, 3, 16, 16)
+    assert b.images["photo"].min() >= -1 and b.images["photo"].max() <= 1
     # the photo teacher labels the photos, the sketch teacher the sketches
-    assert torch.equal(b.photo_labels, ctx.teachers["photo"](b.photo).argmax(1))
-    assert torch.equal(b.sketch_labels, ctx.teachers["sketch"](b.sketch).argmax(1))
+    assert torch.equal(b.labels["photo"], ctx.teachers["photo"](b.images["photo"]).argmax(1))
+    assert torch.equal(b.labels["sketch"], ctx.teachers["sketch"](b.images["sketch"]).argmax(1))
     # pairs share their label wherever the source has a sketch of the photo's label
     have = set(strat.labels["sketch"].tolist())
-    for yp, ys in zip(b.photo_labels.tolist(), b.sketch_labels.tolist()):
+    for yp, ys in zip(b.labels["photo"].tolist(), b.labels["sketch"].tolist()):
         if yp in have:
             assert yp == ys
     balanced = AlternativeData(ctx, {**opts, "balanced": True}, {}, "independent").synthesize(None)
@@ -378,14 +389,14 @@ def test_supervised_pairs_share_true_labels(tmp_path):
     ctx = _ctx(tmp_path, bench, "supervised", size=8)
     strat = RealPairs(ctx, {"batch_size": 200, "augment": False}, {}, "unified")
     b = strat.synthesize(None)
-    assert torch.equal(b.photo_labels, b.sketch_labels)
+    assert torch.equal(b.labels["photo"], b.labels["sketch"])
     # classes 0 and 3 are the only ones with both photos and sketches
-    assert set(b.photo_labels.tolist()) == {0, 3}
+    assert set(b.labels["photo"].tolist()) == {0, 3}
     # the labels are the images' true labels
     decode = lambda x: torch.round(((x[:, 0, 0, 0] + 1) * 127.5 - 20) / 40).long()  # noqa: E731
-    assert torch.equal(decode(b.photo), b.photo_labels) and torch.equal(decode(b.sketch), b.sketch_labels)
+    assert torch.equal(decode(b.images["photo"]), b.labels["photo"]) and torch.equal(decode(b.images["sketch"]), b.labels["sketch"])
     aug = RealPairs(ctx, {"batch_size": 16, "augment": True}, {}, "unified").synthesize(None)
-    assert torch.equal(decode(aug.photo), aug.photo_labels)  # shifts and flips keep the content
+    assert torch.equal(decode(aug.images["photo"]), aug.labels["photo"])  # shifts and flips keep the content
 
 
 def test_real_pairs_refuse_data_free_methods(tmp_path):

@@ -20,7 +20,8 @@ def _batch(photo_logits, sketch_logits):
     n = len(photo_logits)
     x = torch.zeros(n, 3, 4, 4)
     labels = torch.zeros(n, dtype=torch.long)
-    return SynthBatch(x, x, labels, labels, torch.tensor(photo_logits), torch.tensor(sketch_logits))
+    return SynthBatch({"photo": x, "sketch": x}, {"photo": labels, "sketch": labels},
+                      {"photo": torch.tensor(photo_logits), "sketch": torch.tensor(sketch_logits)})
 
 
 def test_synthesis_stats_of_known_logits():

@@ -23,6 +23,7 @@ from dfbench.train.models import build_classifier, freeze
 from dfbench.api.perf import Perf
 from dfbench.app.records import METRIC_KEYS
 from dfbench.api.teachers import TeacherSet
+from dfbench.api.modalities import DEFAULT_PAIR
 from dfbench_inversions.common import EmaBatchNormStatsHooks, jitter_flip, pair_by_label, paired_batch, random_resized_crop, sample_targets
 from dfbench_inversions.generators import ModalityGenerators
 from dfbench_inversions.pixels import PixelInversion
@@ -118,12 +119,12 @@ def test_pixels_reduce_the_bn_loss_without_targets():
     many = _pixels(ctx, {"bn": 1.0}, targets="none", steps=40, batch_size=16, jitter=0, flip=False, optimizer={"lr": 0.05})
     batch = many.synthesize(None)
     assert many.last_parts["bn"].item() < 0.7 * first.last_parts["bn"].item()
-    assert batch.photo.shape == batch.sketch.shape == (16, 3, SIZE, SIZE)
-    assert batch.photo.abs().max() <= 1.0
-    assert torch.equal(batch.sketch[:, 0], batch.sketch[:, 1])  # grey sketches
+    assert batch.images["photo"].shape == batch.images["sketch"].shape == (16, 3, SIZE, SIZE)
+    assert batch.images["photo"].abs().max() <= 1.0
+    assert torch.equal(batch.images["sketch"][:, 0], batch.images["sketch"][:, 1])  # grey sketches
     teacher = ctx.teachers["photo"]
     with torch.no_grad():
-        assert torch.equal(batch.photo_labels, teacher(batch.photo).argmax(1))
+        assert torch.equal(batch.labels["photo"], teacher(batch.images["photo"]).argmax(1))
 
 
 @pytest.mark.parametrize("kind", ["pixels", "generators", "conditional"])
@@ -135,8 +136,8 @@ def test_class_targets_are_shared_by_both_modalities(kind):
     else:
         strategy = _generators(ctx, weights, targets="balanced", steps=2, learnable_z=True, conditional=kind == "conditional")
     batch = strategy.synthesize(None)
-    assert torch.equal(batch.photo_labels, batch.sketch_labels)
-    assert torch.bincount(batch.photo_labels, minlength=C).tolist() == [2, 2, 2, 2]  # balanced
+    assert torch.equal(batch.labels["photo"], batch.labels["sketch"])
+    assert torch.bincount(batch.labels["photo"], minlength=C).tolist() == [2, 2, 2, 2]  # balanced
     if kind == "conditional":
         assert strategy.generators["photo"].fc.in_features == 8 + C
 
@@ -167,10 +168,10 @@ def test_argmax_pairing_pairs_equal_labels():
     # photos of class 1 (three) cycle through the two class-1 sketches: both are used
     assert set(idx[photo == 1].tolist()) == {0, 2}
     batch, agree = paired_batch(
-        torch.arange(6.0)[:, None], torch.arange(6.0)[:, None] + 10, photo, sketch, num_classes=5
+        DEFAULT_PAIR, {"photo": torch.arange(6.0)[:, None], "sketch": torch.arange(6.0)[:, None] + 10}, {"photo": photo, "sketch": sketch}, num_classes=5
     )
     assert agree.item() == pytest.approx(5 / 6)
-    assert torch.equal(batch.sketch[:, 0] - 10, idx.float())  # images follow their labels
+    assert torch.equal(batch.images["sketch"][:, 0] - 10, idx.float())  # images follow their labels
 
 
 def test_generators_without_targets_pair_by_argmax():
@@ -178,13 +179,13 @@ def test_generators_without_targets_pair_by_argmax():
     strategy = _generators(ctx, {"one_hot": 1.0, "entropy": 5.0}, batch_size=32, samples=2)
     batch = strategy.synthesize(None)
     assert len(batch) == 64
-    photo_classes = set(batch.photo_labels.tolist())
-    sketch_classes = set(batch.sketch_labels.tolist())
-    for p, s in zip(batch.photo_labels.tolist(), batch.sketch_labels.tolist()):
+    photo_classes = set(batch.labels["photo"].tolist())
+    sketch_classes = set(batch.labels["sketch"].tolist())
+    for p, s in zip(batch.labels["photo"].tolist(), batch.labels["sketch"].tolist()):
         assert p == s or p not in sketch_classes
     assert photo_classes  # labels are the teachers' argmax of the returned images
     with torch.no_grad():
-        assert torch.equal(batch.sketch_labels, ctx.teachers["sketch"](batch.sketch).argmax(1))
+        assert torch.equal(batch.labels["sketch"], ctx.teachers["sketch"](batch.images["sketch"]).argmax(1))
     assert 0.0 <= strategy.last_parts["paired"].item() <= 1.0
 
 
@@ -304,7 +305,7 @@ def test_meta_generators_adapt_a_copy_and_move_towards_it(meta):
     batch = strategy.synthesize(None)
     w1 = _weights(strategy.generators)
     assert not torch.equal(w0["photo.fc.weight"], w1["photo.fc.weight"])  # the meta update happened
-    assert torch.equal(batch.photo_labels, batch.sketch_labels)
+    assert torch.equal(batch.labels["photo"], batch.labels["sketch"])
     assert strategy.hooks.ema  # the moving average has started
     strategy.synthesize(None)  # a second round uses the averages
 

@@ -32,9 +32,9 @@ def _opts(root, tmp_path, **extra):
 def test_loads_the_real_pair_with_its_own_splits(digits, shared_data, tmp_path):
     bench = digits.load(_opts(shared_data, tmp_path, train_per_class=50, test_per_class=20))
     assert bench.classes == [str(d) for d in range(10)]
-    assert bench.counts() == {"train/photo": 500, "train/sketch": 2700, "test/photo": 200, "test/sketch": 300}
+    assert bench.counts() == {"train/written": 500, "train/spoken": 2700, "test/written": 200, "test/spoken": 300}
     for split, per_class in (("train", 270), ("test", 30)):  # FSDD: takes 0-4 of 6 speakers x 10 digits are test
-        assert torch.bincount(bench.get(split, "sketch").labels, minlength=10).tolist() == [per_class] * 10
+        assert torch.bincount(bench.get(split, "spoken").labels, minlength=10).tolist() == [per_class] * 10
     # the written digits are MNIST's, in file order per class: the first test image of digit 7 is
     # the 51st 7 of the t10k file (after 50 in train)
     with gzip.open(shared_data / "mnist-test" / "t10k-labels-idx1-ubyte.gz") as fh:
@@ -43,11 +43,13 @@ def test_loads_the_real_pair_with_its_own_splits(digits, shared_data, tmp_path):
         images = np.frombuffer(fh.read()[16:], dtype=np.uint8).reshape(-1, 28, 28)
     seventh = images[np.flatnonzero(labels == 7)[50]].astype(np.float32) / 255.0
     expected = torch.nn.functional.interpolate(torch.from_numpy(seventh)[None, None], size=(32, 32), mode="bilinear", align_corners=False)
-    test = bench.get("test", "photo")
+    test = bench.get("test", "written")
     got = test.load_uint8([int(torch.nonzero(test.labels == 7)[0])])[0]
     assert torch.equal(got[0], got[1]) and torch.equal(got[0], got[2])  # grey, three channels
     assert torch.equal(got[0], (expected[0, 0].clamp(0, 1) * 255).round().to(torch.uint8))
-    assert bench.info["modalities"]["sketch"]["role"] == "query" and bench.info["modalities"]["photo"]["kind"] == "image"
+    pair = bench.modalities  # the declaration, keyed by the pair's own names
+    assert (pair.query.key, pair.query.kind, pair.gallery.key, pair.gallery.kind) == ("spoken", "audio", "written", "image")
+    assert pair.query.channels == pair.gallery.channels == 1
 
 
 def test_a_spectrogram_is_what_the_docstring_says(tmp_path):
@@ -117,7 +119,7 @@ def test_a_bad_recording_is_skipped_when_asked(digits, shared_data, tmp_path):
     with pytest.warns(BadRecordingWarning, match="5_theo_6.wav"):
         bench = digits.load(opts)
     assert bench.info["skipped_recordings"] == ["5_theo_6.wav"]
-    assert len(bench.get("train", "sketch")) == 10 * 6 * 2 - 1
+    assert len(bench.get("train", "spoken")) == 10 * 6 * 2 - 1
 
 
 def test_classifier_only_runs_end_to_end_on_the_pair(shared_data, tmp_path):
@@ -132,3 +134,23 @@ def test_classifier_only_runs_end_to_end_on_the_pair(shared_data, tmp_path):
 
     rec = json.loads(path.read_text())
     assert rec["status"] == "completed" and rec["metrics"]["mAP@all"] > 0.1  # above chance (0.1)
+
+
+@pytest.mark.parametrize("method", ["unimodal-kd", "dfsbir"])
+def test_data_free_methods_run_on_the_pair_keyed_by_its_modalities(method, shared_data, tmp_path):
+    """The pair's own names key everything a run produces: teachers by role, each side's channels."""
+    import json
+
+    from dfbench.app.cli import cli
+
+    res = CliRunner().invoke(cli, ["run", "--method", method, "--dataset", "digits", "--profile", "smoke",
+                                   "--set", "data.options.train_per_class=20", "--set", "data.options.test_per_class=5",
+                                   "--set", "params.variant=independent",
+                                   "--results", str(tmp_path / "r"), "--quiet", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    [path] = list((tmp_path / "r" / "digits" / method).glob("*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed", rec.get("error")
+    assert {"spoken", "written"} <= set(rec["teachers"]) and not {"photo", "sketch"} & set(rec["teachers"])
+    assert rec["data"]["modalities"]["spoken"]["role"] == "query" and rec["data"]["modalities"]["written"]["channels"] == 1
+    assert set(rec["data"]["counts"]) >= {"train/spoken", "test/written"}

@@ -183,7 +183,8 @@ class DriftingStrategy(InversionStrategy):
         s, c = self.ctx.image_size, self.ctx.num_classes
         x = 3 * torch.randn(8, 3, s, s, generator=self.gen)
         y = torch.randint(0, c, (8,), generator=self.gen)
-        return SynthBatch(x, x.clone(), y, y.clone())
+        g, q = self.ctx.modalities.keys
+        return SynthBatch({g: x, q: x.clone()}, {g: y, q: y.clone()})
 
 
 class _BadPlugin:

@@ -44,8 +44,8 @@ def test_pairs_have_a_title_and_a_legend(tmp_path):
     pictures.save_pairs(x, x, tmp_path / "plain.png", labels, ["a", "b"])
     pictures.save_pairs(x, x, tmp_path / "titled.png", labels, ["a", "b"], title="m on d, seed 0, round 2")
     plain, titled = Image.open(tmp_path / "plain.png"), Image.open(tmp_path / "titled.png")
-    assert titled.height == plain.height + pictures.LINE_H + pictures.PAD + len(pictures.PAIRS_LEGEND) * pictures.LINE_H + pictures.PAD
-    assert titled.width >= 6 * max(map(len, pictures.PAIRS_LEGEND))  # the legend is not cut off
+    assert titled.height == plain.height + pictures.LINE_H + pictures.PAD + len(pictures.legend(pictures.PAIRS_LEGEND)) * pictures.LINE_H + pictures.PAD
+    assert titled.width >= 6 * max(map(len, pictures.legend(pictures.PAIRS_LEGEND)))  # the legend is not cut off
 
 
 def test_run_title_names_method_dataset_seed_and_round():

@@ -20,13 +20,24 @@ def _record(results):
 
 
 def test_a_committed_classifier_only_record_reproduces_bit_for_bit():
+    """Bit for bit on a CPU with the record's kernels (its vector capability); on another the
+    float reductions of evaluation may differ in the last digits: then within 1e-5, and the
+    difference of CPU is named."""
+    import torch
+
     path = sorted((REPO / "leaderboards" / "records" / "shapes" / "classifier-only").glob("*-s0.json"))[0]
-    res = CliRunner().invoke(cli, ["reproduce", str(path), "-q"])
+    recorded_isa = (json.loads(path.read_text())["env"].get("cpu") or {}).get("capability")
+    same_kernels = recorded_isa == torch.backends.cpu.get_cpu_capability()
+    res = CliRunner().invoke(cli, ["reproduce", str(path), "-q", *([] if same_kernels else ["--tolerance", "1e-5"])])
     assert res.exit_code == 0, res.output
     first = res.output.splitlines()[0]
-    assert first.endswith(": bit-exact"), res.output
     assert "teachers: the record's own weights, bit for bit" in res.output
-    assert res.output.count("identical") == 4
+    if same_kernels:
+        assert first.endswith(": bit-exact"), res.output
+        assert res.output.count("identical") == 4
+    else:
+        assert "within tolerance" in first or first.endswith(": bit-exact"), res.output
+        assert "cpu" in res.output.split("differs from the record's run:")[1], res.output
 
 
 def test_a_fresh_dfsbir_record_reproduces_and_the_rerun_never_touches_it(tmp_path):

@@ -1,8 +1,10 @@
 """The alignment-loss interface: how the two encoders are pulled into one metric space.
 
 An alignment loss is constructed with the run context, its options (``params.alignment`` besides
-``loss``) and the :class:`dfbench.train.students.Students` (for proxies), and called with the photo and
-sketch embeddings of a batch of pairs and their labels; it returns a scalar.
+``loss``) and the :class:`dfbench.train.students.Students` (for proxies), and called with the gallery
+and query embeddings of a batch of pairs (row i of each is one pair; the modalities are the
+benchmark's, ``students.modalities``: photos and sketches in the default pair) and their labels; it
+returns a scalar.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ class AlignmentLoss:
     #: dataclass; ``defaults`` is derived from it
     Options = Options
     defaults = DefaultsOf()
-    #: when True the engine also passes ``photo_logits=`` and ``sketch_logits=`` (the judging
+    #: when True the engine also passes ``gallery_logits=`` and ``query_logits=`` (the judging
     #: teachers' logits of the batch's images, no gradient) as keyword arguments
     uses_teacher_logits: bool = False
 
@@ -27,7 +29,7 @@ class AlignmentLoss:
         self.options = options
         self.students = students
 
-    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
+    def __call__(self, emb_gallery, emb_query, labels_gallery, labels_query):
         raise NotImplementedError
 
     def parameters(self):

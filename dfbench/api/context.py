@@ -66,6 +66,13 @@ class RunContext:
         return int(self.config["seed"])
 
     @property
+    def modalities(self):
+        """The benchmark's two modalities (:class:`dfbench.api.modalities.ModalityPair`)."""
+        from dfbench.api.modalities import pair_of
+
+        return pair_of(self.benchmark)
+
+    @property
     def num_classes(self) -> int:
         return self.benchmark.num_classes
 

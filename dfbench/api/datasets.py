@@ -1,9 +1,10 @@
 """The dataset interface.
 
 A dataset plugin turns a name (and options such as a data root) into a :class:`Benchmark`: the class
-names, and for each split (``train``, ``test``) and modality (``photo``, ``sketch``) an
+names, its two modalities (:class:`dfbench.api.modalities.ModalityPair`, as the plugin declares them
+in :attr:`DatasetPlugin.modalities`) and for each split (``train``, ``test``) and modality key an
 :class:`ImageSet` of images and integer labels. Images are float tensors of shape (3, S, S) in
-[-1, 1] (sketches are grey, replicated over the three channels), so one network can read both
+[-1, 1] (a grey modality is replicated over the three channels), so one network can read both
 modalities (the unified teacher) and generators can end in ``tanh``.
 
 Two :class:`ImageSet` implementations cover every dataset: :class:`TensorImageSet` holds small
@@ -18,18 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from dfbench.api.modalities import DEFAULT_DECLARATION, DEFAULT_PAIR, ModalityPair
+
 SPLITS = ("train", "test")
 #: the split held out of train for every choice a run makes (``data.validation``, dfbench.train.subset)
 VALIDATION = "val"
-#: The modalities of a benchmark, declared here once (the default pair; every other module imports it).
-MODALITIES = ("photo", "sketch")
-
-#: what each of the two slots holds, as a dataset declares it (:attr:`DatasetPlugin.modalities`):
-#: its role in retrieval (the queries, the gallery), a name for people (singular, plural) and its kind
-DEFAULT_MODALITIES = {
-    "sketch": {"role": "query", "name": "sketch", "plural": "sketches", "kind": "image"},
-    "photo": {"role": "gallery", "name": "photo", "plural": "photos", "kind": "image"},
-}
+#: the default pair's modality keys (gallery, query); code that serves any pair reads
+#: ``benchmark.modalities`` (:class:`dfbench.api.modalities.ModalityPair`) instead
+MODALITIES = DEFAULT_PAIR.keys
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
@@ -98,14 +95,16 @@ class TensorImageSet(ImageSet):
 
 @dataclass
 class Benchmark:
-    """A loaded dataset: class names and the image sets of every split and modality."""
+    """A loaded dataset: class names, its two modalities and the image sets of every split and
+    modality."""
 
     name: str
     classes: list[str]
     image_size: int
-    sets: dict  # {(split, modality): ImageSet}
+    sets: dict  # {(split, modality key): ImageSet}
     split_manifest: dict | None = None  # files per split/modality, written out with the run
     info: dict = field(default_factory=dict)  # provenance: root, revision, counts
+    modalities: ModalityPair = DEFAULT_PAIR  # the runner sets the dataset plugin's declaration
 
     def get(self, split: str, modality: str) -> ImageSet:
         return self.sets[(split, modality)]
@@ -116,11 +115,11 @@ class Benchmark:
 
     def counts(self) -> dict:
         splits = SPLITS + ((VALIDATION,) if self.has_validation else ())
-        return {f"{s}/{m}": len(self.sets[(s, m)]) for s in splits for m in MODALITIES}
+        return {f"{s}/{m}": len(self.sets[(s, m)]) for s in splits for m in self.modalities}
 
     @property
     def has_validation(self) -> bool:
-        return all((VALIDATION, m) in self.sets for m in MODALITIES)
+        return all((VALIDATION, m) in self.sets for m in self.modalities)
 
     @property
     def selection_split(self) -> str:
@@ -143,9 +142,10 @@ class DatasetPlugin:
     description: str = ""
     #: whether the dataset needs files on disk (a data root)
     needs_data_root: bool = True
-    #: what each slot holds: {slot: {role: query | gallery, name, plural, kind}}; records carry it
-    #: (``data.modalities``) and the run's summary and pictures speak of it by these names
-    modalities: dict = DEFAULT_MODALITIES
+    #: its two modalities, {key: {role: query | gallery, name, plural, kind, channels}}
+    #: (dfbench.api.modalities); the image sets are keyed by these keys, records carry the
+    #: declaration (``data.modalities``) and summaries and pictures speak of them by these names
+    modalities: dict = DEFAULT_DECLARATION
 
     def load(self, options: DatasetOptions) -> Benchmark:
         raise NotImplementedError

@@ -1,10 +1,12 @@
 """Reading image files into the uint8 tensors that :mod:`dfbench.api.datasets` hands to networks.
 
-* :func:`read_image` decodes one file into a ``(3, S, S)`` uint8 tensor. Photos are converted to
-  RGB; sketches to grey (transparent pixels become white paper) and replicated over three channels.
-  A non-square photo is resized so that its shorter side is ``S`` and then centre-cropped; a
-  non-square sketch is padded with white to a square first, so that no stroke is cut off.
-  Resizing is bilinear with PIL's antialiasing (the filter widens when shrinking). A photo's EXIF
+* :func:`read_image` decodes one file into a ``(3, S, S)`` uint8 tensor, read as one of
+  :data:`READ_AS`: ``colour`` images (photographs) are converted to RGB, and a non-square one is
+  resized so that its shorter side is ``S`` and then centre-cropped; ``grey`` images (drawings) are
+  converted to grey (transparent pixels become white paper), replicated over three channels, and a
+  non-square one is padded with white to a square first, so that no stroke is cut off. A modality
+  (:class:`dfbench.api.modalities.Modality`) is read as its ``channels`` say (3: colour, 1: grey).
+  Resizing is bilinear with PIL's antialiasing (the filter widens when shrinking). An image's EXIF
   orientation flag (phone cameras) is applied first.
 * :func:`scan_image_tree` lists ``<folder>/<class>/<image files>``: image files are recognised by
   their suffix (case-insensitive, :data:`dfbench.api.datasets.IMAGE_SUFFIXES`); hidden entries (``.``
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
-from dfbench.api.datasets import IMAGE_SUFFIXES, MODALITIES, ImageSet, TensorImageSet
+from dfbench.api.datasets import IMAGE_SUFFIXES, ImageSet, TensorImageSet
 from dfbench.api.errors import DataError
 
 log = logging.getLogger("dfbench.datasets")
@@ -50,8 +52,26 @@ def is_image_name(name: str) -> bool:
 # -- one image ----------------------------------------------------------------------------------
 
 
-def _to_mode(im, modality: str):
-    """Convert a PIL image to RGB (photo) or L (sketch); transparency becomes white."""
+#: how a file can be read: in colour, centre-cropped (photographs), or grey, white-padded (drawings)
+READ_AS = ("colour", "grey")
+
+
+def read_as(modality) -> str:
+    """How images of ``modality`` are read (one of :data:`READ_AS`): given as such, as a
+    :class:`dfbench.api.modalities.Modality` (its channels), or as a key of the default pair."""
+    from dfbench.api.modalities import DEFAULT_PAIR, Modality
+
+    if isinstance(modality, Modality):
+        return "grey" if modality.channels == 1 else "colour"
+    if modality in READ_AS:
+        return modality
+    if modality in DEFAULT_PAIR:
+        return read_as(DEFAULT_PAIR[modality])
+    raise ValueError(f"read images as one of {READ_AS} (or a modality), got {modality!r}")
+
+
+def _to_mode(im, look: str):
+    """Convert a PIL image to RGB (colour) or L (grey); transparency becomes white."""
     from PIL import Image
 
     if im.mode == "P":
@@ -67,16 +87,16 @@ def _to_mode(im, modality: str):
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         background.alpha_composite(im.convert("RGBA"))
         im = background
-    target = "RGB" if modality == "photo" else "L"
+    target = "RGB" if look == "colour" else "L"
     return im if im.mode == target else im.convert(target)
 
 
-def _resize_square(im, size: int, modality: str):
+def _resize_square(im, size: int, look: str):
     from PIL import Image
 
     w, h = im.size
     if w != h:
-        if modality == "sketch":
+        if look == "grey":
             side = max(w, h)
             canvas = Image.new(im.mode, (side, side), 255)
             canvas.paste(im, ((side - w) // 2, (side - h) // 2))
@@ -90,19 +110,19 @@ def _resize_square(im, size: int, modality: str):
     return im.resize((size, size), Image.BILINEAR)
 
 
-def _decode(path, image_size: int, modality: str):
-    """The uint8 array (S, S, 3) of one file; PIL/OS errors propagate."""
+def _decode(path, image_size: int, look: str):
+    """The uint8 array (S, S, 3) of one file read as ``look`` (:data:`READ_AS`); PIL/OS errors propagate."""
     import numpy as np
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         if im.format == "JPEG" and min(im.size) >= 2 * image_size:
             # let libjpeg decode at a reduced scale (still at least twice the target size)
-            im.draft("RGB" if modality == "photo" else "L", (2 * image_size, 2 * image_size))
+            im.draft("RGB" if look == "colour" else "L", (2 * image_size, 2 * image_size))
         im.load()
         if im.format in ("JPEG", "MPO", "TIFF", "WEBP") and im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             im = ImageOps.exif_transpose(im)  # phone photos: apply the camera's rotation flag
-        im = _resize_square(_to_mode(im, modality), image_size, modality)
+        im = _resize_square(_to_mode(im, look), image_size, look)
         arr = np.array(im, dtype=np.uint8)  # a writable copy (torch warns about read-only arrays)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
@@ -125,13 +145,13 @@ def _decode_errors() -> tuple:
 
 
 def read_image(path: str | Path, image_size: int, modality: str) -> "torch.Tensor":  # noqa: F821
-    """One image file as a uint8 tensor (3, S, S); :class:`DataError` naming the file if unreadable."""
+    """One image file as a uint8 tensor (3, S, S), read as ``modality`` says (:func:`read_as`);
+    :class:`DataError` naming the file if unreadable."""
     import torch
 
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    look = read_as(modality)
     try:
-        arr = _decode(path, image_size, modality)
+        arr = _decode(path, image_size, look)
     except _decode_errors() as exc:
         raise _read_error(path, exc) from exc
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
@@ -152,15 +172,14 @@ def read_images(
     import numpy as np
     import torch
 
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    look = read_as(modality)
     errors = _decode_errors()
     out = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     kept: list[int] = []
     bad: list[str] = []
     for i, path in enumerate(paths):
         try:
-            out[len(kept)] = _decode(path, image_size, modality)
+            out[len(kept)] = _decode(path, image_size, look)
         except errors as exc:
             if not skip_bad_images:
                 raise _read_error(path, exc) from exc
@@ -192,7 +211,7 @@ class FileImageSet(ImageSet):
         self.files = [str(f) for f in files]
         self.labels = torch.as_tensor(labels, dtype=torch.int64)
         self.image_size = image_size
-        self.modality = modality
+        self.modality = read_as(modality)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -213,15 +232,14 @@ def make_file_image_set(files, labels, image_size: int, modality: str, skip_bad_
         out = FileImageSet(files, labels, image_size, modality)
         out.bad_files = []
         return out
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    look = read_as(modality)
     errors = _decode_errors()
     labels = list(labels)
     kept: list[int] = []
     bad: list[str] = []
     for i, path in enumerate(files):
         try:
-            _decode(path, image_size, modality)
+            _decode(path, image_size, look)
         except errors as exc:
             bad.append(str(path))
             if len(bad) <= MAX_FILE_WARNINGS:

@@ -2,7 +2,7 @@
 
 Synthesis is separated from training (as in Fast-Datafree's ``synthesize()``/``sample()``): a
 strategy's ``synthesize(students)`` runs its own optimisation steps and returns one
-:class:`SynthBatch` of paired photos and sketches with labels; the engine stores batches in a
+:class:`SynthBatch` of paired images of the benchmark's two modalities with labels; the engine stores batches in a
 :class:`ReplayPool` and samples encoder batches from it. Every strategy returns the same type.
 """
 
@@ -15,44 +15,75 @@ import torch
 from dfbench.api.options import DefaultsOf, Options
 
 
-#: the fields every batch has, and the optional ones (None when a strategy does not fill them)
-BATCH_FIELDS = ("photo", "sketch", "photo_labels", "sketch_labels")
-OPTIONAL_BATCH_FIELDS = ("photo_logits", "sketch_logits")
-
-
 @dataclass
 class SynthBatch:
-    """Paired images (row i of ``photo`` pairs with row i of ``sketch``) and the teacher labels
-    of each image. Tensors are detached and live on the run's device.
+    """Paired images of the benchmark's two modalities, keyed by modality key (row i of every
+    modality is one pair), and the teacher labels of each image. Tensors are detached and live on
+    the run's device.
 
-    ``photo_logits``/``sketch_logits`` (optional, (B, C)): the judging teacher's logits of each
-    image, filled by strategies that compute them anyway; losses that need them (knowledge
-    distillation) get them from the engine, which computes missing ones.
+    ``logits`` (optional, {key: (B, C)}): the judging teacher's logits of each image, filled by
+    strategies that compute them anyway; losses that need them (knowledge distillation) get them
+    from the engine, which computes missing ones. Build one with :meth:`of`.
     """
 
-    photo: torch.Tensor
-    sketch: torch.Tensor
-    photo_labels: torch.Tensor
-    sketch_labels: torch.Tensor
-    photo_logits: torch.Tensor | None = None
-    sketch_logits: torch.Tensor | None = None
+    images: dict  # {modality key: (B, 3, S, S)}
+    labels: dict  # {modality key: (B,) int64}
+    logits: dict | None = None  # {modality key: (B, C)}
+
+    @classmethod
+    def of(cls, pair, images, labels, logits=None) -> "SynthBatch":
+        """The batch of ``pair``'s modalities (:class:`dfbench.api.modalities.ModalityPair`, or its
+        keys) from per-key mappings, in the pair's order; ``logits`` is kept only when every
+        modality has them."""
+        keys = tuple(pair)
+        kept = None
+        if logits is not None and all(logits.get(k) is not None for k in keys):
+            kept = {k: logits[k] for k in keys}
+        return cls({k: images[k] for k in keys}, {k: labels[k] for k in keys}, kept)
+
+    @property
+    def keys(self) -> tuple:
+        return tuple(self.images)
 
     def __len__(self) -> int:
-        return self.photo.shape[0]
+        return next(iter(self.images.values())).shape[0]
+
+    @property
+    def device(self):
+        return next(iter(self.images.values())).device
 
     def index(self, idx: torch.Tensor) -> "SynthBatch":
-        return SynthBatch(*(None if t is None else t[idx] for t in self._tensors()))
+        return self.map(lambda t: t[idx])
 
-    def _tensors(self) -> tuple:
-        return tuple(getattr(self, k) for k in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS)
+    def map(self, fn) -> "SynthBatch":
+        """The batch with ``fn`` applied to every tensor."""
+        logits = None if self.logits is None else {k: fn(t) for k, t in self.logits.items()}
+        return SynthBatch({k: fn(t) for k, t in self.images.items()}, {k: fn(t) for k, t in self.labels.items()}, logits)
+
+    def fields(self) -> dict:
+        """Every tensor by a flat name (``images/<key>``, ``labels/<key>``, ``logits/<key>``)."""
+        out = {f"images/{k}": t for k, t in self.images.items()}
+        out.update({f"labels/{k}": t for k, t in self.labels.items()})
+        if self.logits is not None:
+            out.update({f"logits/{k}": t for k, t in self.logits.items()})
+        return out
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "SynthBatch":
+        parts: dict = {"images": {}, "labels": {}, "logits": {}}
+        for name, t in fields.items():
+            part, key = name.split("/", 1)
+            parts[part][key] = t
+        return cls(parts["images"], parts["labels"], parts["logits"] or None)
 
 
 def concat_batches(a: SynthBatch, b: SynthBatch) -> SynthBatch:
-    """Rows of ``a`` then rows of ``b``; an optional field survives only when both have it."""
-    out = []
-    for x, y in zip(a._tensors(), b._tensors()):
-        out.append(None if x is None or y is None else torch.cat([x, y]))
-    return SynthBatch(*out)
+    """Rows of ``a`` then rows of ``b``; logits survive only when both have them."""
+    logits = None
+    if a.logits is not None and b.logits is not None:
+        logits = {k: torch.cat([a.logits[k], b.logits[k]]) for k in a.logits}
+    return SynthBatch({k: torch.cat([a.images[k], b.images[k]]) for k in a.images},
+                      {k: torch.cat([a.labels[k], b.labels[k]]) for k in a.labels}, logits)
 
 
 class InversionStrategy:
@@ -107,50 +138,46 @@ class InversionStrategy:
 class ReplayPool:
     """A ring buffer of synthesised pairs on the run's device (the newest ``capacity`` pairs).
 
-    Optional fields (teacher logits) are kept when the first batch has them, and dropped from the
-    pool as soon as a batch without them arrives."""
+    Teacher logits are kept when the first batch has them, and dropped from the pool as soon as a
+    batch without them arrives."""
 
     def __init__(self, capacity: int):
         self.capacity = int(capacity)
-        self._data: SynthBatch | None = None
+        self._data: dict | None = None  # flat field name -> (capacity, ...) tensor
         self._size = 0
         self._next = 0
 
     def __len__(self) -> int:
         return self._size
 
-    def _fields(self) -> tuple:
-        return tuple(k for k in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS if getattr(self._data, k) is not None)
-
     def add(self, batch: SynthBatch) -> None:
         if self.capacity <= 0:
             return
+        fields = batch.fields()
         if self._data is None:
-            shape = lambda t: (self.capacity,) + tuple(t.shape[1:])  # noqa: E731
-            self._data = SynthBatch(*(None if t is None else torch.empty(shape(t), dtype=t.dtype, device=t.device) for t in batch._tensors()))
-        for name in OPTIONAL_BATCH_FIELDS:
-            if getattr(batch, name) is None:
-                setattr(self._data, name, None)
+            self._data = {k: torch.empty((self.capacity,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device) for k, t in fields.items()}
+        if batch.logits is None:
+            self._data = {k: t for k, t in self._data.items() if not k.startswith("logits/")}
         n = min(len(batch), self.capacity)
         idx = (torch.arange(n) + self._next) % self.capacity
-        idx = idx.to(batch.photo.device)
-        for name in self._fields():
-            getattr(self._data, name)[idx] = getattr(batch, name)[-n:]
+        idx = idx.to(batch.device)
+        for name, store in self._data.items():
+            store[idx] = fields[name][-n:]
         self._next = (self._next + n) % self.capacity
         self._size = min(self.capacity, self._size + n)
 
     def sample(self, n: int, generator: torch.Generator) -> SynthBatch:
-        idx = torch.randint(0, self._size, (n,), generator=generator).to(self._data.photo.device)
-        return self._data.index(idx)
+        device = next(iter(self._data.values())).device
+        idx = torch.randint(0, self._size, (n,), generator=generator).to(device)
+        return SynthBatch.from_fields({k: t[idx] for k, t in self._data.items()})
 
     def state_dict(self) -> dict:
         if self._data is None:
             return {"size": 0}
-        return {"size": self._size, "next": self._next, "data": {k: getattr(self._data, k).cpu() for k in self._fields()}}
+        return {"size": self._size, "next": self._next, "data": {k: t.cpu() for k, t in self._data.items()}}
 
     def load_state_dict(self, state: dict, device) -> None:
         if not state.get("size"):
             return
-        data = state["data"]
-        self._data = SynthBatch(*(data[k].to(device) if k in data else None for k in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS))
+        self._data = {k: t.to(device) for k, t in state["data"].items()}
         self._size, self._next = state["size"], state["next"]

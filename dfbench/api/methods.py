@@ -3,7 +3,7 @@
 A method is a class with a ``profiles`` declaration (its defaults per profile, see
 :mod:`dfbench.app.config`), the teacher roles it needs, and ``fit(ctx)`` returning an
 :class:`Embedder`: the object evaluation asks for retrieval embeddings of test sketches (queries)
-and test photos (gallery). The runner owns seeds, devices, data, teachers, evaluation and records.
+and test gallery images (sketches against photos in the default pair). The runner owns seeds, devices, data, teachers, evaluation and records.
 
 Data-free methods do not write their own loop: they subclass :class:`dfbench.train.engine.DataFreeMethod`
 and declare an inversion strategy, weighted loss terms, an alignment loss and a schedule.
@@ -29,7 +29,10 @@ class Method:
     #: whether the method reads the real train split (only reference bounds may)
     uses_train_data: bool = False
 
-    def teacher_roles(self, params: dict) -> set[str]:
+    def teacher_roles(self, params: dict, pair=None) -> set[str]:
+        """The teacher roles the method needs with options ``params`` on a benchmark of
+        modalities ``pair`` (a :class:`dfbench.api.modalities.ModalityPair`; its keys are the
+        roles of the modalities' own classifiers, :func:`dfbench.api.teachers.roles_of`)."""
         raise NotImplementedError
 
     def fit(self, ctx) -> Embedder:

@@ -1,10 +1,10 @@
 """Teachers: the frozen classifiers a data-free method learns from.
 
 Roles:
-- ``photo``: a classifier trained on photos only; ``sketch``: on sketches only (the paper's setting:
-  trained independently, elsewhere);
+- each modality's key (``photo`` and ``sketch`` in the default pair): a classifier trained on that
+  modality only (the paper's setting: trained independently, elsewhere);
 - ``unified``: one classifier trained on both modalities (the variant the release runs);
-- ``modality``: photo (0) vs sketch (1), one logit.
+- ``modality``: the gallery modality (0) vs the query modality (1), one logit.
 
 A teacher loader (a plugin) turns the config and the benchmark into a :class:`TeacherSet`.
 """
@@ -14,7 +14,20 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-ROLES = ("photo", "sketch", "unified", "modality")
+from dfbench.api.modalities import DEFAULT_PAIR, ModalityPair
+
+#: the roles every pair has besides its modalities' own classifiers (:func:`roles_of`)
+SHARED_ROLES = ("unified", "modality")
+
+
+def roles_of(pair=None) -> tuple[str, ...]:
+    """Every teacher role of a benchmark with modalities ``pair`` (the default pair when None):
+    one classifier per modality, the unified one and the modality classifier."""
+    return tuple(pair or DEFAULT_PAIR) + SHARED_ROLES
+
+
+#: the roles of the default pair
+ROLES = roles_of()
 
 
 @dataclass
@@ -23,8 +36,9 @@ class TeacherSet:
     protocol, else test; fractions in [0, 1])."""
 
     models: dict  # role -> dfbench.train.models.Classifier (eval mode, no grads)
-    accuracy: dict = field(default_factory=dict)  # role -> float or {"photo": .., "sketch": ..}
+    accuracy: dict = field(default_factory=dict)  # role -> float or {modality key: ..} (the unified one)
     info: dict = field(default_factory=dict)  # role -> provenance (cache key, checkpoint path, time)
+    modalities: ModalityPair = DEFAULT_PAIR  # the benchmark's (the runner sets it)
 
     def __getitem__(self, role: str):
         return self.models[role]
@@ -38,12 +52,13 @@ class TeacherSet:
         return self.models["unified"] if variant == "unified" else self.models[modality]
 
 
-def roles_for_variant(variant: str, modality: bool = True) -> set[str]:
+def roles_for_variant(variant: str, modality: bool = True, pair=None) -> set[str]:
+    """The roles a method of teacher ``variant`` needs on a benchmark of modalities ``pair``."""
     from dfbench.api.errors import ConfigError
 
     if variant not in ("independent", "unified"):
         raise ConfigError(f"Unknown teacher variant '{variant}': use 'independent' or 'unified'.")
-    roles = {"unified"} if variant == "unified" else {"photo", "sketch"}
+    roles = {"unified"} if variant == "unified" else set(pair or DEFAULT_PAIR)
     if modality:
         roles.add("modality")
     return roles
@@ -53,7 +68,7 @@ class TeacherLoader:
     """What a registered teacher loader provides: ``load(ctx, roles) -> TeacherSet``.
 
     ``ctx`` is the :class:`dfbench.api.context.RunContext` (config, device, benchmark, progress,
-    cache directory); ``roles`` the subset of :data:`ROLES` the method needs.
+    cache directory); ``roles`` the subset of the benchmark's roles (:func:`roles_of`) the method needs.
     """
 
     #: given by the register() call when the registry loads the class (dfbench.api.registry.Entry)

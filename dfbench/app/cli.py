@@ -543,7 +543,9 @@ def _show_queries(record_path: Path, show: int, as_json: bool) -> None:
     ranked = sorted(rows, key=lambda r: (r["AP"], r["query"]))
     for title, picked in (("worst queries", ranked[:show]), ("best queries", ranked[::-1][:show])):
         table = Table(title=title)
-        for col in ("query", "class", "AP", "top gallery ids (test photos, best first)"):
+        gallery = ((record.get("data") or {}).get("modalities") or {})
+        plural = next((m.get("plural") for m in gallery.values() if isinstance(m, dict) and m.get("role") == "gallery"), "gallery items")
+        for col in ("query", "class", "AP", f"top gallery ids (test {plural}, best first)"):
             table.add_column(col)
         for r in picked:
             table.add_row(str(r["query"]), name(r["label"]), f"{r['AP']:.4f}", " ".join(map(str, r["top"])))

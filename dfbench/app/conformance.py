@@ -9,7 +9,7 @@ Contracts per kind (docs/plugins.md lists them with the interfaces):
 
 - plugin: loaded without error; registered something; importing it (and the CLI) imports no torch.
 - dataset: ``load`` returns a :class:`~dfbench.api.datasets.Benchmark` with every split and modality;
-  uint8 (n, 3, S, S) images, float ``batch`` in [-1, 1]; grey sketches; int64 labels in
+  uint8 (n, 3, S, S) images, float ``batch`` in [-1, 1]; grey modalities grey; int64 labels in
   [0, classes); the same seed gives the same data.
 - teacher loader: a :class:`~dfbench.api.teachers.TeacherSet` with the requested roles; frozen, eval
   mode, on the run device; ``features``/``head``/logit shapes; accuracies in [0, 1];
@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from dfbench.api.datasets import MODALITIES
 from dfbench.api.errors import ConfigError, DataError, DfbenchError, UnknownNameError, did_you_mean
 from dfbench.api.registry import KIND_NOUN, KINDS
 
@@ -161,10 +160,11 @@ class Checker:
         """A fresh run context on the tiny benchmark; teachers of every role (the default
         loader, cached) unless ``teachers`` is False or a loader name is checked."""
         from dfbench.api.context import RunContext
-        from dfbench.api.teachers import ROLES
+        from dfbench.api.teachers import roles_of
 
         cfg = self.config(method=method, params=params, loader=loader)
         ctx = RunContext(config=cfg, device=self.device, benchmark=self.benchmark(), cache_dir=self.cache_dir)
+        ROLES = roles_of(ctx.modalities)
         if teachers:
             if "teachers" not in self._ctx_cache:
                 from dfbench.api.plugins import registry
@@ -173,6 +173,7 @@ class Checker:
                 seed_everything(self.seed)
                 self._ctx_cache["teachers"] = registry("teachers").load(registry("teachers").default_name())().load(ctx, set(ROLES))
             ctx.teachers = self._ctx_cache["teachers"]
+            ctx.teachers.modalities = ctx.modalities
         return ctx
 
     def tmpdir(self) -> Path:
@@ -259,7 +260,7 @@ class Checker:
     DATASET_CONTRACTS = [
         "load returns a Benchmark",
         "images uint8 (n,3,S,S); batch() float in [-1,1]",
-        "sketches are grey (3 equal channels)",
+        "grey modalities are grey (3 equal channels)",
         "labels int64 in [0, classes)",
         "same seed, same data",
     ]
@@ -267,8 +268,15 @@ class Checker:
     def _load_dataset(self, entry, extra: dict):
         from dfbench.api.datasets import DatasetOptions
 
+        from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
+
         opts = DatasetOptions(image_size=32, seed=self.seed, cache_dir=self.cache_dir, extra=dict(extra))
-        return entry.load()().load(opts)
+        cls = entry.load()
+        pair = ModalityPair.parse(getattr(cls, "modalities", None) or DEFAULT_DECLARATION, f"dataset {entry.name}")
+        bench = cls().load(opts)
+        if hasattr(bench, "modalities"):
+            bench.modalities = pair
+        return bench
 
     def check_dataset(self, entry) -> None:
         from dfbench.api.datasets import SPLITS, Benchmark, ImageSet
@@ -295,7 +303,7 @@ class Checker:
             expect(all(isinstance(c, str) and c for c in bench.classes), "class names must be non-empty strings")
             expect(len(set(bench.classes)) == len(bench.classes), "class names must be unique")
             expect(bench.image_size == 32, f"image_size is {bench.image_size}, but 32 was requested")
-            missing = [f"{s}/{m}" for s in SPLITS for m in MODALITIES if (s, m) not in bench.sets]
+            missing = [f"{s}/{m}" for s in SPLITS for m in bench.modalities if (s, m) not in bench.sets]
             expect(not missing, f"missing image sets: {', '.join(missing)}")
             bad = [f"{s}/{m}" for (s, m), v in bench.sets.items() if not isinstance(v, ImageSet)]
             expect(not bad, f"not ImageSet instances: {', '.join(bad)}")
@@ -330,10 +338,13 @@ class Checker:
             return "checked first, middle and last images of every set"
 
         def grey():
+            grey = [m for m in bench.modalities if bench.modalities[m].channels == 1]
             for s in ("train", "test"):
-                imageset = bench.get(s, "sketch")
-                x = imageset.load_uint8(sample(imageset))
-                expect(bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all()), f"{s}/sketch images are not grey (channels differ)")
+                for m in grey:
+                    imageset = bench.get(s, m)
+                    x = imageset.load_uint8(sample(imageset))
+                    expect(bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all()), f"{s}/{m} images are not grey (channels differ), as the dataset declares")
+            return "grey: " + (", ".join(grey) or "none declared")
 
         def labels():
             import torch
@@ -371,10 +382,11 @@ class Checker:
 
     def check_teacher_loader(self, entry) -> None:
         from dfbench.train.reproducibility import seed_everything
-        from dfbench.api.teachers import ROLES, TeacherSet
+        from dfbench.api.teachers import TeacherSet, roles_of
 
         comp = f"teacher loader {entry.name}"
         state: dict = {}
+        ROLES = roles_of(self.benchmark().modalities)
 
         def load_set():
             seed_everything(self.seed)
@@ -399,7 +411,8 @@ class Checker:
         ts = state["ts"]
         bench = self.benchmark()
         c = bench.num_classes
-        x = {m: bench.get("test", m).batch(list(range(4)), self.device) for m in MODALITIES}
+        pair = bench.modalities
+        x = {m: bench.get("test", m).batch(list(range(4)), self.device) for m in pair}
 
         def frozen():
             for role, model in ts.models.items():
@@ -415,13 +428,13 @@ class Checker:
 
             for role, model in sorted(ts.models.items()):
                 with torch.no_grad():
-                    out = model(x["photo"])
+                    out = model(x[pair.gallery.key])
                     outputs = 1 if role == "modality" else c
                     expect(tuple(out.shape) == (4, outputs), f"{role}: logits of shape {tuple(out.shape)}, not (4, {outputs})")
                     expect(bool(torch.isfinite(out).all()), f"{role}: non-finite logits")
                     if role == "modality":
                         continue
-                    f = model.features(x["sketch"])
+                    f = model.features(x[pair.query.key])
                     head = model.head
                     expect(isinstance(head, torch.nn.Linear), f"{role}: head is {type(head).__name__}, not nn.Linear")
                     expect(tuple(f.shape) == (4, head.in_features), f"{role}: features() of shape {tuple(f.shape)}, head takes {head.in_features}")
@@ -443,7 +456,7 @@ class Checker:
             again = load_set()
             for role, model in ts.models.items():
                 with torch.no_grad():
-                    a, b = model(x["photo"]), again.models[role](x["photo"])
+                    a, b = model(x[pair.gallery.key]), again.models[role](x[pair.gallery.key])
                 expect(_same(a, b, self.device), f"{role}: a second load gives other logits")
 
         for contract, fn in zip(self.TEACHER_CONTRACTS[1:], (frozen, shapes, accuracies, same_seed)):
@@ -554,9 +567,9 @@ class Checker:
             seed_everything(self.seed)
             students = Students(ctx, "independent")
             size = ctx.image_size
-            images = {m: (torch.rand(4, 3, size, size, device=self.device) * 2 - 1).requires_grad_(True) for m in ("photo", "sketch")}
+            images = {m: (torch.rand(4, 3, size, size, device=self.device) * 2 - 1).requires_grad_(True) for m in ctx.modalities}
             views = {m: x.flip(3) for m, x in images.items()}
-            with BatchNormStatsHooks([ctx.teachers[m] for m in ("photo", "sketch")]) as hooks:
+            with BatchNormStatsHooks([ctx.teachers[m] for m in ctx.modalities]) as hooks:
                 out = state["fn"](SynthesisState(images, ctx.teachers, "independent", students=students, bn_hooks=hooks, views=views))
             expect(isinstance(out, torch.Tensor) and out.dim() == 0, f"returned {type(out).__name__} {tuple(getattr(out, 'shape', ()))}, not a scalar tensor")
             expect(bool(torch.isfinite(out)), f"returned {out.item()}")
@@ -569,7 +582,7 @@ class Checker:
         self.record(comp, self.TERM_CONTRACTS[1], value)
 
     def check_inversion(self, entry) -> None:
-        from dfbench.api.inversion import BATCH_FIELDS, OPTIONAL_BATCH_FIELDS, SynthBatch
+        from dfbench.api.inversion import SynthBatch
 
         comp = f"inversion strategy {entry.name}"
         state: dict = {}
@@ -587,6 +600,7 @@ class Checker:
             self.skip_rest(comp, self.INVERSION_CONTRACTS[1:], "synthesize() failed" if status == FAIL else "the strategy cannot be built here")
             return
         c, size = self.benchmark().num_classes, 32
+        pair = self.benchmark().modalities
 
         def shapes():
             import torch
@@ -594,32 +608,32 @@ class Checker:
             for b in state["batches"]:
                 n = len(b)
                 expect(n > 0, "empty batch")
-                for m in MODALITIES:
-                    t = getattr(b, m)
+                expect(set(b.images) == set(pair) and set(b.labels) == set(pair),
+                       f"images and labels keyed {sorted(b.images)} / {sorted(b.labels)}, not by the benchmark's modalities {sorted(pair)}")
+                expect(b.logits is None or set(b.logits) == set(pair), f"logits keyed {sorted(b.logits or {})}, not {sorted(pair)}")
+                for m in pair:
+                    t = b.images[m]
                     expect(t.is_floating_point(), f"{m}: dtype {t.dtype}, not floating point")
                     expect(tuple(t.shape) == (n, 3, size, size), f"{m}: shape {tuple(t.shape)}, not ({n}, 3, {size}, {size})")
-                    y = getattr(b, f"{m}_labels")
-                    expect(y.dtype == torch.int64 and tuple(y.shape) == (n,), f"{m}_labels: {y.dtype} {tuple(y.shape)}, not int64 ({n},)")
-                    expect(int(y.min()) >= 0 and int(y.max()) < c, f"{m}_labels outside [0, {c})")
-                    logits = getattr(b, f"{m}_logits")
+                    y = b.labels[m]
+                    expect(y.dtype == torch.int64 and tuple(y.shape) == (n,), f"labels of {m}: {y.dtype} {tuple(y.shape)}, not int64 ({n},)")
+                    expect(int(y.min()) >= 0 and int(y.max()) < c, f"labels of {m} outside [0, {c})")
+                    logits = None if b.logits is None else b.logits[m]
                     if logits is not None:
-                        expect(tuple(logits.shape) == (n, c), f"{m}_logits: shape {tuple(logits.shape)}, not ({n}, {c})")
-            return f"photo/sketch ({len(state['batches'][0])}, 3, {size}, {size})"
+                        expect(tuple(logits.shape) == (n, c), f"logits of {m}: shape {tuple(logits.shape)}, not ({n}, {c})")
+            return f"{'/'.join(pair)} ({len(state['batches'][0])}, 3, {size}, {size})"
 
         def values():
             import torch
 
             for b in state["batches"]:
-                for name in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS:
-                    t = getattr(b, name)
-                    if t is None:
-                        continue
+                for name, t in b.fields().items():
                     expect(t.device.type == self.device.type, f"{name} is on {t.device}, run device {self.device}")
                     expect(not t.requires_grad, f"{name} requires grad: detach it")
                     if t.is_floating_point():
                         expect(bool(torch.isfinite(t).all()), f"{name}: non-finite values")
-                for m in MODALITIES:
-                    t = getattr(b, m)
+                for m in pair:
+                    t = b.images[m]
                     lo, hi = float(t.min()), float(t.max())
                     expect(lo >= -1.0 - 1e-6 and hi <= 1.0 + 1e-6, f"{m}: values in [{lo:.3f}, {hi:.3f}], outside [-1, 1]")
 
@@ -627,8 +641,9 @@ class Checker:
             strategy, students = state["rebuild"]()
             again = [strategy.synthesize(students), strategy.synthesize(students)]
             for i, (a, b) in enumerate(zip(state["batches"], again)):
-                for name in BATCH_FIELDS + OPTIONAL_BATCH_FIELDS:
-                    x, y = getattr(a, name), getattr(b, name)
+                fa, fb = a.fields(), b.fields()
+                for name in sorted(set(fa) | set(fb)):
+                    x, y = fa.get(name), fb.get(name)
                     expect((x is None) == (y is None), f"call {i + 1}: {name} present in one run only")
                     if x is not None:
                         expect(_same(x, y, self.device), f"call {i + 1}: {name} differs between two runs with seed {self.seed}")
@@ -663,12 +678,12 @@ class Checker:
         labels_p = torch.randint(0, min(c, 5), (n,), generator=g)
         labels_s = labels_p.clone()
         labels_s[::4] = torch.randint(0, c, (len(labels_s[::4]),), generator=g)  # some pairs disagree
-        logits = {m: 3.0 * torch.randn(n, c, generator=g) for m in ("photo_logits", "sketch_logits")}
+        logits = {m: 3.0 * torch.randn(n, c, generator=g) for m in ("gallery_logits", "query_logits")}
         to = lambda t: t.to(self.device)  # noqa: E731
         return to(e_p), to(e_s), to(labels_p), to(labels_s), {k: to(v) for k, v in logits.items()}
 
     def _loss_value(self, cls, options, variant: str, params: dict):
-        """(loss instance, first loss, second loss, photo/sketch embedding leaves)."""
+        """(loss instance, first loss, second loss, gallery/query embedding leaves)."""
         from dfbench.train.reproducibility import seed_everything
         from dfbench.train.students import Students
 
@@ -676,7 +691,7 @@ class Checker:
         seed_everything(self.seed)
         students = Students(ctx, variant, scale=float(params.get("proxy_scale", 32.0)))
         loss_fn = cls(ctx, options, students)
-        dim = students.encoders["photo"].embed_dim
+        dim = students.encoders[ctx.modalities.gallery.key].embed_dim
         e_p, e_s, y_p, y_s, logits = self._loss_inputs(dim, ctx.num_classes)
         e_p, e_s = e_p.requires_grad_(True), e_s.requires_grad_(True)
         kwargs = logits if getattr(loss_fn, "uses_teacher_logits", False) else {}
@@ -749,11 +764,11 @@ class Checker:
             loss = state["loss"]
             expect(loss.requires_grad, "the loss does not depend on the embeddings (no graph)")
             loss.backward()
-            for m, e in (("photo", state["e_p"]), ("sketch", state["e_s"])):
+            for m, e in (("gallery", state["e_p"]), ("query", state["e_s"])):
                 expect(e.grad is not None, f"no gradient reaches the {m} embeddings")
                 expect(bool(torch.isfinite(e.grad).all()), f"non-finite gradient on the {m} embeddings")
                 expect(float(e.grad.abs().sum()) > 0, f"zero gradient on the {m} embeddings")
-            return "|grad| photo {:.3g}, sketch {:.3g}".format(float(state["e_p"].grad.norm()), float(state["e_s"].grad.norm()))
+            return "|grad| gallery {:.3g}, query {:.3g}".format(float(state["e_p"].grad.norm()), float(state["e_s"].grad.norm()))
 
         def same_value():
             _, again, _, _, _ = self._loss_value(state["cls"], state["options"], state["variant"], state["params"])

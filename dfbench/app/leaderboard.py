@@ -219,11 +219,13 @@ def mark_other_teachers(summary, pinned: frozenset = frozenset()):
 
 def _teacher_variant(record: dict) -> str:
     """Which teachers a run loaded (its record's roles): ``unified`` (one classifier of both
-    modalities), ``independent`` (a photo and a sketch classifier trained apart), ``none``."""
+    modalities), ``independent`` (one classifier per modality, trained apart), ``none``."""
+    from dfbench.api.teachers import SHARED_ROLES
+
     roles = set(record.get("teachers") or {})
     if "unified" in roles:
         return "unified"
-    if {"photo", "sketch"} <= roles:
+    if len(roles - set(SHARED_ROLES)) >= 2:
         return "independent"
     return ", ".join(sorted(roles)) or "none"
 
@@ -696,7 +698,7 @@ def overview(summary, reported: list[Reported] = (), suite_files: list[str] = ()
 
     lines = [HEADER, "", "# Leaderboards", "",
              "mAP@all (mean over seeds) of every row, one table per group of rows that compare like with like "
-             "(docs/protocol.md): the same teachers (`independent`: a photo and a sketch classifier trained apart, the "
+             "(docs/protocol.md): the same teachers (`independent`: one classifier per modality trained apart, the "
              "paper's setting; `unified`: one classifier of both modalities, the release's variant) and readouts into "
              "the same space (`class-posterior`: a teacher's softmax (`probs`) or a student's softmax over its scaled "
              "cosines to the teacher's class weights (`proxy`); `embedding`: a student's raw embedding (`raw`) or a "

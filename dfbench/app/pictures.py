@@ -1,9 +1,11 @@
 """Pictures of a run, saved beside its record (``<results>/<dataset>/<method>/<run_id>/``):
 
-- ``pairs.png``: synthesised photo/sketch pairs, one column per noise vector (top row photos,
-  bottom row sketches), with each image's teacher label;
-- ``retrieval.png``: one query sketch per class with its AP, and its top 8 photos, relevant ones
+- ``pairs.png``: synthesised pairs, one column per pair (top row the gallery modality, bottom row
+  the query modality: photos above sketches in the default pair), with each image's teacher label;
+- ``retrieval.png``: one query per class with its AP, and its top 8 gallery items, relevant ones
   framed green, others red;
+
+The legends speak of the benchmark's modalities by the names its dataset declares.
 
 Both carry a title (method, dataset, seed, round) and a legend that says what the labels and
 frames mean, so a picture shared on its own still says what it shows.
@@ -38,14 +40,24 @@ def _save_png(image, path: Path) -> None:
 
 LINE_H = 12  # height of a line of PIL's default font, with spacing
 
+#: formatted with the modalities' names ({gallery}, {queries}: plurals; {query}: singular)
 PAIRS_LEGEND = (
-    "top row: synthesised photos; bottom row: the sketches synthesised from the same noise",
+    "top row: synthesised {gallery}; bottom row: the {queries} synthesised from the same noise",
     "label under an image: its teacher label, the class the encoder loss treats it as",
 )
 RETRIEVAL_LEGEND = (
-    "left: one query sketch per class, with its AP (average precision over the whole gallery)",
-    "right: its top photos by cosine, best first; green frame: same class (relevant), red: another class",
+    "left: one query {query} per class, with its AP (average precision over the whole gallery)",
+    "right: its top {gallery} by cosine, best first; green frame: same class (relevant), red: another class",
 )
+
+
+def legend(lines: Sequence[str], pair=None) -> tuple[str, ...]:
+    """``lines`` in the words of ``pair`` (a :class:`dfbench.api.modalities.ModalityPair`; the default pair when None)."""
+    from dfbench.api.modalities import DEFAULT_PAIR
+
+    pair = pair or DEFAULT_PAIR
+    names = {"gallery": pair.gallery.plural, "queries": pair.query.plural, "query": pair.query.name}
+    return tuple(line.format(**names) for line in lines)
 
 
 def run_title(ctx) -> str:
@@ -75,10 +87,13 @@ def _titled(body, title: str | None, legend: Sequence[str] = ()):
     return canvas
 
 
-def save_pairs(photos: torch.Tensor, sketches: torch.Tensor, path: Path, labels=None, classes=None, n: int = 10, title: str | None = None) -> None:
+def save_pairs(gallery: torch.Tensor, queries: torch.Tensor, path: Path, labels=None, classes=None, n: int = 10,
+               title: str | None = None, pair=None) -> None:
+    """Pairs of the gallery modality (top row) and the query modality (bottom row); ``labels``:
+    (gallery labels, query labels); ``pair``: the benchmark's modalities, for the legend."""
     from PIL import Image, ImageDraw
 
-    n = min(n, len(photos))
+    n = min(n, len(gallery))
     label_h = 12 if labels is not None else 0
     width = n * (CELL + PAD) + PAD
     height = 2 * (CELL + PAD + label_h) + PAD
@@ -86,18 +101,19 @@ def save_pairs(photos: torch.Tensor, sketches: torch.Tensor, path: Path, labels=
     draw = ImageDraw.Draw(canvas)
     for i in range(n):
         x = PAD + i * (CELL + PAD)
-        for row, (imgs, lab) in enumerate(((photos, labels[0] if labels else None), (sketches, labels[1] if labels else None))):
+        for row, (imgs, lab) in enumerate(((gallery, labels[0] if labels else None), (queries, labels[1] if labels else None))):
             y = PAD + row * (CELL + PAD + label_h)
             canvas.paste(_to_pil(imgs[i]), (x, y))
             if lab is not None:
                 name = classes[int(lab[i])] if classes else str(int(lab[i]))
                 draw.text((x, y + CELL), name[:10], fill="black")
-    _save_png(_titled(canvas, title, PAIRS_LEGEND if title else ()), path)
+    _save_png(_titled(canvas, title, legend(PAIRS_LEGEND, pair) if title else ()), path)
 
 
-def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path: Path, top: int = 8, aps=None, title: str | None = None) -> None:
+def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path: Path, top: int = 8, aps=None, title: str | None = None,
+                   pair=None) -> None:
     """``aps``: each query's average precision, written under it; ``title``: the run's title (a
-    legend is added with it)."""
+    legend is added with it, in the words of ``pair``, the benchmark's modalities)."""
     from PIL import Image, ImageDraw
 
     rows = len(queries)
@@ -117,7 +133,7 @@ def save_retrieval(queries, query_labels, gallery, gallery_labels, top_idx, path
             canvas.paste(_to_pil(gallery[j]), (x, y))
             good = int(gallery_labels[j]) == int(query_labels[r])
             draw.rectangle([x - 2, y - 2, x + CELL + 1, y + CELL + 1], outline=(0, 170, 0) if good else (210, 0, 0), width=2)
-    _save_png(_titled(canvas, title, RETRIEVAL_LEGEND if title else ()), path)
+    _save_png(_titled(canvas, title, legend(RETRIEVAL_LEGEND, pair) if title else ()), path)
 
 
 def curve_columns(rows: list[dict]) -> list[str]:
@@ -158,7 +174,7 @@ def save_curves(rows: list[dict], path: Path) -> bool:
 
 @torch.no_grad()
 def retrieval_examples(q_emb, q_labels, g_emb, g_labels, top: int = 8):
-    """One query per class (the first of each) and the indices of its top photos by cosine."""
+    """One query per class (the first of each) and the indices of its top gallery items by cosine."""
     seen, picks = set(), []
     for i, lab in enumerate(q_labels.tolist()):
         if lab not in seen:

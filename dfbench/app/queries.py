@@ -1,9 +1,10 @@
 """Per-query outputs beside each record: each test query's AP and its top gallery items.
 
-``<run folder>/queries.csv.gz`` holds one row per query (test sketch, in the order of the
-dataset's test sketches): ``query`` (its index), ``label`` (its class index), ``AP`` (its average
-precision: the terms whose mean is the record's mAP@all) and ``top`` (the indices, among the test
-photos, of the ``TOP`` most similar photos by cosine, best first, space separated). Gzipped CSV
+``<run folder>/queries.csv.gz`` holds one row per query (a test image of the query modality, in the
+dataset's order: a sketch in the default pair): ``query`` (its index), ``label`` (its class index),
+``AP`` (its average precision: the terms whose mean is the record's mAP@all) and ``top`` (the
+indices, among the test images of the gallery modality, of the ``TOP`` most similar ones by cosine,
+best first, space separated). Gzipped CSV
 keeps it small (about 40 KB for 1,000 queries) and readable by any tool; ``dfbench results
 --queries RECORD`` reads it.
 """

@@ -149,8 +149,11 @@ def _load_config_file(path: str) -> dict:
 def load_benchmark(cfg: dict, cache_dir: Path):
     from dfbench.api.plugins import build
 
+    pair = dataset_modalities(cfg["dataset"])  # a declaration that does not parse fails before any data is read
     plugin = build("datasets", cfg["dataset"])
-    benchmark = subset.apply(plugin.load(dataset_options(cfg, cache_dir)), cfg["data"].get("limit"))
+    benchmark = plugin.load(dataset_options(cfg, cache_dir))
+    benchmark.modalities = pair
+    benchmark = subset.apply(benchmark, cfg["data"].get("limit"))
     return subset.hold_out_validation(benchmark, cfg["data"].get("validation"), data_seed(cfg))
 
 
@@ -161,13 +164,31 @@ def data_seed(cfg: dict) -> int:
     return int(cfg["seed"] if cfg["data"].get("split_seed", "data") == "run" else cfg["data"]["seed"])
 
 
-def dataset_modalities(name: str) -> dict:
-    """What each slot of the dataset ``name`` holds, as it declares it (dfbench.api.datasets.DatasetPlugin.modalities)."""
-    from dfbench.api.datasets import DEFAULT_MODALITIES
+def method_teacher_roles(method, params: dict, pair) -> set[str]:
+    """``method.teacher_roles(params, pair)``; a method written before modalities were declared
+    (``teacher_roles(params)``) is asked without the pair."""
+    import inspect
+
+    try:
+        accepts = "pair" in inspect.signature(method.teacher_roles).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return set(method.teacher_roles(params, pair=pair) if accepts else method.teacher_roles(params))
+
+
+def dataset_modalities(name: str):
+    """The two modalities of the dataset ``name``, as it declares them
+    (:attr:`dfbench.api.datasets.DatasetPlugin.modalities`; a :class:`dfbench.api.modalities.ModalityPair`).
+    A declaration that does not parse is a plugin error that says what is wrong."""
+    from dfbench.api.errors import DataError
+    from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
     from dfbench.api.plugins import registry
 
-    declared = getattr(registry("datasets").load(name), "modalities", None)
-    return declared if isinstance(declared, dict) and set(declared) == set(DEFAULT_MODALITIES) else DEFAULT_MODALITIES
+    declared = getattr(registry("datasets").load(name), "modalities", None) or DEFAULT_DECLARATION
+    try:
+        return ModalityPair.parse(declared, f"dataset '{name}'")
+    except ValueError as exc:
+        raise DataError(f"{exc}. Fix the dataset plugin's `modalities` declaration (docs/plugins.md).") from None
 
 
 def data_identity(cfg: dict) -> dict | None:
@@ -472,7 +493,7 @@ class _Run:
         with self.phase("data"), dist.main_first():  # data generated and cached once, by rank 0
             benchmark = load_benchmark(self.cfg, self.cache_dir)
         self.record["data"] = {"classes": benchmark.classes, "counts": benchmark.counts(), "info": benchmark.info,
-                               "modalities": dataset_modalities(self.cfg["dataset"])}
+                               "modalities": benchmark.modalities.declaration()}
         from dfbench.api.rng import Streams
 
         self.ctx = RunContext(config=self.cfg, device=self.device, benchmark=benchmark, cache_dir=self.cache_dir,
@@ -486,10 +507,11 @@ class _Run:
 
         ctx = self.ctx
         with self.phase("teachers"):
-            roles = self.method.teacher_roles(self.cfg["params"])
+            roles = method_teacher_roles(self.method, self.cfg["params"], ctx.benchmark.modalities)
             loader = build("teachers", self.cfg["teachers"]["loader"])
             with dist.main_first():  # teachers trained and cached once, by rank 0; the others load them
                 ctx.teachers = loader.load(ctx, roles)
+            ctx.teachers.modalities = ctx.benchmark.modalities
             if dist.active():
                 for model in ctx.teachers.models.values():
                     dist.sync_module(model)  # rank 0's teachers everywhere, even without a shared cache
@@ -662,16 +684,18 @@ def _write_pictures(art: Path, benchmark, ctx, emb: dict) -> list[str]:
     try:
         batch = ctx.last_batch
         if batch is not None:
-            pictures.save_pairs(batch.photo, batch.sketch, art / "pairs.png", (batch.photo_labels, batch.sketch_labels), benchmark.classes, title=pictures.run_title(ctx))
+            g, q = benchmark.modalities.keys
+            pictures.save_pairs(batch.images[g], batch.images[q], art / "pairs.png", (batch.labels[g], batch.labels[q]), benchmark.classes,
+                                title=pictures.run_title(ctx), pair=benchmark.modalities)
             made.append("pairs.png")
         if emb:
             picks, top_idx = pictures.retrieval_examples(emb["queries"], emb["query_labels"], emb["gallery"], emb["gallery_labels"])
-            qset, gset = benchmark.get("test", "sketch"), benchmark.get("test", "photo")
+            qset, gset = benchmark.get("test", benchmark.modalities.query.key), benchmark.get("test", benchmark.modalities.gallery.key)
             needed = sorted(set(top_idx.flatten().tolist()))
             gallery_imgs = dict(zip(needed, gset.batch(needed)))
             pictures.save_retrieval(
                 qset.batch(picks.tolist()), qset.labels[picks], gallery_imgs, gset.labels, top_idx, art / "retrieval.png",
-                aps=emb["AP"][picks] if "AP" in emb else None, title=pictures.run_title(ctx),
+                aps=emb["AP"][picks] if "AP" in emb else None, title=pictures.run_title(ctx), pair=benchmark.modalities,
             )
             made.append("retrieval.png")
         if ctx.curves and pictures.save_curves(ctx.curves, art / "curves.png"):

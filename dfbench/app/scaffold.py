@@ -84,7 +84,7 @@ class PixelsMethod(Method):
         "paper": {{"params": {{"grid": 16}}}},
     }}
 
-    def teacher_roles(self, params: dict) -> set[str]:
+    def teacher_roles(self, params: dict, pair=None) -> set[str]:
         return set()  # trains from nothing: no teachers to load
 
     def fit(self, ctx):

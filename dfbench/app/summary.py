@@ -20,12 +20,13 @@ MAP_MEANING = (
 
 def map_meaning(record: dict) -> str:
     """:data:`MAP_MEANING` in the words of the record's modalities (its dataset's declaration)."""
-    from dfbench.api.datasets import DEFAULT_MODALITIES
+    from dfbench.api.modalities import DEFAULT_PAIR
 
     mods = (record.get("data") or {}).get("modalities")
-    mods = mods if isinstance(mods, dict) else DEFAULT_MODALITIES
+    mods = mods if isinstance(mods, dict) else DEFAULT_PAIR.declaration()
     by_role = {str((m or {}).get("role")): (m or {}) for m in mods.values() if isinstance(m, dict)}
-    query, gallery = by_role.get("query", DEFAULT_MODALITIES["sketch"]), by_role.get("gallery", DEFAULT_MODALITIES["photo"])
+    query = by_role.get("query", DEFAULT_PAIR.query.declaration())
+    gallery = by_role.get("gallery", DEFAULT_PAIR.gallery.declaration())
     return MAP_MEANING.format(query=query.get("name", "query"), queries=query.get("plural", f"{query.get('name', 'query')}s"),
                               gallery=gallery.get("name", "gallery item"))
 

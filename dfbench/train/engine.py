@@ -3,7 +3,7 @@
 A data-free method is a declaration: a teacher variant, an inversion strategy with its options,
 weighted synthesis loss terms, an alignment loss, a schedule and a readout. Each round:
 
-1. the strategy synthesises a batch of paired photos and sketches (its own optimisation steps,
+1. the strategy synthesises a batch of pairs of the benchmark's two modalities (its own optimisation steps,
    with the students frozen and in eval mode);
 2. the batch joins a replay pool of recent pairs;
 3. the encoders take ``encoder_steps`` steps of the alignment loss on batches drawn from the fresh
@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 from dfbench.train import distributed as dist
-from dfbench.api.datasets import MODALITIES
+from dfbench.api.modalities import pair_of
 from dfbench.api.errors import ConfigError, TrainingDivergedError
 from dfbench.api.inversion import ReplayPool, SynthBatch, concat_batches
 from dfbench.api.methods import Method
@@ -50,7 +50,7 @@ class DataFreeOptions(Options):
     synthesis terms, an alignment loss, a schedule and a readout."""
 
     variant: Literal["unified", "independent"] = option(
-        "unified", help="teachers judged against: one unified classifier, or a photo and a sketch classifier trained apart"
+        "unified", help="teachers judged against: one unified classifier, or one classifier per modality trained apart"
     )
     inversion: dict = component("inversions", "strategy", help="how pairs are synthesised from the teachers")
     weights: dict = weights_of("terms", help="weight of each synthesis loss term (0 or absent: not computed)")
@@ -140,9 +140,9 @@ class DataFreeMethod(Method):
 
     Options = DataFreeOptions
 
-    def teacher_roles(self, params: dict) -> set[str]:
+    def teacher_roles(self, params: dict, pair=None) -> set[str]:
         weights = check_weights(params.get("weights", {}))
-        return roles_for_variant(params["variant"], modality="modality_teacher" in needs_of(weights))
+        return roles_for_variant(params["variant"], modality="modality_teacher" in needs_of(weights), pair=pair)
 
     def fit(self, ctx):
         loop = DataFreeLoop(ctx, DataFreeOptions.from_data(ctx.params, "params"))
@@ -189,6 +189,7 @@ class DataFreeLoop:
         from dfbench.api.plugins import component_class
 
         self.ctx, self.p = ctx, p
+        self.pair = pair_of(ctx)  # the benchmark's modalities
         self.weights = check_weights(p.weights)
         with ctx.rng_scope("students/init"):
             self.students = Students(ctx, p.variant, scale=p.proxy_scale, init_from_teachers=p.init_from_teachers, head=p.student_head)
@@ -325,9 +326,13 @@ class DataFreeLoop:
 
     def encoder_step(self, b: SynthBatch) -> torch.Tensor:
         with self.ctx.perf.autocast():
-            e_p, e_s = self.encode(b.photo, "photo"), self.encode(b.sketch, "sketch")
-            extra = teacher_logits(self.ctx, b, self.p.variant) if getattr(self.align, "uses_teacher_logits", False) else {}
-            loss = self.align(e_p, e_s, b.photo_labels, b.sketch_labels, **extra)
+            g, q = self.pair.keys
+            e_g, e_q = self.encode(b.images[g], g), self.encode(b.images[q], q)
+            extra = {}
+            if getattr(self.align, "uses_teacher_logits", False):
+                logits = teacher_logits(self.ctx, b, self.p.variant)
+                extra = {"gallery_logits": logits[g], "query_logits": logits[q]}
+            loss = self.align(e_g, e_q, b.labels[g], b.labels[q], **extra)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.align_params:
@@ -342,10 +347,10 @@ class DataFreeLoop:
         if pool.capacity <= 0 or len(pool) == 0:
             if len(fresh) >= bs:
                 return fresh
-            idx = torch.randint(0, len(fresh), (bs,), generator=gen).to(fresh.photo.device)
+            idx = torch.randint(0, len(fresh), (bs,), generator=gen).to(fresh.device)
             return fresh.index(idx)
         n_fresh = min(self.n_fresh, len(fresh))
-        idx = torch.randperm(len(fresh), generator=gen)[:n_fresh].to(fresh.photo.device)
+        idx = torch.randperm(len(fresh), generator=gen)[:n_fresh].to(fresh.device)
         a = fresh.index(idx)
         if bs - n_fresh <= 0:
             return a
@@ -549,17 +554,18 @@ SYNTHESIS_STATS = ("pair agreement", "class coverage", "teacher confidence", "cl
 def synthesis_stats(ctx, batch: SynthBatch, variant: str) -> dict:
     """Whether a synthesised batch works, judged by the teachers that judge each modality:
 
-    - ``pair agreement``: the fraction of pairs whose photo and sketch the teachers label alike
+    - ``pair agreement``: the fraction of pairs whose two images the teachers label alike
       (1.0: every pair shows one class, the premise of cross-modal training on pairs);
     - ``class coverage``: the fraction of classes the batch's teacher labels cover (both modalities);
     - ``teacher confidence``: the teachers' mean top softmax probability over the batch;
-    - ``class KL``: the mean KL(p_sketch || p_photo) of a pair's class distributions (the paper's
-      class-alignment term, measured whatever its weight);
-    - ``query class coverage``, ``gallery class coverage``: the class coverage of each side alone
-      (the sketch slot holds the queries, the photo slot the gallery): one side's generator that
-      collapsed to a few classes shows here, where the joint coverage hides which side it was."""
+    - ``class KL``: the mean KL(p_query || p_gallery) of a pair's class distributions (the paper's
+      class-alignment term, KL(p_sketch || p_photo), measured whatever its weight);
+    - ``query class coverage``, ``gallery class coverage``: the class coverage of each side alone:
+      one side's generator that collapsed to a few classes shows here, where the joint coverage
+      hides which side it was."""
+    pair = pair_of(ctx)
     logits = teacher_logits(ctx, batch, variant)
-    lp, ls = logits["photo_logits"].float(), logits["sketch_logits"].float()
+    lp, ls = logits[pair.gallery.key].float(), logits[pair.query.key].float()
     pp, ps = lp.softmax(1), ls.softmax(1)
     yp, ys = pp.argmax(1), ps.argmax(1)
     covered = torch.unique(torch.cat([yp, ys])).numel()
@@ -587,14 +593,13 @@ def _monitor(ctx, students, readout: str) -> dict:
 
 @torch.no_grad()
 def teacher_logits(ctx, b: SynthBatch, variant: str) -> dict:
-    """The judging teachers' logits of a batch (for losses with ``uses_teacher_logits``):
-    the batch's own when its strategy filled them, else one frozen-teacher pass."""
+    """The judging teachers' logits of a batch by modality key (for losses with
+    ``uses_teacher_logits``): the batch's own when its strategy filled them, else one
+    frozen-teacher pass."""
     out = {}
-    for m in MODALITIES:
-        logits = getattr(b, f"{m}_logits")
-        if logits is None:
-            logits = ctx.teachers.for_modality(m, variant)(getattr(b, m))
-        out[f"{m}_logits"] = logits
+    for m in pair_of(ctx).keys:
+        logits = None if b.logits is None else b.logits.get(m)
+        out[m] = logits if logits is not None else ctx.teachers.for_modality(m, variant)(b.images[m])
     return out
 
 

@@ -1,5 +1,6 @@
-"""Evaluation of a trained method: a split's sketches are the queries, its photos the gallery (the
-test split for a run's result, read once; the validation split for every choice before it)."""
+"""Evaluation of a trained method: a split's images of the benchmark's query modality are the
+queries, those of its gallery modality the gallery (sketches against photos in the default pair;
+the test split for a run's result, read once; the validation split for every choice before it)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def embed_shard(embedder, imageset, modality: str, device, batch_size: int, task
 
 def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=None, keep: dict | None = None, split: str = "test",
                       extra: dict | None = None) -> dict:
-    """The four metrics on ``split`` (sketches the queries, photos the gallery), and those of
+    """The four metrics on ``split`` (the query modality's images the queries, the gallery
+    modality's the gallery: ``benchmark.modalities``), and those of
     ``extra`` ({name: registered metric}, :func:`dfbench.train.metrics.registered_extra_metrics`);
     with ``keep`` (a dict), the embeddings, labels and each query's AP (``"AP"``) are stored in it."""
     from dfbench.train.metrics import retrieval_metrics
@@ -48,21 +50,25 @@ def evaluate_embedder(embedder, benchmark, device, batch_size: int, reporter=Non
     from dfbench.train import distributed as dist
 
     reporter = reporter or Reporter(enabled=False)
-    queries_set = benchmark.get(split, "sketch")
-    gallery_set = benchmark.get(split, "photo")
+    from dfbench.api.modalities import pair_of
+
+    pair = pair_of(benchmark)
+    qkey, gkey = pair.query.key, pair.gallery.key
+    queries_set = benchmark.get(split, qkey)
+    gallery_set = benchmark.get(split, gkey)
     if dist.active():  # each rank embeds a shard; the metrics are computed once, on rank 0
         total = len(dist.shard_range(len(queries_set))) + len(dist.shard_range(len(gallery_set)))
         with reporter.task("evaluation", total=total) as task:
-            q, ql = embed_shard(embedder, queries_set, "sketch", device, batch_size, task)
-            g, gl = embed_shard(embedder, gallery_set, "photo", device, batch_size, task)
+            q, ql = embed_shard(embedder, queries_set, qkey, device, batch_size, task)
+            g, gl = embed_shard(embedder, gallery_set, gkey, device, batch_size, task)
             metrics = dist.broadcast_object({k: float(v) for k, v in retrieval_metrics(q, ql, g, gl, per_query=keep, extra=extra).items()} if dist.is_main() else None)
             if keep is not None:
                 keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)
             task.note(f"mAP@all {metrics['mAP@all']:.4f}")
         return metrics
     with reporter.task("evaluation", total=len(queries_set) + len(gallery_set)) as task:
-        q, ql = embed_set(embedder, queries_set, "sketch", device, batch_size, task)
-        g, gl = embed_set(embedder, gallery_set, "photo", device, batch_size, task)
+        q, ql = embed_set(embedder, queries_set, qkey, device, batch_size, task)
+        g, gl = embed_set(embedder, gallery_set, gkey, device, batch_size, task)
         metrics = retrieval_metrics(q, ql, g, gl, per_query=keep, extra=extra)
         if keep is not None:
             keep.update(queries=q, query_labels=ql, gallery=g, gallery_labels=gl)

@@ -1,4 +1,4 @@
-"""The two student encoders (photo, sketch), their proxies and their retrieval readout.
+"""The two student encoders (one per modality of the benchmark), their proxies and their retrieval readout.
 
 Proxies are the frozen final-layer weights of the teacher that judges each modality (one shared
 set for the unified teacher, one per modality for independent teachers). Students predict classes
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dfbench.api.datasets import MODALITIES
+from dfbench.api.modalities import pair_of
 from dfbench.api.errors import ConfigError
 from dfbench.train.models import Encoder
 
@@ -35,20 +35,22 @@ class Students(nn.Module):
         scfg = ctx.config["students"]
         teachers = ctx.teachers
         self.variant = variant
+        self.modalities = pair_of(ctx)  # the benchmark's modalities: an encoder for each
+        keys = self.modalities.keys
         self.scale = float(scale)
         self.head = head
         embedding_layer = bool(scfg.get("embedding_layer", True))
-        embed_dim = {m: teachers.for_modality(m, variant).feature_dim for m in MODALITIES}
+        embed_dim = {m: teachers.for_modality(m, variant).feature_dim for m in keys}
         self.encoders = nn.ModuleDict(
             {
                 m: Encoder(scfg["arch"], embed_dim[m], image_size=ctx.image_size, width=scfg["width"],
                            feature_dim=scfg["feature_dim"], embedding_layer=embedding_layer,
                            weights=scfg.get("weights"))
-                for m in MODALITIES
+                for m in keys
             }
         )
         if init_from_teachers:
-            for m in MODALITIES:
+            for m in keys:
                 teacher = teachers.for_modality(m, variant)
                 enc = self.encoders[m]
                 try:
@@ -62,7 +64,7 @@ class Students(nn.Module):
                     with torch.no_grad():
                         enc.embed.weight.copy_(torch.eye(enc.embed.out_features, enc.embed.in_features))
                         enc.embed.bias.zero_()
-        for m in MODALITIES:
+        for m in keys:
             teacher_head = teachers.for_modality(m, variant).head
             self.register_buffer(f"proxies_{m}", teacher_head.weight.detach().clone())
             if head == "linear":

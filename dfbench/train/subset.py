@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from dfbench.api.datasets import MODALITIES, SPLITS, VALIDATION, ImageSet
+from dfbench.api.datasets import SPLITS, VALIDATION, ImageSet
 
 
 class SubsetImageSet(ImageSet):
@@ -50,7 +50,7 @@ def apply(benchmark, limit: int | None):
     when ``limit`` is None)."""
     if limit is None:
         return benchmark
-    for key in [(s, m) for s in SPLITS for m in MODALITIES if (s, m) in benchmark.sets]:
+    for key in [(s, m) for s in SPLITS for m in benchmark.modalities if (s, m) in benchmark.sets]:
         base = benchmark.sets[key]
         benchmark.sets[key] = SubsetImageSet(base, first_per_class(base.labels, limit))
     benchmark.info = {**benchmark.info, "limit": {"per_class": limit, "counts": benchmark.counts()}}
@@ -70,7 +70,7 @@ def hold_out_validation(benchmark, fraction: float | None, seed: int):
     from dfbench.api.rng import stream_seed
 
     g = torch.Generator().manual_seed(stream_seed(int(seed), "data/validation"))  # a stream of its own, apart from the dataset's
-    for m in MODALITIES:
+    for m in benchmark.modalities:
         base = benchmark.sets[("train", m)]
         keep, held = [], []
         for c in torch.unique(base.labels).tolist():

@@ -20,10 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dfbench.api.datasets import MODALITIES
+from dfbench.api.modalities import pair_of
 
 #: what a term may need besides the class teachers' outputs of a batch: both modalities of a pair
-#: (``pair``), the photo-vs-sketch classifier (``modality_teacher``), the students (``students``)
+#: (``pair``), the classifier that tells the two modalities apart (``modality_teacher``), the
+#: students (``students``)
 NEEDS = ("pair", "modality_teacher", "students")
 
 
@@ -110,7 +111,8 @@ class BatchNormStatsHooks:
 
 
 class SynthesisState:
-    """What the terms see for one synthesised batch of paired photos and sketches."""
+    """What the terms see for one synthesised batch of pairs of the benchmark's two modalities
+    (``pair``: a :class:`dfbench.api.modalities.ModalityPair`; by default the teachers')."""
 
     def __init__(
         self,
@@ -124,8 +126,10 @@ class SynthesisState:
         memory: dict | None = None,
         temperature: float = 0.1,
         entropy_log_base: float | str = "e",
+        pair=None,
     ):
-        self.images = images  # {"photo": (B,3,S,S), "sketch": (B,3,S,S)}; a method may have one
+        self.pair = pair if pair is not None else pair_of(teachers)
+        self.images = images  # {modality key: (B,3,S,S)} for both modalities; a method may have one
         self.teachers = teachers
         self.variant = variant
         self.students = students
@@ -144,7 +148,7 @@ class SynthesisState:
 
     @property
     def modalities(self):
-        return [m for m in MODALITIES if m in self.images]
+        return [m for m in self.pair.keys if m in self.images]
 
     def _teacher_pass(self):
         if "teacher" in self._cache:
@@ -153,12 +157,13 @@ class SynthesisState:
         if self.variant == "unified" and len(self.modalities) == 2:
             # one pass over both modalities: the unified teacher's BatchNorm statistics are of mixed batches
             teacher = self.teachers["unified"]
-            x = torch.cat([self.images["photo"], self.images["sketch"]])
+            g, q = self.pair.keys
+            x = torch.cat([self.images[g], self.images[q]])
             f = teacher.features(x)
             lg = teacher.head(f)
-            n = self.images["photo"].shape[0]
-            feats = {"photo": f[:n], "sketch": f[n:]}
-            logits = {"photo": lg[:n], "sketch": lg[n:]}
+            n = self.images[g].shape[0]
+            feats = {g: f[:n], q: f[n:]}
+            logits = {g: lg[:n], q: lg[n:]}
         else:
             for m in self.modalities:
                 teacher = self.teachers.for_modality(m, self.variant)
@@ -228,11 +233,12 @@ def one_hot(s: SynthesisState):
 def pair_one_hot(s: SynthesisState):
     """Cross-entropy of both teachers' logits against one label per pair: the class the two
     teachers find jointly most likely (argmax of the summed log-probabilities). Where ``one_hot``
-    lets each estimator sharpen towards its own teacher's argmax (a photo and a sketch of one noise
-    may settle on two classes), this pushes both sides of a pair towards the same class."""
-    log_p = {m: F.log_softmax(s.teacher_logits(m), dim=1) for m in MODALITIES}
-    joint = (log_p["photo"] + log_p["sketch"]).detach().argmax(1)
-    return sum(F.nll_loss(log_p[m], joint) for m in MODALITIES)
+    lets each estimator sharpen towards its own teacher's argmax (the two images of one noise may
+    settle on two classes), this pushes both sides of a pair towards the same class."""
+    g, q = s.pair.keys
+    log_p = {m: F.log_softmax(s.teacher_logits(m), dim=1) for m in (g, q)}
+    joint = (log_p[g] + log_p[q]).detach().argmax(1)
+    return sum(F.nll_loss(log_p[m], joint) for m in (g, q))
 
 
 @term()
@@ -267,22 +273,23 @@ def activation(s: SynthesisState):
 
 @term("modality_teacher")
 def modality(s: SynthesisState):
-    """Modality guidance: BCE(d(photo), 0) + BCE(d(sketch), 1)."""
+    """Modality guidance: BCE(d(gallery image), 0) + BCE(d(query image), 1) (the paper's
+    BCE(d(photo), 0) + BCE(d(sketch), 1))."""
     total = 0
     for m in s.modalities:
         logit = s.modality_logits(m)
-        target = torch.zeros_like(logit) if m == "photo" else torch.ones_like(logit)
+        target = torch.zeros_like(logit) if s.pair.index(m) == 0 else torch.ones_like(logit)
         total = total + F.binary_cross_entropy_with_logits(logit, target)
     return total
 
 
 @term("pair")
 def class_alignment(s: SynthesisState):
-    """KL(p_sketch || p_photo) of the teachers' class distributions for the same noise, the
-    sketch side detached: the pair shows one class."""
-    log_p_photo = F.log_softmax(s.teacher_logits("photo"), dim=1)
-    p_sketch = F.softmax(s.teacher_logits("sketch").detach(), dim=1)
-    return F.kl_div(log_p_photo, p_sketch, reduction="batchmean")
+    """KL(p_query || p_gallery) of the teachers' class distributions for the same noise (the
+    paper's KL(p_sketch || p_photo)), the query side detached: the pair shows one class."""
+    log_p_gallery = F.log_softmax(s.teacher_logits(s.pair.gallery.key), dim=1)
+    p_query = F.softmax(s.teacher_logits(s.pair.query.key).detach(), dim=1)
+    return F.kl_div(log_p_gallery, p_query, reduction="batchmean")
 
 
 @term("students")

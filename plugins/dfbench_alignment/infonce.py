@@ -29,7 +29,7 @@ class PairedInfoNCE(AlignmentLoss):
 
     def __init__(self, ctx, options, students):
         super().__init__(ctx, options, students)
-        self.queues = {"photo": None, "sketch": None}
+        self.queues = {"gallery": None, "query": None}  # earlier embeddings of each side
 
     def state_dict(self) -> dict:
         return {m: (q.cpu() if q is not None else None) for m, q in self.queues.items()}
@@ -51,14 +51,14 @@ class PairedInfoNCE(AlignmentLoss):
         new = emb.detach() if old is None else torch.cat([emb.detach(), old])
         self.queues[modality] = new[:size]
 
-    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
-        p = F.normalize(emb_photo, dim=1)
-        s = F.normalize(emb_sketch, dim=1)
+    def __call__(self, emb_gallery, emb_query, labels_gallery, labels_query):
+        p = F.normalize(emb_gallery, dim=1)
+        s = F.normalize(emb_query, dim=1)
         target = torch.arange(p.shape[0], device=p.device)
         loss = 0.5 * (
-            F.cross_entropy(self._logits(p, s, self.queues["sketch"]), target)
-            + F.cross_entropy(self._logits(s, p, self.queues["photo"]), target)
+            F.cross_entropy(self._logits(p, s, self.queues["query"]), target)
+            + F.cross_entropy(self._logits(s, p, self.queues["gallery"]), target)
         )
-        self._enqueue("photo", p)
-        self._enqueue("sketch", s)
+        self._enqueue("gallery", p)
+        self._enqueue("query", s)
         return loss

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from dfbench.api.alignment import AlignmentLoss
 from dfbench.api.options import Options, option
+from dfbench.api.modalities import pair_of
 
 
 def proxy_anchor_loss(emb: torch.Tensor, labels: torch.Tensor, proxies: torch.Tensor, margin: float, alpha: float) -> torch.Tensor:
@@ -51,13 +52,14 @@ class ProxyAnchorOptions(Options):
 class ProxyAnchor(AlignmentLoss):
     Options = ProxyAnchorOptions
 
-    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
+    def __call__(self, emb_gallery, emb_query, labels_gallery, labels_query):
         m, a = float(self.options["margin"]), float(self.options["alpha"])
         s = self.students
+        gk, qk = pair_of(s).keys
         if s.variant == "unified" and self.options.get("reduction", "joint") == "joint":
-            emb = torch.cat([emb_photo, emb_sketch])
-            labels = torch.cat([labels_photo, labels_sketch])
-            return proxy_anchor_loss(emb, labels, s.proxies("photo"), m, a)
-        return proxy_anchor_loss(emb_photo, labels_photo, s.proxies("photo"), m, a) + proxy_anchor_loss(
-            emb_sketch, labels_sketch, s.proxies("sketch"), m, a
+            emb = torch.cat([emb_gallery, emb_query])
+            labels = torch.cat([labels_gallery, labels_query])
+            return proxy_anchor_loss(emb, labels, s.proxies(gk), m, a)
+        return proxy_anchor_loss(emb_gallery, labels_gallery, s.proxies(gk), m, a) + proxy_anchor_loss(
+            emb_query, labels_query, s.proxies(qk), m, a
         )

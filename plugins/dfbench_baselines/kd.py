@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from dfbench.api.alignment import AlignmentLoss
 from dfbench.api.options import Options, option
 from dfbench.api.errors import ConfigError
+from dfbench.api.modalities import pair_of
 
 
 def kd_loss(student_logits, teacher_logits, temperature: float = 1.0):
@@ -45,11 +46,12 @@ class KnowledgeDistillation(AlignmentLoss):
         if float(options["temperature"]) <= 0:
             raise ConfigError(f"params.alignment.temperature must be positive, got {options['temperature']!r}.")
 
-    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch, photo_logits=None, sketch_logits=None):
-        if photo_logits is None or sketch_logits is None:
+    def __call__(self, emb_gallery, emb_query, labels_gallery, labels_query, gallery_logits=None, query_logits=None):
+        if gallery_logits is None or query_logits is None:
             raise ConfigError("The 'kd' alignment loss needs the teachers' logits of each batch; it runs inside the data-free engine.")
         t = float(self.options["temperature"])
         s = self.students
-        return kd_loss(s.class_logits_from_embedding(emb_photo, "photo"), photo_logits, t) + kd_loss(
-            s.class_logits_from_embedding(emb_sketch, "sketch"), sketch_logits, t
+        gk, qk = pair_of(s).keys
+        return kd_loss(s.class_logits_from_embedding(emb_gallery, gk), gallery_logits, t) + kd_loss(
+            s.class_logits_from_embedding(emb_query, qk), query_logits, t
         )

@@ -27,6 +27,7 @@ from dfbench.api.methods import Method
 from dfbench.api.options import Options, option
 from dfbench.api.teachers import roles_for_variant
 from dfbench_datafree.methods import DAFL, deepinversion_profiles
+from dfbench.api.modalities import pair_of
 
 # -- dfsbir's schedules, per profile (taken from its declaration, never copied) -----------------------
 SCHEDULE_KEYS = ("rounds", "encoder_steps", "batch_size", "replay_size", "fresh_fraction", "readout", "optimizer", "log_every")
@@ -104,8 +105,8 @@ class ClassifierOnly(Method):
         "paper": {"params": {}},
     }
 
-    def teacher_roles(self, params: dict) -> set[str]:
-        return roles_for_variant(params["variant"], modality=False)
+    def teacher_roles(self, params: dict, pair=None) -> set[str]:
+        return roles_for_variant(params["variant"], modality=False, pair=pair)
 
     def fit(self, ctx):
         from dfbench_baselines.embedders import TeacherEmbedder
@@ -157,13 +158,13 @@ class AveragedWeights(Method):
         "paper": {"params": {}},
     }
 
-    def teacher_roles(self, params: dict) -> set[str]:
-        return {"photo", "sketch"}
+    def teacher_roles(self, params: dict, pair=None) -> set[str]:
+        return roles_for_variant("independent", modality=False, pair=pair)
 
     def fit(self, ctx):
         from dfbench_baselines.embedders import ClassifierEmbedder, average_classifiers
 
-        net = average_classifiers(ctx.teachers["photo"], ctx.teachers["sketch"])
+        net = average_classifiers(*(ctx.teachers[m] for m in pair_of(ctx)))
         ctx.extra["averaged"] = net
         return ClassifierEmbedder(net, ctx.params["readout"])
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-PLURAL = {"photo": "photos", "sketch": "sketches"}
 
 
 @click.group("data")
@@ -142,7 +141,8 @@ def check(name, data_root, image_size, skip_bad_images):
     """Load dataset NAME and print its classes, counts and load time."""
     import time
 
-    from dfbench.api.datasets import SPLITS, MODALITIES, DatasetOptions
+    from dfbench.api.datasets import SPLITS, DatasetOptions
+    from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
     from dfbench.api.plugins import registry
 
     import torch  # noqa: F401  (imported before the clock starts: the load time is the dataset's own)
@@ -152,10 +152,11 @@ def check(name, data_root, image_size, skip_bad_images):
     start = time.perf_counter()
     bench = (cls() if isinstance(cls, type) else cls).load(options)
     seconds = time.perf_counter() - start
+    pair = ModalityPair.parse(getattr(cls, "modalities", None) or DEFAULT_DECLARATION, f"dataset '{name}'")
     size = bench.image_size
     click.echo(f"{bench.name}: {bench.num_classes} classes, images {size}x{size}, loaded in {seconds:.2f}s")
     for split in SPLITS:
-        counts = ", ".join(f"{len(bench.get(split, m))} {PLURAL[m]}" for m in MODALITIES)
+        counts = ", ".join(f"{len(bench.get(split, m))} {pair[m].plural}" for m in pair)
         click.echo(f"  {split}: {counts}")
     shown = ", ".join(bench.classes[:12]) + (", ..." if bench.num_classes > 12 else "")
     click.echo(f"  classes: {shown}")

@@ -15,10 +15,10 @@ A second real cross-modal pair, beyond sketches and photos:
   ``train_per_class`` images are train and the next ``test_per_class`` test, resized to
   ``image_size``.
 
-Both are grey, replicated over three channels as sketches are, so every teacher, student and
-method of dfbench runs on them unchanged. Within dfbench's two slots the spoken digits take the
-query side (``sketch``) and the written digits the gallery side (``photo``); the dataset declares
-what each slot holds (:attr:`DigitsDataset.modalities`), and records carry it. The root is
+Both are grey, replicated over three channels, so every teacher, student and method of dfbench
+runs on them unchanged. The dataset declares its two modalities (:attr:`DigitsDataset.modalities`):
+``spoken`` (the queries, audio entering as spectrogram images) and ``written`` (the gallery); its
+image sets, teachers, synthesised batches and records are keyed by these names. The root is
 ``--data-root`` or ``$DFBENCH_DATA``, a folder that holds ``fsdd/`` and ``mnist-test/``.
 """
 
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dfbench.api.datasets import Benchmark, DatasetOptions, DatasetPlugin, default_data_dir
+from dfbench.api.modalities import ModalityPair
 from dfbench.api.errors import ConfigError, DataError
 from dfbench.api.options import Options, option
 
@@ -146,10 +147,12 @@ class DigitsDataset(DatasetPlugin):
 
     name = "digits"
     Options = DigitsOptions
-    #: what each of dfbench's two slots holds here: the query side and the gallery side
+    #: its two modalities (dfbench.api.modalities): spoken digits query a gallery of written ones;
+    #: both enter the networks grey (one channel replicated over three)
     modalities = {
-        "sketch": {"role": "query", "name": "spoken digit", "plural": "spoken digits", "kind": "audio", "as": "log-mel spectrogram image"},
-        "photo": {"role": "gallery", "name": "written digit", "plural": "written digits", "kind": "image", "as": "grey image"},
+        "spoken": {"role": "query", "name": "spoken digit", "plural": "spoken digits", "kind": "audio", "channels": 1,
+                   "as": "log-mel spectrogram image"},
+        "written": {"role": "gallery", "name": "written digit", "plural": "written digits", "kind": "image", "channels": 1},
     }
 
     def resolve_root(self, options: DatasetOptions) -> Path:
@@ -257,15 +260,16 @@ class DigitsDataset(DatasetPlugin):
         sets = {}
         for split in ("train", "test"):
             spec = torch.stack(spoken[split][0]).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
-            sets[(split, "sketch")] = TensorImageSet(spec, torch.tensor(spoken[split][1], dtype=torch.int64))
+            sets[(split, "spoken")] = TensorImageSet(spec, torch.tensor(spoken[split][1], dtype=torch.int64))
             idx = np.concatenate(picked[split][0])
             written = torch.from_numpy(images[idx].astype(np.float32) / 255.0).unsqueeze(1)
             if size != 28:
                 written = F.interpolate(written, size=(size, size), mode="bilinear", align_corners=False)
             written = (written.clamp(0, 1) * 255.0).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-            sets[(split, "photo")] = TensorImageSet(written, torch.tensor(picked[split][1], dtype=torch.int64))
+            sets[(split, "written")] = TensorImageSet(written, torch.tensor(picked[split][1], dtype=torch.int64))
         bench = Benchmark(name=self.name, classes=list(CLASSES), image_size=size, sets=sets, split_manifest=None,
-                          info={"root": str(root), "modalities": self.modalities, "spectrogram": {
+                          modalities=ModalityPair.parse(self.modalities, "dataset 'digits'"),
+                          info={"root": str(root), "spectrogram": {
                               "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP, "mel_bands": size, "top_db": TOP_DB},
                               **counts})
         if skipped:

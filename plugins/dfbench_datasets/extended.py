@@ -41,7 +41,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfbench.api.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, default_data_dir
+from dfbench.api.datasets import SPLITS, Benchmark, DatasetOptions, DatasetPlugin, default_data_dir
+from dfbench.api.modalities import DEFAULT_PAIR
 from dfbench.api.errors import ConfigError, DataError
 from dfbench.api.imageio import make_file_image_set, scan_image_tree
 from dfbench.api.options import Options, option
@@ -52,6 +53,9 @@ log = logging.getLogger("dfbench.datasets")
 
 DEFAULT_TEST_FRACTION = 0.2
 CLASS_SETS = ("all", "zero-shot-test", "zero-shot-train")
+
+#: this dataset's modalities: the default pair's (gallery, query)
+MODALITIES = DEFAULT_PAIR.keys
 
 
 @dataclass

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dfbench.api.datasets import MODALITIES, SPLITS, Benchmark, DatasetOptions, DatasetPlugin, TensorImageSet
+from dfbench.api.datasets import SPLITS, Benchmark, DatasetOptions, DatasetPlugin, TensorImageSet
+from dfbench.api.modalities import DEFAULT_PAIR
 from dfbench.api.errors import ConfigError, DataError, did_you_mean
 from dfbench.api.imageio import make_file_image_set, read_images, scan_image_tree
 from dfbench.api.options import Options, option
@@ -39,6 +40,9 @@ IN_MEMORY_MAX_IMAGES = 50_000
 IN_MEMORY_MAX_BYTES = 1 << 30  # 1 GiB of uint8 pixels
 CACHE_FORMAT = 1
 LAYOUT = "{train,test}/{photo,sketch}/<class>/<image files>"
+
+#: this dataset's modalities: the default pair's (gallery, query)
+MODALITIES = DEFAULT_PAIR.keys
 
 
 @dataclass

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dfbench.api.datasets import MODALITIES, Benchmark, DatasetOptions, DatasetPlugin
+from dfbench.api.datasets import Benchmark, DatasetOptions, DatasetPlugin
+from dfbench.api.modalities import DEFAULT_PAIR
 from dfbench.api.errors import ConfigError
 from dfbench.api.options import Options, option
 from dfbench_datasets.drawing import CLASS_NAMES, SHAPES, render_photo, render_sketch
@@ -45,6 +46,9 @@ GENERATOR = "shapes-v1"
 CLASSES: tuple = CLASS_NAMES
 DEFAULT_TRAIN_PER_CLASS = 120
 DEFAULT_TEST_PER_CLASS = 60
+
+#: this dataset's modalities: the default pair's (gallery, query)
+MODALITIES = DEFAULT_PAIR.keys
 
 
 @dataclass

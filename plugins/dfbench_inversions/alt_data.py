@@ -9,11 +9,11 @@ from typing import Literal
 
 import torch
 
-from dfbench.api.datasets import MODALITIES
 from dfbench.api.errors import ConfigError
 from dfbench.api.inversion import InversionStrategy, SynthBatch
 from dfbench.api.options import Options, option
 from dfbench_inversions.common import refuse_weights, teacher_logits
+from dfbench.api.modalities import pair_of
 
 
 def _as_dict(value, what: str) -> dict:
@@ -45,16 +45,17 @@ class AlternativeData(InversionStrategy):
     ``source_root``, ``source_seed`` and ``source_options`` are its data root, seed and
     ``data.options``. Images of the source's ``split`` are read at the benchmark's image size; at
     most ``max_images`` per modality (a random, seeded subset) are kept in memory and labelled
-    once: the photo judge labels the source photos, the sketch judge the source sketches.
+    once: the source's gallery-side images stand in for the benchmark's gallery modality and are
+    labelled by its judge, the query-side ones likewise (photos and sketches in the default pair).
 
     The benchmark's own train split is never read. When the source has the benchmark's name, it
     must be a generated dataset (no data root) drawn with another seed: by default the benchmark's
     ``data.seed + 1000`` and the benchmark's ``data.options`` (so ``shapes`` on ``shapes`` means
     new images from other random streams). Datasets on disk cannot be their own source.
 
-    Each round draws ``batch_size`` photos (uniformly, or class-balanced over the teacher labels
-    with ``balanced``) and gives each a sketch that the sketch judge put in the same class when the
-    source has one, else a random sketch.
+    Each round draws ``batch_size`` gallery-side images (uniformly, or class-balanced over the
+    teacher labels with ``balanced``) and gives each a query-side image that its judge put in the
+    same class when the source has one, else a random one.
     """
 
     Options = AltDataOptions
@@ -71,22 +72,26 @@ class AlternativeData(InversionStrategy):
         cap = int(options["max_images"])
         if cap < 1:
             raise ConfigError(f"params.inversion.max_images must be at least 1, got {cap}.")
-        for m in MODALITIES:
-            imageset = self.source.get(options["split"], m)
+        self.pair = pair_of(ctx)
+        for m in self.pair:
+            # the source's modality on the same side (its gallery images stand in for the benchmark's gallery)
+            src_key = self.source_pair.side(self.pair[m].role).key
+            imageset = self.source.get(options["split"], src_key)
             n = len(imageset)
             if n == 0:
-                raise ConfigError(f"The alt-data source '{options['source']}' has no {options['split']} {m} images.")
+                raise ConfigError(f"The alt-data source '{options['source']}' has no {options['split']} {src_key} images.")
             idx = torch.randperm(n, generator=self.generator)[:cap].sort().values.tolist()
             images = imageset.load_uint8(idx)  # uint8, kept on the CPU
             self.images[m] = images
             logits = torch.cat([teacher_logits(ctx, self._float(images[i : i + 256]), m, variant) for i in range(0, len(images), 256)])
             self.logits[m] = logits
             self.labels[m] = logits.argmax(1).cpu()
-        order = torch.argsort(self.labels["sketch"], stable=True)
-        counts = torch.bincount(self.labels["sketch"], minlength=ctx.num_classes)
-        self.sketch_order, self.sketch_counts = order, counts
-        self.sketch_starts = torch.cumsum(counts, 0) - counts
-        self.photo_classes = torch.unique(self.labels["photo"])
+        gk, qk = self.pair.keys
+        order = torch.argsort(self.labels[qk], stable=True)
+        counts = torch.bincount(self.labels[qk], minlength=ctx.num_classes)
+        self.query_order, self.query_counts = order, counts
+        self.query_starts = torch.cumsum(counts, 0) - counts
+        self.gallery_classes = torch.unique(self.labels[gk])
         self.last_parts: dict = {}
 
     def _float(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,15 +144,19 @@ class AlternativeData(InversionStrategy):
             cache_dir=self.ctx.cache_dir,
             extra=spec["options"],
         )
+        from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
+
         self.spec = {k: v for k, v in spec.items() if k != "plugin"}
+        self.source_pair = ModalityPair.parse(getattr(spec["plugin"], "modalities", None) or DEFAULT_DECLARATION, f"dataset '{spec['name']}'")
         return spec["plugin"]().load(opts)
 
     def synthesize(self, students) -> SynthBatch:
         n = int(self.options["batch_size"])
         g = self.generator
-        labels_p = self.labels["photo"]
+        gk, qk = self.pair.keys
+        labels_p = self.labels[gk]
         if self.options["balanced"]:
-            classes = self.photo_classes[torch.randint(0, len(self.photo_classes), (n,), generator=g)]
+            classes = self.gallery_classes[torch.randint(0, len(self.gallery_classes), (n,), generator=g)]
             p_idx = torch.empty(n, dtype=torch.long)
             for c in torch.unique(classes).tolist():
                 rows = torch.nonzero(classes == c).flatten()
@@ -156,19 +165,17 @@ class AlternativeData(InversionStrategy):
         else:
             p_idx = torch.randint(0, len(labels_p), (n,), generator=g)
         want = labels_p[p_idx]
-        count = self.sketch_counts[want]
+        count = self.query_counts[want]
         offset = (torch.rand(n, generator=g) * count.clamp_min(1)).long().clamp_max(count.clamp_min(1) - 1)
-        matched = self.sketch_order[(self.sketch_starts[want] + offset).clamp_max(len(self.sketch_order) - 1)]
-        random_sketch = torch.randint(0, len(self.labels["sketch"]), (n,), generator=g)
-        s_idx = torch.where(count > 0, matched, random_sketch)
+        matched = self.query_order[(self.query_starts[want] + offset).clamp_max(len(self.query_order) - 1)]
+        random_query = torch.randint(0, len(self.labels[qk]), (n,), generator=g)
+        s_idx = torch.where(count > 0, matched, random_query)
         dev = self.ctx.device
-        return SynthBatch(
-            self._float(self.images["photo"][p_idx]),
-            self._float(self.images["sketch"][s_idx]),
-            labels_p[p_idx].to(dev),
-            self.labels["sketch"][s_idx].to(dev),
-            self.logits["photo"][p_idx.to(dev)],
-            self.logits["sketch"][s_idx.to(dev)],
+        return SynthBatch.of(
+            self.pair,
+            {gk: self._float(self.images[gk][p_idx]), qk: self._float(self.images[qk][s_idx])},
+            {gk: labels_p[p_idx].to(dev), qk: self.labels[qk][s_idx].to(dev)},
+            {gk: self.logits[gk][p_idx.to(dev)], qk: self.logits[qk][s_idx.to(dev)]},
         )
 
     def state_dict(self) -> dict:

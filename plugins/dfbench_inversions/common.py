@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from dfbench.api.errors import ConfigError
 from dfbench.api.inversion import SynthBatch
 from dfbench.train.terms import BatchNormStatsHooks
+from dfbench.api.modalities import pair_of
 
 TARGET_MODES = ("none", "balanced", "random")
 
@@ -43,44 +44,43 @@ def sample_targets(n: int, num_classes: int, mode: str, gen: torch.Generator) ->
     return torch.cat([torch.randperm(num_classes, generator=gen) for _ in range(reps)])[:n]
 
 
-def pair_by_label(photo_labels: torch.Tensor, sketch_labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Match every photo with a sketch of the same teacher label.
+def pair_by_label(gallery_labels: torch.Tensor, query_labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Match every gallery-side sample with a query-side sample of the same teacher label.
 
-    Returns ``(sketch_index, matched)``: row i pairs photo i with sketch ``sketch_index[i]``. The
-    k-th photo of class c gets the (k mod n_c)-th sketch of class c (n_c sketches of class c), so a
-    class's sketches are all used when it has at least as many photos. A photo whose class no
-    sketch has keeps the sketch of its own row (``matched`` is False there). Both sides hold the
-    same number of samples. Runs on the labels' device without waiting for it.
+    Returns ``(query_index, matched)``: row i pairs gallery sample i with query sample
+    ``query_index[i]``. The k-th gallery sample of class c gets the (k mod n_c)-th query sample of
+    class c (n_c query samples of class c), so a class's query samples are all used when it has at
+    least as many gallery samples. A gallery sample whose class no query sample has keeps the query
+    sample of its own row (``matched`` is False there). Both sides hold the same number of samples.
+    Runs on the labels' device without waiting for it.
     """
-    b = photo_labels.shape[0]
-    device = photo_labels.device
+    b = gallery_labels.shape[0]
+    device = gallery_labels.device
     arange = torch.arange(b, device=device)
-    count_s = torch.bincount(sketch_labels, minlength=num_classes)
+    count_s = torch.bincount(query_labels, minlength=num_classes)
     start_s = torch.cumsum(count_s, 0) - count_s
-    order_s = torch.argsort(sketch_labels, stable=True)
-    count_p = torch.bincount(photo_labels, minlength=num_classes)
+    order_s = torch.argsort(query_labels, stable=True)
+    count_p = torch.bincount(gallery_labels, minlength=num_classes)
     start_p = torch.cumsum(count_p, 0) - count_p
-    order_p = torch.argsort(photo_labels, stable=True)
+    order_p = torch.argsort(gallery_labels, stable=True)
     rank = torch.empty_like(arange)
-    rank[order_p] = arange - start_p[photo_labels[order_p]]  # rank of each photo within its class
-    n = count_s[photo_labels]
+    rank[order_p] = arange - start_p[gallery_labels[order_p]]  # rank of each gallery sample within its class
+    n = count_s[gallery_labels]
     matched = n > 0
-    pos = (start_s[photo_labels] + rank % n.clamp_min(1)).clamp(max=sketch_labels.shape[0] - 1)
+    pos = (start_s[gallery_labels] + rank % n.clamp_min(1)).clamp(max=query_labels.shape[0] - 1)
     return torch.where(matched, order_s[pos], arange), matched
 
 
-def paired_batch(photo, sketch, photo_labels, sketch_labels, photo_logits=None, sketch_logits=None, *, num_classes: int) -> tuple[SynthBatch, torch.Tensor]:
-    """A :class:`SynthBatch` of photos re-paired with sketches by label (:func:`pair_by_label`),
-    and the fraction of rows whose labels agree (a 0-d tensor)."""
-    idx, matched = pair_by_label(photo_labels, sketch_labels, num_classes)
-    batch = SynthBatch(
-        photo,
-        sketch[idx],
-        photo_labels,
-        sketch_labels[idx],
-        photo_logits,
-        None if sketch_logits is None else sketch_logits[idx],
-    )
+def paired_batch(pair, images: dict, labels: dict, logits: dict | None = None, *, num_classes: int) -> tuple[SynthBatch, torch.Tensor]:
+    """A :class:`SynthBatch` of ``pair``'s modalities (a :class:`dfbench.api.modalities.ModalityPair`)
+    whose query side is re-paired with the gallery side by label (:func:`pair_by_label`), and the
+    fraction of rows whose labels agree (a 0-d tensor). ``images``, ``labels``, ``logits``: by
+    modality key (logits may be None, or None for every key)."""
+    g, q = pair.keys
+    idx, matched = pair_by_label(labels[g], labels[q], num_classes)
+    logits = logits or {}
+    out_logits = {g: logits.get(g), q: None if logits.get(q) is None else logits[q][idx]}
+    batch = SynthBatch.of(pair, {g: images[g], q: images[q][idx]}, {g: labels[g], q: labels[q][idx]}, out_logits)
     return batch, matched.float().mean()
 
 
@@ -176,7 +176,7 @@ def bn_modules(ctx, weights: dict, variant: str) -> list:
     if "bn" not in weights:
         return []
     teachers = ctx.teachers
-    return [teachers["unified"]] if variant == "unified" else [teachers["photo"], teachers["sketch"]]
+    return [teachers["unified"]] if variant == "unified" else [teachers[m] for m in pair_of(ctx)]
 
 
 @torch.no_grad()
@@ -203,14 +203,14 @@ def teacher_logits(ctx, images: torch.Tensor, modality: str, variant: str, batch
     return torch.cat(out) if out else torch.empty(0, ctx.num_classes, device=ctx.device)
 
 
-def pair_by_labels(photo_labels: torch.Tensor, sketch_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A permutation ``perm`` of the sketches such that ``sketch_labels[perm[i]] == photo_labels[i]``
-    for as many rows as the two label multisets allow; unmatched rows get the leftover sketches
-    in random order."""
-    n = len(photo_labels)
-    if len(sketch_labels) != n:
-        raise ValueError("pair_by_labels needs as many sketches as photos")
-    pl, sl = photo_labels.cpu(), sketch_labels.cpu()
+def pair_by_labels(gallery_labels: torch.Tensor, query_labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A permutation ``perm`` of the query side such that ``query_labels[perm[i]] == gallery_labels[i]``
+    for as many rows as the two label multisets allow; unmatched rows get the leftover query
+    samples in random order."""
+    n = len(gallery_labels)
+    if len(query_labels) != n:
+        raise ValueError("pair_by_labels needs as many samples on the query side as on the gallery side")
+    pl, sl = gallery_labels.cpu(), query_labels.cpu()
     perm = torch.full((n,), -1, dtype=torch.long)
     used = torch.zeros(n, dtype=torch.bool)
     for c in torch.unique(pl).tolist():
@@ -223,18 +223,21 @@ def pair_by_labels(photo_labels: torch.Tensor, sketch_labels: torch.Tensor, gene
     free_rows = torch.nonzero(perm < 0).flatten()
     left = torch.nonzero(~used).flatten()
     perm[free_rows] = left[torch.randperm(len(left), generator=generator)]
-    return perm.to(photo_labels.device)
+    return perm.to(gallery_labels.device)
 
 
-def batch_from(ctx, photo, sketch, variant, generator, pair: bool) -> SynthBatch:
-    lp = teacher_logits(ctx, photo, "photo", variant)
-    ls = teacher_logits(ctx, sketch, "sketch", variant)
-    yp, ys = lp.argmax(1), ls.argmax(1)
+def batch_from(ctx, images: dict, variant, generator, pair: bool) -> SynthBatch:
+    """A batch of given images ({modality key: images}) labelled by their teachers' argmax, the
+    query side re-paired with the gallery side by label when ``pair``."""
+    modalities = pair_of(ctx)
+    g, q = modalities.keys
+    logits = {m: teacher_logits(ctx, images[m], m, variant) for m in (g, q)}
+    labels = {m: logits[m].argmax(1) for m in (g, q)}
+    images = dict(images)
     if pair:
-        perm = pair_by_labels(yp, ys, generator)
-        sketch, ls, ys = sketch[perm], ls[perm], ys[perm]
-    return SynthBatch(photo, sketch, yp, ys, lp, ls)
-
+        perm = pair_by_labels(labels[g], labels[q], generator)
+        images[q], logits[q], labels[q] = images[q][perm], logits[q][perm], labels[q][perm]
+    return SynthBatch.of(modalities, images, labels, logits)
 
 
 def refuse_weights(strategy: str, weights: dict) -> None:

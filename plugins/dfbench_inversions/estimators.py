@@ -1,10 +1,11 @@
-"""Paired estimators: g_photo(z) and g_sketch(z) from the same noise z (DF-SBIR's estimators).
+"""Paired estimators: one per modality from the same noise z (DF-SBIR's g_photo(z) and g_sketch(z)).
 
 Two architectures (``arch``): ``upsample`` (dfbench's, nearest upsampling + conv + LeakyReLU,
 :class:`dfbench.train.models.Estimator`) and ``convtranspose`` (the release's DCGAN stack,
-:class:`dfbench.train.models.ConvTransposeEstimator`, ``width`` being its ngf). The sketch estimator
-draws one grey channel replicated to three (``sketch_channels: 1``) or three channels of its own
-as in the release (``sketch_channels: 3``).
+:class:`dfbench.train.models.ConvTransposeEstimator`, ``width`` being its ngf). A colour modality's
+estimator draws three channels; a grey modality's (the sketch estimator of the default pair) draws
+one grey channel replicated to three (``sketch_channels: 1``) or three channels of its own as in
+the release (``sketch_channels: 3``; the option keeps the name the release's setting was found under).
 
 Each call of ``synthesize`` takes ``steps`` optimisation steps of both estimators on the weighted
 synthesis terms (students frozen, in eval mode), and returns the pairs of the last step, labelled
@@ -25,17 +26,18 @@ from dfbench.api.options import Options, option, section
 from dfbench.api.inversion import InversionStrategy, SynthBatch
 from dfbench.train.models import ESTIMATOR_ARCHES
 from dfbench.train.terms import BatchNormStatsHooks, SynthesisState, students_frozen, weighted_sum
+from dfbench.api.modalities import pair_of
 
 
 @dataclass
 class EstimatorOptions(Options):
-    z_dim: int = option(256, min=1, help="noise dimension shared by the photo and the sketch estimator")
+    z_dim: int = option(256, min=1, help="noise dimension shared by the two estimators")
     width: int = option(32, min=1, help="channel width of the estimators (convtranspose: the DCGAN ngf)")
     arch: Literal["upsample", "convtranspose"] = option(
         "upsample", help="upsample + conv + LeakyReLU blocks, or the DF-SBIR release's DCGAN ConvTranspose + BatchNorm + ReLU stack"
     )
     sketch_channels: int = option(
-        1, choices=(1, 3), help="channels the sketch estimator draws: 1 (grey, replicated to 3), or 3 (the DF-SBIR release)"
+        1, choices=(1, 3), help="channels the estimator of a grey modality (sketches) draws: 1 (grey, replicated to 3), or 3 (the DF-SBIR release)"
     )
     steps: int = option(1, min=1, help="estimator steps per round")
     batch_size: int = option(64, min=1, help="pairs per estimator step")
@@ -60,19 +62,16 @@ class PairedEstimators(InversionStrategy):
         net = ESTIMATOR_ARCHES[options["arch"]]
         self.num_classes = ctx.num_classes
         in_dim = options["z_dim"] + (self.num_classes if options["conditional"] else 0)
-        self.estimators = torch.nn.ModuleDict(
-            {
-                "photo": net(in_dim, size, channels=3, width=options["width"]),
-                "sketch": net(in_dim, size, channels=int(options["sketch_channels"]), width=options["width"]),
-            }
-        ).to(ctx.device)
+        self.pair = pair_of(ctx)
+        channels = {m: 3 if self.pair[m].channels == 3 else int(options["sketch_channels"]) for m in self.pair}
+        self.estimators = torch.nn.ModuleDict({m: net(in_dim, size, channels=channels[m], width=options["width"]) for m in self.pair}).to(ctx.device)
         ocfg = {**self.defaults["optimizer"], **options["optimizer"]}
         self.opt = build_optimizer(self.estimators.parameters(), ocfg, ctx.perf)
         self.generator = ctx.rng("estimators/noise")
         teachers = ctx.teachers
         self.bn_modules = []
         if "bn" in weights:
-            self.bn_modules = [teachers["unified"]] if variant == "unified" else [teachers["photo"], teachers["sketch"]]
+            self.bn_modules = [teachers["unified"]] if variant == "unified" else [teachers[m] for m in self.pair]
         self.last_parts: dict = {}
         self._train_forward = None  # the DDP-wrapped pair in a data-parallel run (see distribute)
 
@@ -114,14 +113,9 @@ class PairedEstimators(InversionStrategy):
                 opt.step()
         if self._train_forward is not None:
             average_batchnorm(self.estimators)  # every rank holds the same estimators
-        return SynthBatch(
-            images["photo"].detach(),
-            images["sketch"].detach(),
-            state.labels("photo").detach(),
-            state.labels("sketch").detach(),
-            state.teacher_logits("photo").detach(),
-            state.teacher_logits("sketch").detach(),
-        )
+        keys = self.pair.keys
+        return SynthBatch.of(self.pair, {m: images[m].detach() for m in keys}, {m: state.labels(m).detach() for m in keys},
+                             {m: state.teacher_logits(m).detach() for m in keys})
 
     @torch.no_grad()
     def sample(self, n: int) -> dict:

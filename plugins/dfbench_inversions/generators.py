@@ -1,14 +1,14 @@
 """``generators``: one generator per modality, each inverting its own teacher (DAFL, DFAD, ZSKT,
 DFQ, CMI and Fast-Datafree, adapted cross-modally).
 
-The photo generator makes colour images, the sketch generator grey ones (one channel replicated
-over three); each gets its own noise. Every round takes ``steps`` optimisation steps of both on the
+Each modality's generator makes images of its declared channels (colour, or one grey channel
+replicated over three: photos in colour and sketches grey in the default pair); each gets its own noise. Every round takes ``steps`` optimisation steps of both on the
 weighted synthesis terms (students frozen, in eval mode) and returns a batch of pairs.
 
 Options, each one a mechanism of one of the papers:
 
 - ``targets``: ``none`` (DAFL, DFAD, ZSKT, DFQ): samples are labelled by their teacher's argmax,
-  and photos are paired with sketches of the same label (:func:`~dfbench_inversions.common.pair_by_label`);
+  and each gallery-side sample is paired with a query-side sample of the same label (:func:`~dfbench_inversions.common.pair_by_label`);
   ``random``/``balanced`` (CMI, Fast): one target class per row, given to both modalities, used by
   the ``one_hot`` term and as the pair's label.
 - ``conditional``: the generators also receive the target class (one-hot, concatenated to the
@@ -41,13 +41,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from dfbench.api.datasets import MODALITIES
 from dfbench.train.engine import OptimizerOptions, build_optimizer
 from dfbench.api.errors import ConfigError
 from dfbench.api.inversion import InversionStrategy, SynthBatch
 from dfbench.train.models import Estimator
 from dfbench.api.options import Options, option, section
 from dfbench.train.terms import SynthesisState, students_frozen, weighted_sum
+from dfbench.api.modalities import pair_of
 from dfbench_inversions.common import (
     TARGET_MODES,
     bn_hooks,
@@ -112,11 +112,10 @@ class ModalityGenerators(InversionStrategy):
         self.num_classes = ctx.num_classes
         self.in_dim = int(o["z_dim"]) + (self.num_classes if o["conditional"] else 0)
         self.generator = ctx.rng("generators/noise")
+        self.pair = pair_of(ctx)
+        self.keys = self.pair.keys
         self.generators = torch.nn.ModuleDict(
-            {
-                "photo": Estimator(self.in_dim, ctx.image_size, channels=3, width=int(o["width"])),
-                "sketch": Estimator(self.in_dim, ctx.image_size, channels=1, width=int(o["width"])),
-            }
+            {m: Estimator(self.in_dim, ctx.image_size, channels=self.pair[m].channels, width=int(o["width"])) for m in self.keys}
         ).to(ctx.device)
         if o["reinit"]:
             dcgan_init(self.generators, self.generator)
@@ -127,7 +126,7 @@ class ModalityGenerators(InversionStrategy):
             meta_lr = o["meta_lr"] if o["meta_lr"] is not None else float(self.ocfg["lr"]) * int(o["steps"])
             self.meta_opt = build_optimizer(self.generators.parameters(), {**self.ocfg, "lr": meta_lr}, self.ctx.perf)
         self.hooks = bn_hooks(bn_modules(ctx, weights, variant), o["bn_first_layer_scale"], float(o["bn_momentum"]))
-        self.memory: dict = {m: None for m in MODALITIES}
+        self.memory: dict = {m: None for m in self.keys}
         self.last_parts: dict = {}
 
     # -- pieces -----------------------------------------------------------------------------
@@ -205,7 +204,7 @@ class ModalityGenerators(InversionStrategy):
                     p.grad = torch.zeros_like(p)
         nets.train()
         y = self.targets(n)
-        z = {m: self.noise(n) for m in MODALITIES}
+        z = {m: self.noise(n) for m in self.keys}
         z_opt = None
         if o["learnable_z"]:
             for t in z.values():
@@ -217,18 +216,18 @@ class ModalityGenerators(InversionStrategy):
             for step in range(int(o["steps"])):
                 if step > 0 and not o["learnable_z"]:
                     y = self.targets(n)
-                    z = {m: self.noise(n) for m in MODALITIES}
-                out = {m: nets[m](self._input(z[m], y)) for m in MODALITIES}
+                    z = {m: self.noise(n) for m in self.keys}
+                out = {m: nets[m](self._input(z[m], y)) for m in self.keys}
                 images = {m: self._view(x) for m, x in out.items()} if (int(o["jitter"]) > 0 or o["flip"]) else out
                 state = SynthesisState(
                     images,
                     ctx.teachers,
                     self.variant,
                     students,
-                    targets=None if y is None else {m: y for m in MODALITIES},
+                    targets=None if y is None else {m: y for m in self.keys},
                     bn_hooks=self.hooks,
                     views={m: random_resized_crop(x, float(o["crop_scale"]), self.generator) for m, x in out.items()} if contrastive else None,
-                    memory={m: self._memory_sample(m) for m in MODALITIES} if contrastive else None,
+                    memory={m: self._memory_sample(m) for m in self.keys} if contrastive else None,
                     temperature=float(o["temperature"]),
                     **self.term_inputs,
                 )
@@ -255,13 +254,13 @@ class ModalityGenerators(InversionStrategy):
         if hasattr(self.hooks, "update_ema"):
             self.hooks.update_ema()
         if contrastive:
-            for m in MODALITIES:
+            for m in self.keys:
                 self._remember(m, state.teacher_features(m))
         if int(o["samples"]) > 0:
             return self._fresh_samples(nets, int(o["samples"]) * n)
         exact = images is out  # the teachers saw exactly the returned images: keep their logits
-        labels = {m: state.labels(m).detach() for m in MODALITIES}
-        logits = {m: state.teacher_logits(m).detach() if exact else None for m in MODALITIES}
+        labels = {m: state.labels(m).detach() for m in self.keys}
+        logits = {m: state.teacher_logits(m).detach() if exact else None for m in self.keys}
         return self._batch({m: x.detach() for m, x in out.items()}, labels, logits, y is not None)
 
     def _meta_update(self, adapted) -> None:
@@ -279,17 +278,15 @@ class ModalityGenerators(InversionStrategy):
     @torch.no_grad()
     def _fresh_samples(self, nets, total: int) -> SynthBatch:
         y = self.targets(total)
-        out = {m: nets[m](self._input(self.noise(total), y)) for m in MODALITIES}
-        logits = {m: self.ctx.teachers.for_modality(m, self.variant)(out[m]) for m in MODALITIES}
-        labels = {m: logits[m].argmax(1) if y is None else y for m in MODALITIES}
+        out = {m: nets[m](self._input(self.noise(total), y)) for m in self.keys}
+        logits = {m: self.ctx.teachers.for_modality(m, self.variant)(out[m]) for m in self.keys}
+        labels = {m: logits[m].argmax(1) if y is None else y for m in self.keys}
         return self._batch(out, labels, logits, y is not None)
 
     def _batch(self, images: dict, labels: dict, logits: dict, targeted: bool) -> SynthBatch:
         if targeted:  # rows already pair one target class
-            return SynthBatch(images["photo"], images["sketch"], labels["photo"], labels["sketch"], logits["photo"], logits["sketch"])
-        batch, agree = paired_batch(
-            images["photo"], images["sketch"], labels["photo"], labels["sketch"], logits["photo"], logits["sketch"], num_classes=self.num_classes
-        )
+            return SynthBatch.of(self.pair, images, labels, logits)
+        batch, agree = paired_batch(self.pair, images, labels, logits, num_classes=self.num_classes)
         self.last_parts = {**self.last_parts, "paired": agree}
         return batch
 

@@ -1,17 +1,17 @@
 """``pixels``: images optimised directly with Adam, one batch per round (DeepInversion, Yin et al.
 CVPR 2020; the inversion behind ADI and the Meta-Data baseline).
 
-Each round starts a fresh batch of photos and sketches from Gaussian noise (sketches as one grey
-channel replicated over three, like real sketches) and takes ``steps`` Adam steps on the
+Each round starts a fresh batch of both modalities' images from Gaussian noise (a grey modality
+such as sketches as one grey channel replicated over three, like the real ones) and takes ``steps`` Adam steps on the
 weighted synthesis terms; the teachers see a randomly jittered and mirrored view at each step
 (``jitter``, ``flip``), and pixels are kept in [-1, 1], the range of real images.
 
 Class targets (``targets``): ``balanced`` or ``random`` draw one target class per row and give it
 to *both* modalities (``SynthesisState(targets=...)``: the ``one_hot`` term becomes the
-cross-entropy to that class), so row i is a photo and a sketch of one class and the rows are
-labelled by their targets. ``none`` inverts without targets (for instance only the ``bn`` term, as
-the Meta-Data baseline does): samples are labelled by the teachers' argmax and photos are paired
-with sketches of the same label.
+cross-entropy to that class), so row i is a pair of one class and the rows are labelled by their
+targets. ``none`` inverts without targets (for instance only the ``bn`` term, as the Meta-Data
+baseline does): samples are labelled by the teachers' argmax and the query side is paired with the
+gallery side by label.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Literal
 
 import torch
 
-from dfbench.api.datasets import MODALITIES
 from dfbench.train.engine import OptimizerOptions, build_optimizer
 from dfbench.api.errors import ConfigError
 from dfbench.api.inversion import InversionStrategy, SynthBatch
 from dfbench.api.options import Options, option, section
 from dfbench.train.terms import SynthesisState, students_frozen, weighted_sum
 from dfbench_inversions.common import TARGET_MODES, bn_hooks, bn_modules, check_choice, jitter_flip, paired_batch, sample_targets
+from dfbench.api.modalities import pair_of
 
 
 
@@ -42,7 +42,7 @@ class PixelOptions(Options):
     jitter: int = option(2, min=0, help="the teachers' view is rolled by up to this many pixels (0: no jitter)")
     flip: bool = option(True, help="the teachers' view is mirrored at random")
     init_std: float = option(1.0, min=0.0, min_exclusive=True, help="standard deviation of the initial noise (clamped to [-1, 1])")
-    grey_sketches: bool = option(True, help="sketches optimised as one grey channel")
+    grey_sketches: bool = option(True, help="grey modalities (sketches in the default pair) optimised as one grey channel")
     bn_first_layer_scale: float = option(1.0, min=0.0, help="weight of the first BatchNorm layer in the bn term")
     bn_momentum: float = option(0.0, min=0.0, max=1.0, max_exclusive=True, help="> 0: match a moving average of batch statistics (Fast)")
 
@@ -62,7 +62,7 @@ class PixelInversion(InversionStrategy):
         self.last_parts: dict = {}
 
     def _channels(self, m: str) -> int:
-        return 1 if m == "sketch" and self.options["grey_sketches"] else 3
+        return 1 if pair_of(self.ctx)[m].channels == 1 and self.options["grey_sketches"] else 3
 
     @staticmethod
     def _rgb(x: torch.Tensor) -> torch.Tensor:
@@ -73,10 +73,10 @@ class PixelInversion(InversionStrategy):
         ctx = self.ctx
         n, size = int(o["batch_size"]), ctx.image_size
         y = sample_targets(n, ctx.num_classes, o["targets"], self.generator)
-        targets = None if y is None else {m: y.to(ctx.device) for m in MODALITIES}
+        targets = None if y is None else {m: y.to(ctx.device) for m in pair_of(ctx)}
         pixels = {
             m: (torch.randn(n, self._channels(m), size, size, generator=self.generator) * float(o["init_std"])).clamp_(-1, 1).to(ctx.device).requires_grad_()
-            for m in MODALITIES
+            for m in pair_of(ctx)
         }
         opt = build_optimizer(pixels.values(), self.ocfg, ctx.perf)
         with students_frozen(students), self.hooks:
@@ -94,13 +94,11 @@ class PixelInversion(InversionStrategy):
             self.hooks.update_ema()
         images = {m: self._rgb(x.detach()) for m, x in pixels.items()}
         with torch.no_grad():
-            logits = {m: ctx.teachers.for_modality(m, self.variant)(images[m]) for m in MODALITIES}
+            logits = {m: ctx.teachers.for_modality(m, self.variant)(images[m]) for m in pair_of(ctx)}
         if targets is not None:
-            return SynthBatch(images["photo"], images["sketch"], targets["photo"], targets["sketch"], logits["photo"], logits["sketch"])
-        labels = {m: logits[m].argmax(1) for m in MODALITIES}
-        batch, agree = paired_batch(
-            images["photo"], images["sketch"], labels["photo"], labels["sketch"], logits["photo"], logits["sketch"], num_classes=ctx.num_classes
-        )
+            return SynthBatch.of(pair_of(ctx), images, targets, logits)
+        labels = {m: logits[m].argmax(1) for m in pair_of(ctx)}
+        batch, agree = paired_batch(pair_of(ctx), images, labels, logits, num_classes=ctx.num_classes)
         self.last_parts = {**self.last_parts, "paired": agree}
         return batch
 

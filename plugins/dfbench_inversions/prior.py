@@ -17,6 +17,7 @@ from dfbench.api.errors import ConfigError
 from dfbench.api.inversion import InversionStrategy, SynthBatch
 from dfbench.api.options import Options, option
 from dfbench_inversions.common import batch_from, refuse_weights
+from dfbench.api.modalities import pair_of
 
 
 @dataclass
@@ -26,18 +27,18 @@ class PriorOptions(Options):
     std: float = option(1.0, min=0.0, min_exclusive=True, help="standard deviation of each pixel's draw")
     squash: Literal["tanh", "clamp"] = option("tanh", help="how draws are mapped into the image range [-1, 1]")
     resolution: int | None = option(None, min=1, help="side of the noise grid (null: the image size, i.i.d. pixels)")
-    pair_by_label: bool = option(True, help="pair photos with sketches of the same teacher label where the labels allow")
+    pair_by_label: bool = option(True, help="pair the two modalities' images by teacher label where the labels allow")
 
 
 class GaussianPrior(InversionStrategy):
     """Images from a Gaussian prior in image space (the paper's "Gaussian Prior" baseline).
 
-    Each pixel is ``mean + std * N(0, 1)`` independently; photos draw three channels, sketches one
-    channel replicated over three (grey, like real sketches). ``squash`` maps the draws into the
+    Each pixel is ``mean + std * N(0, 1)`` independently; a colour modality (photos) draws three
+    channels, a grey one (sketches) one channel replicated over three, like the real ones. ``squash`` maps the draws into the
     image range [-1, 1]: ``tanh`` (smooth) or ``clamp``. ``resolution`` (default: none, the image
     size) draws the noise on a coarser grid, bilinearly upsampled: a spatially correlated Gaussian
     prior. Small teachers tend to put all i.i.d. pixel noise in one class; coarse noise spreads
-    their labels. Photos and sketches are drawn independently and then paired by teacher label
+    their labels. The two modalities are drawn independently and then paired by teacher label
     where the labels allow (``pair_by_label``).
     """
 
@@ -63,7 +64,7 @@ class GaussianPrior(InversionStrategy):
         """``n`` images of ``modality`` from the prior, (n, 3, S, S) in [-1, 1] on the run's device."""
         size = self.ctx.image_size
         res = self.options["resolution"] or size
-        channels = 3 if modality == "photo" else 1
+        channels = pair_of(self.ctx)[modality].channels
         x = torch.randn(n, channels, res, res, generator=self.generator)
         x = float(self.options["mean"]) + float(self.options["std"]) * x
         if res != size:
@@ -73,8 +74,8 @@ class GaussianPrior(InversionStrategy):
 
     def synthesize(self, students) -> SynthBatch:
         n = int(self.options["batch_size"])
-        photo, sketch = self.draw(n, "photo"), self.draw(n, "sketch")
-        return batch_from(self.ctx, photo, sketch, self.variant, self.generator, bool(self.options["pair_by_label"]))
+        images = {m: self.draw(n, m) for m in pair_of(self.ctx)}
+        return batch_from(self.ctx, images, self.variant, self.generator, bool(self.options["pair_by_label"]))
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

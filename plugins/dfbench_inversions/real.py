@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from dfbench.api.datasets import MODALITIES
 from dfbench.api.errors import ConfigError
 from dfbench.api.inversion import InversionStrategy, SynthBatch
 from dfbench.api.options import Options, option
 from dfbench_inversions.common import refuse_weights
+from dfbench.api.modalities import pair_of
 
 
 def _shift_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 3) -> torch.Tensor:
@@ -62,39 +62,42 @@ class RealPairs(InversionStrategy):
             )
         refuse_weights("real", weights)
         bench = ctx.benchmark
-        self.sets = {m: bench.get("train", m) for m in MODALITIES}
-        labels = {m: self.sets[m].labels.cpu() for m in MODALITIES}
+        self.pair = pair_of(ctx)
+        gk, qk = self.pair.keys
+        self.sets = {m: bench.get("train", m) for m in self.pair}
+        labels = {m: self.sets[m].labels.cpu() for m in self.pair}
         c = ctx.num_classes
-        counts = torch.bincount(labels["sketch"], minlength=c)
-        self.sketch_order = torch.argsort(labels["sketch"], stable=True)
-        self.sketch_counts = counts
-        self.sketch_starts = torch.cumsum(counts, 0) - counts
-        self.photo_pool = torch.nonzero(counts[labels["photo"]] > 0).flatten()
-        if len(self.photo_pool) == 0:
-            raise ConfigError("The benchmark's train split has no class with both photos and sketches.")
-        self.photo_labels = labels["photo"]
+        counts = torch.bincount(labels[qk], minlength=c)
+        self.query_order = torch.argsort(labels[qk], stable=True)
+        self.query_counts = counts
+        self.query_starts = torch.cumsum(counts, 0) - counts
+        self.gallery_pool = torch.nonzero(counts[labels[gk]] > 0).flatten()
+        if len(self.gallery_pool) == 0:
+            raise ConfigError(f"The benchmark's train split has no class with both {self.pair.gallery.plural} and {self.pair.query.plural}.")
+        self.gallery_labels = labels[gk]
         self.generator = ctx.rng("real-pairs/draws")
         self.last_parts: dict = {}
 
     def sample_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices into the train photos and sketches of ``n`` class-matched pairs."""
+        """Indices into the train images of the gallery and the query modality of ``n`` class-matched pairs."""
         g = self.generator
-        p_idx = self.photo_pool[torch.randint(0, len(self.photo_pool), (n,), generator=g)]
-        y = self.photo_labels[p_idx]
-        count = self.sketch_counts[y]
+        p_idx = self.gallery_pool[torch.randint(0, len(self.gallery_pool), (n,), generator=g)]
+        y = self.gallery_labels[p_idx]
+        count = self.query_counts[y]
         offset = (torch.rand(n, generator=g) * count).long().clamp_max(count - 1)
-        s_idx = self.sketch_order[self.sketch_starts[y] + offset]
+        s_idx = self.query_order[self.query_starts[y] + offset]
         return p_idx, s_idx
 
     def synthesize(self, students) -> SynthBatch:
         n = int(self.options["batch_size"])
         p_idx, s_idx = self.sample_indices(n)
         dev = self.ctx.device
-        photo = self.sets["photo"].batch(p_idx.tolist(), dev)
-        sketch = self.sets["sketch"].batch(s_idx.tolist(), dev)
+        gk, qk = self.pair.keys
+        gallery = self.sets[gk].batch(p_idx.tolist(), dev)
+        query = self.sets[qk].batch(s_idx.tolist(), dev)
         if self.options["augment"]:
-            photo, sketch = _shift_flip(photo, self.generator), _shift_flip(sketch, self.generator)
-        return SynthBatch(photo, sketch, self.sets["photo"].labels[p_idx].to(dev), self.sets["sketch"].labels[s_idx].to(dev))
+            gallery, query = _shift_flip(gallery, self.generator), _shift_flip(query, self.generator)
+        return SynthBatch.of(self.pair, {gk: gallery, qk: query}, {gk: self.sets[gk].labels[p_idx].to(dev), qk: self.sets[qk].labels[s_idx].to(dev)})
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dfbench.api.datasets import MODALITIES
+from dfbench.api.modalities import pair_of
 from dfbench.train.models import build_classifier, freeze
 
 
@@ -56,10 +56,11 @@ def build_teacher(role: str, tcfg: dict, num_classes: int, image_size: int):
     )
 
 
-def overlap_classes(num_classes: int, overlap: float, seed: int) -> dict:
+def overlap_classes(num_classes: int, overlap: float, seed: int, pair=None) -> dict:
     """Classes each modality's teacher learns when they share only a fraction ``overlap`` of them
     (the paper's partial-overlap experiment): ``round(overlap * C)`` shared classes, the others
-    split evenly between photo-only and sketch-only ones, by a permutation seeded with ``seed``."""
+    split evenly between the gallery modality's and the query modality's own (photo-only and
+    sketch-only in the default pair), by a permutation seeded with ``seed``."""
     from dfbench.api.errors import ConfigError
 
     if not 0.0 < float(overlap) <= 1.0:
@@ -71,20 +72,23 @@ def overlap_classes(num_classes: int, overlap: float, seed: int) -> dict:
     shared = max(1, round(float(overlap) * num_classes))
     rest = order[shared:]
     half = (len(rest) + 1) // 2
-    return {"photo": set(order[:shared] + rest[:half]), "sketch": set(order[:shared] + rest[half:])}
+    g, q = pair.keys if pair is not None else pair_of(None).keys
+    return {g: set(order[:shared] + rest[:half]), q: set(order[:shared] + rest[half:])}
 
 
 def role_data(benchmark, role: str, split: str, classes: dict | None = None):
     """[(image set, constant label or None, allowed classes or None)] the teacher of ``role``
     learns from (``split='train'``) or is tested on. ``classes`` (from :func:`overlap_classes`)
     limits what each modality's teacher sees in training."""
-    sets = {m: benchmark.get(split, m) for m in MODALITIES}
-    allowed = classes if (classes is not None and split == "train") else {"photo": None, "sketch": None}
-    if role in MODALITIES:
+    pair = pair_of(benchmark)
+    g, q = pair.keys
+    sets = {m: benchmark.get(split, m) for m in pair}
+    allowed = classes if (classes is not None and split == "train") else {g: None, q: None}
+    if role in pair:
         return [(sets[role], None, allowed[role])]
     if role == "unified":
-        return [(sets["photo"], None, allowed["photo"]), (sets["sketch"], None, allowed["sketch"])]
-    return [(sets["photo"], 0, None), (sets["sketch"], 1, None)]  # modality: constant labels
+        return [(sets[g], None, allowed[g]), (sets[q], None, allowed[q])]
+    return [(sets[g], 0, None), (sets[q], 1, None)]  # modality: constant labels, gallery 0, query 1
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tensor:
@@ -157,8 +161,9 @@ def evaluate_teacher(model, role: str, benchmark, device, batch_size: int = 512)
     result = {}
     correct_all = total_all = 0
     split = benchmark.selection_split
+    g, q = pair_of(benchmark).keys
     for imageset, const, _ in role_data(benchmark, role, split):
-        modality = "photo" if imageset is benchmark.get(split, "photo") else "sketch"
+        modality = g if imageset is benchmark.get(split, g) else q
         correct = 0
         for x, y in imageset.iter_batches(batch_size, device):
             out = model(x)

@@ -32,6 +32,7 @@ from dfbench.api.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.api.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, overlap_classes, pretrained_identity, role_config, train_teacher
 from dfbench_teachers.options import PROFILES, TeacherOptions
+from dfbench.api.modalities import pair_of
 
 CACHE_VERSION = 4  # 3: the data's content revision, the device type and the thread count entered the key;
 # 4: initialisation and training order drawn from named random streams (dfbench.api.rng)
@@ -109,7 +110,7 @@ class TrainedTeachers(TeacherLoader):
                 with ctx.reporter.task(f"teacher {role}", total=int(epochs)) as task:
                     classes = None
                     if float(tcfg.get("class_overlap", 1.0)) < 1.0:
-                        classes = overlap_classes(ctx.num_classes, tcfg["class_overlap"], ctx.seed)
+                        classes = overlap_classes(ctx.num_classes, tcfg["class_overlap"], ctx.seed, pair_of(ctx))
                     train_teacher(model, role, ctx.benchmark, tcfg, ctx.device, seed, task, classes)
                     acc = evaluate_teacher(model, role, ctx.benchmark, ctx.device)
                     task.note(f"{ctx.benchmark.selection_split} acc {acc['all']:.3f}")

@@ -88,10 +88,10 @@ class CrossModalTriplet(AlignmentLoss):
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
             raise ConfigError(f"params.alignment.margin must be a number >= 0, got {margin!r}.")
 
-    def __call__(self, emb_photo, emb_sketch, labels_photo, labels_sketch):
+    def __call__(self, emb_gallery, emb_query, labels_gallery, labels_query):
         margin, mining = float(self.options["margin"]), self.options["mining"]
-        loss = triplet_loss(emb_sketch, emb_photo, labels_sketch, labels_photo, margin, mining)
+        loss = triplet_loss(emb_query, emb_gallery, labels_query, labels_gallery, margin, mining)
         if self.options["symmetric"]:
-            back = triplet_loss(emb_photo, emb_sketch, labels_photo, labels_sketch, margin, mining)
+            back = triplet_loss(emb_gallery, emb_query, labels_gallery, labels_query, margin, mining)
             loss = 0.5 * (loss + back)
         return loss

@@ -89,3 +89,60 @@ def test_a_dataset_with_a_bad_declaration_is_a_one_paragraph_error(tmp_path):
     assert res.exit_code == 2, res.output
     assert "must declare two modalities" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob("*.json"))
+
+
+class _Renamed:
+    """A third pair, made in a test: the embedded shapes under keys of its own ('drawing' queries
+    against a 'picture' gallery), declared and registered as any third-party dataset is."""
+
+    from dfbench import hookimpl
+
+    @hookimpl
+    def dfbench_register_datasets(self, register):
+        from dfbench.api.datasets import DatasetPlugin
+
+        class Renamed(DatasetPlugin):
+            needs_data_root = False
+            modalities = {
+                "drawing": {"role": "query", "name": "drawing", "plural": "drawings", "kind": "image", "channels": 1},
+                "picture": {"role": "gallery", "name": "picture", "plural": "pictures", "kind": "image", "channels": 3},
+            }
+
+            def load(self, options):
+                from dfbench_datasets.shapes import ShapesDataset
+
+                bench = ShapesDataset().load(options)
+                rename = {"sketch": "drawing", "photo": "picture"}
+                bench.sets = {(split, rename[m]): s for (split, m), s in bench.sets.items()}
+                bench.name = "renamed-pair"
+                return bench
+
+        register("renamed-pair", Renamed, description="shapes under other modality keys")
+
+
+@pytest.mark.parametrize("method", ["dfsbir", "meta-data", "kd-real"])
+def test_a_third_pair_runs_with_no_change_to_the_core_and_gives_the_default_pairs_numbers(method, tmp_path):
+    """The same images under other keys: every number of the run is the default pair's (the keys
+    name things, they draw no random numbers), and the record speaks of the pair's own names."""
+    import json
+
+    from click.testing import CliRunner
+
+    from dfbench.api.plugins import get_plugins
+    from dfbench.app.cli import cli
+
+    smoke = ["--method", method, "--profile", "smoke", "--quiet", "--device", "cpu", "--set", "data.options.train_per_class=12",
+             "--set", "data.options.test_per_class=6", "--set", "params.rounds=4", "--cache-dir", str(tmp_path / "cache")]
+    records = {}
+    with get_plugins().registered(_Renamed(), name="renamed-pair-test"):
+        for dataset in ("shapes", "renamed-pair"):
+            res = CliRunner().invoke(cli, ["run", "--dataset", dataset, "--results", str(tmp_path / dataset), *smoke])
+            assert res.exit_code == 0, res.output
+            [path] = list((tmp_path / dataset / dataset / method).glob("*.json"))
+            records[dataset] = json.loads(path.read_text())
+    base, renamed = records["shapes"], records["renamed-pair"]
+    assert renamed["status"] == "completed" and renamed["metrics"] == base["metrics"]
+    assert renamed["synthesis"] == base["synthesis"]
+    roles = set(renamed["teachers"])
+    assert not {"photo", "sketch"} & roles and roles - {"unified", "modality"} <= {"drawing", "picture"}
+    assert set(renamed["data"]["counts"]) == {k.replace("photo", "picture").replace("sketch", "drawing") for k in base["data"]["counts"]}

@@ -101,6 +101,13 @@ class ModalityPair:
         """0 for the gallery side, 1 for the query side: the modality classifier's label."""
         return self.keys.index(key)
 
+    def stream_name(self, key: str) -> str:
+        """The name random streams of the side ``key`` is on use (``teachers/<name>/order``): the
+        default pair's key for that side, whatever this pair calls it, so that a run's random
+        draws do not depend on the names a dataset gives its modalities (and default-pair runs
+        keep the streams they always had)."""
+        return DEFAULT_PAIR.side(self[key].role).key if key in self else key
+
     def declaration(self) -> dict:
         """The declaration (query side first), as records carry it (``data.modalities``)."""
         return {self.query.key: self.query.declaration(), self.gallery.key: self.gallery.declaration()}

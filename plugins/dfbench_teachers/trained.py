@@ -100,11 +100,12 @@ class TrainedTeachers(TeacherLoader):
                     entry = None  # unreadable cache: train again
             if entry is None:
                 start = time.perf_counter()
-                seed = stream_seed(ctx.seed, f"teachers/{role}/order")  # the training order (batches, augmentation)
+                stream = pair_of(ctx).stream_name(role)  # named by side: the modalities' names draw no numbers
+                seed = stream_seed(ctx.seed, f"teachers/{stream}/order")  # the training order (batches, augmentation)
                 # class teachers start from one shared initialisation unless shared_init is off, as
                 # the paper's teachers were all fine-tuned from one pretrained network
                 shared = tcfg.get("shared_init", True) and role != "modality"
-                with Streams(ctx.seed).scope("teachers/init" if shared else f"teachers/{role}/init"):
+                with Streams(ctx.seed).scope("teachers/init" if shared else f"teachers/{stream}/init"):
                     model = build_teacher(role, tcfg, ctx.num_classes, ctx.image_size)
                 epochs = role_config(tcfg, role)["epochs"]
                 with ctx.reporter.task(f"teacher {role}", total=int(epochs)) as task:

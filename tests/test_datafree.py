@@ -297,6 +297,30 @@ def test_generator_reinitialisation_resets_weights():
     assert all(torch.equal(w0[k], v) for k, v in _weights(kept.generators).items() if "running" not in k)
 
 
+def test_output_norm_standardises_every_generated_batch():
+    """DAFL's output BatchNorm: in training mode each batch's last pre-activation has mean 0 and
+    variance 1 per channel, over the batch and its pixels, whatever the weights; off by default."""
+    from dfbench.train.models import Estimator
+
+    torch.manual_seed(0)
+    z = torch.randn(16, 8)
+    plain, normed = Estimator(8, 16, channels=1, width=4), Estimator(8, 16, channels=1, width=4, output_norm=True)
+    normed.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        normed.net[-3].bias.fill_(5.0)  # a last layer driven into saturation: plain tanh gives white images
+        plain.net[-2].bias.fill_(5.0)
+    x_plain, x_normed = plain.train()(z), normed.train()(z)
+    assert x_normed.abs().max() <= 1.0 and x_normed.shape == x_plain.shape == (16, 3, 16, 16)
+    pre = torch.atanh(x_normed[:, 0].clamp(-0.999999, 0.999999))
+    assert abs(pre.mean().item()) < 1e-3 and abs(pre.std().item() - 1.0) < 0.05  # standardised over the batch
+    assert x_plain.min() > 0.99 and x_normed.std() > 0.3 and x_normed.mean().abs() < 0.2  # saturated without, spread with
+    # off by default: the generators strategy builds exactly the networks it built before the option
+    ctx = _ctx()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) and not m.affine for m in _generators(ctx, {"one_hot": 1.0}).generators.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) and not m.affine
+               for m in _generators(ctx, {"one_hot": 1.0}, output_norm=True).generators.modules())
+
+
 @pytest.mark.parametrize("meta", ["reptile", "fomaml"])
 def test_meta_generators_adapt_a_copy_and_move_towards_it(meta):
     ctx = _ctx()

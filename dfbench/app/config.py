@@ -54,6 +54,8 @@ HASH_NEUTRAL_DEFAULTS = (
     (("teachers", "weights"), "none"),
     (("teachers", "modality_weights"), "none"),
     (("data", "split_seed"), "data"),
+    # DAFL's output normalisation of the generators (dfbench_inversions.generators)
+    (("params", "inversion", "output_norm"), False),
 )
 
 # Free-form sub-trees (validated by their owners).

@@ -168,9 +168,13 @@ class Estimator(nn.Module):
     tanh. At 32 px and width 32 it costs about 20 MMAC per image, like the small teacher CNN.
 
     ``channels=1`` produces grey images (sketches), replicated to 3 channels on output.
+    ``output_norm``: the last conv's output is batch-normalised per channel (no affine) before the
+    tanh, as DAFL's generator normalises its output batch (Chen et al. 2019, release): each batch's
+    pixels then have mean 0 and variance 1 per channel before the tanh, never a blank or saturated
+    batch (rows may still repeat one image: the statistics are over the batch and its pixels).
     """
 
-    def __init__(self, z_dim: int = 256, image_size: int = 32, channels: int = 3, width: int = 64):
+    def __init__(self, z_dim: int = 256, image_size: int = 32, channels: int = 3, width: int = 64, output_norm: bool = False):
         super().__init__()
         self.z_dim = z_dim
         self.channels = channels
@@ -189,7 +193,7 @@ class Estimator(nn.Module):
                 nn.LeakyReLU(0.2, inplace=True),
             ]
             c = nc
-        blocks += [nn.Conv2d(c, channels, 3, padding=1), nn.Tanh()]
+        blocks += [nn.Conv2d(c, channels, 3, padding=1), *([nn.BatchNorm2d(channels, affine=False)] if output_norm else []), nn.Tanh()]
         self.net = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,9 @@ Options, each one a mechanism of one of the papers:
   at least ``crop_scale``, mirrored at random) and a memory of ``memory_size`` earlier samples'
   teacher features, of which ``negatives`` serve as extra negatives at each step (``temperature``).
 - ``bn_momentum`` > 0: the ``bn`` term matches a moving average of batch statistics (Fast).
+- ``output_norm``: each generator's last layer batch-normalises its output per channel (no affine)
+  before the tanh, the adaptation of DAFL's release (its generator ends in ``BatchNorm2d(channels,
+  affine=False)``; here before the tanh, so images stay in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ class GeneratorOptions(Options):
     temperature: float = option(0.1, min=0.0, min_exclusive=True, help="contrastive: InfoNCE temperature")
     bn_momentum: float = option(0.0, min=0.0, max=1.0, max_exclusive=True, help="> 0: bn matches a moving average of batch statistics (Fast)")
     bn_first_layer_scale: float = option(1.0, min=0.0, help="weight of the first BatchNorm layer in the bn term")
+    output_norm: bool = option(
+        False, help="DAFL's release: each generator's output batch normalised per channel (BatchNorm, no affine, before the tanh): "
+        "mean 0 and variance 1 over the batch and its pixels, never a blank or saturated batch"
+    )
     optimizer: OptimizerOptions = section(
         OptimizerOptions, help="the generators' optimiser", name="adam", lr=1e-3, betas=[0.5, 0.999], weight_decay=0.0
     )
@@ -115,7 +122,8 @@ class ModalityGenerators(InversionStrategy):
         self.pair = pair_of(ctx)
         self.keys = self.pair.keys
         self.generators = torch.nn.ModuleDict(
-            {m: Estimator(self.in_dim, ctx.image_size, channels=self.pair[m].channels, width=int(o["width"])) for m in self.keys}
+            {m: Estimator(self.in_dim, ctx.image_size, channels=self.pair[m].channels, width=int(o["width"]), output_norm=bool(o["output_norm"]))
+             for m in self.keys}
         ).to(ctx.device)
         if o["reinit"]:
             dcgan_init(self.generators, self.generator)

@@ -146,3 +146,18 @@ def test_a_third_pair_runs_with_no_change_to_the_core_and_gives_the_default_pair
     roles = set(renamed["teachers"])
     assert not {"photo", "sketch"} & roles and roles - {"unified", "modality"} <= {"drawing", "picture"}
     assert set(renamed["data"]["counts"]) == {k.replace("photo", "picture").replace("sketch", "drawing") for k in base["data"]["counts"]}
+
+
+def test_teachers_compare_by_side_whatever_a_record_calls_its_modalities():
+    """Two records that name one modality differently (a record made before the modality-keyed
+    contract called the spoken digits 'sketch') still compare their teachers role by role."""
+    from dfbench.app.records import same_teachers
+
+    def record(roles: dict, declared):
+        return {"teachers": {k: {"weights_sha256": v} for k, v in roles.items()}, "data": {"modalities": declared}}
+
+    old = record({"photo": "a", "sketch": "b"}, None)  # the default pair's names
+    new = record({"written": "a", "spoken": "b"}, DIGITS)
+    other = record({"written": "a", "spoken": "c"}, DIGITS)
+    assert same_teachers(old, new) and same_teachers(new, old)
+    assert not same_teachers(old, other) and not same_teachers(new, other)

@@ -109,7 +109,7 @@ def records_frame(records: list[dict]):
             "teachers": _teacher_variant(r),
             # the teachers themselves (their weights' digests), and their config: rows of one teacher config
             # must have run, seed by seed, on the same teachers (see :func:`mark_other_teachers`)
-            "teacher_run": {"teachers": r.get("teachers") or {}},
+            "teacher_run": {"teachers": r.get("teachers") or {}, "data": {"modalities": (r.get("data") or {}).get("modalities")}},
             "teacher_config": json.dumps((r.get("config") or {}).get("teachers"), sort_keys=True),
             "readout": _param(r, "readout"),
             "space": readout_space(_param(r, "readout")),

@@ -430,12 +430,28 @@ def environment(device) -> dict:
 
 def teacher_names(record: dict) -> dict[str, tuple]:
     """Each teacher role a record's run loaded -> (the weights' digest or None, the cache entry's file
-    name, the teacher's accuracy). Records made before digests were recorded have only the other two."""
+    name, the teacher's accuracy). Records made before digests were recorded have only the other two.
+    A modality's own classifier is named by its side (``query``, ``gallery``: the record's
+    ``data.modalities``, else the default pair's), so that two records that call a modality by two
+    names still compare their teachers role by role."""
     out = {}
     for role, t in (record.get("teachers") or {}).items():
         if isinstance(t, dict):
-            out[role] = (t.get("weights_sha256"), Path(str(t.get("cache") or "")).name, json.dumps(t.get("accuracy"), sort_keys=True))
+            out[_side_of(record, role)] = (t.get("weights_sha256"), Path(str(t.get("cache") or "")).name,
+                                           json.dumps(t.get("accuracy"), sort_keys=True))
     return out
+
+
+def _side_of(record: dict, role: str) -> str:
+    """``role`` of a record's teachers with a modality's key replaced by its side."""
+    from dfbench.api.modalities import DEFAULT_PAIR, ModalityPair
+
+    declared = (record.get("data") or {}).get("modalities")
+    try:
+        pair = ModalityPair.parse(declared) if declared else DEFAULT_PAIR
+    except ValueError:
+        pair = DEFAULT_PAIR
+    return pair[role].role if role in pair else role
 
 
 def pinned_teachers(store: Path | None = None) -> frozenset:

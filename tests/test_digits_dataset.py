@@ -154,3 +154,28 @@ def test_data_free_methods_run_on_the_pair_keyed_by_its_modalities(method, share
     assert {"spoken", "written"} <= set(rec["teachers"]) and not {"photo", "sketch"} & set(rec["teachers"])
     assert rec["data"]["modalities"]["spoken"]["role"] == "query" and rec["data"]["modalities"]["written"]["channels"] == 1
     assert set(rec["data"]["counts"]) >= {"train/spoken", "test/written"}
+
+
+def test_the_checkpoint_loader_takes_any_pairs_teachers_by_side(shared_data, tmp_path):
+    """teachers.checkpoints.query / .gallery name the files of a pair whose modalities are not the
+    default pair's; a missing one is named by the option to set."""
+    import json
+
+    from dfbench.app.cli import cli
+
+    common = ["--method", "classifier-only", "--dataset", "digits", "--profile", "smoke", "--quiet", "--device", "cpu",
+              "--set", "data.options.train_per_class=20", "--set", "data.options.test_per_class=5", "--cache-dir", str(tmp_path / "cache")]
+    res = CliRunner().invoke(cli, ["run", *common, "--results", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    [path] = list((tmp_path / "a").rglob("classifier-only/*.json"))
+    rec = json.loads(path.read_text())
+    spoken, written = rec["teachers"]["spoken"]["cache"], rec["teachers"]["written"]["cache"]
+    ok = CliRunner().invoke(cli, ["run", *common, "--results", str(tmp_path / "b"), "--set", "teachers.loader=checkpoint",
+                                  "--set", f"teachers.checkpoints.query={spoken}", "--set", f"teachers.checkpoints.gallery={written}"])
+    assert ok.exit_code == 0, ok.output
+    [path_b] = list((tmp_path / "b").rglob("classifier-only/*.json"))
+    rec_b = json.loads(path_b.read_text())
+    assert rec_b["metrics"] == rec["metrics"] and rec_b["teachers"]["spoken"]["checkpoint"] == spoken
+    missing = CliRunner().invoke(cli, ["run", *common, "--results", str(tmp_path / "c"), "--set", "teachers.loader=checkpoint",
+                                       "--set", f"teachers.checkpoints.query={spoken}"])
+    assert missing.exit_code == 2 and "teachers.checkpoints.gallery is not set" in missing.output and "Traceback" not in missing.output

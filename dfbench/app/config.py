@@ -54,6 +54,9 @@ HASH_NEUTRAL_DEFAULTS = (
     (("teachers", "weights"), "none"),
     (("teachers", "modality_weights"), "none"),
     (("data", "split_seed"), "data"),
+    # checkpoint files given by side, for any modality pair (dfbench_teachers.checkpoint)
+    (("teachers", "checkpoints", "query"), None),
+    (("teachers", "checkpoints", "gallery"), None),
     # DAFL's output normalisation of the generators (dfbench_inversions.generators)
     (("params", "inversion", "output_norm"), False),
 )

@@ -8,15 +8,17 @@ class count) is reported with the expected and found shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from dfbench.api.errors import TeacherError
+from dfbench.api.modalities import pair_of
 from dfbench.train.models import freeze
 from dfbench.api.safeload import UnreadableTorchFile, load_torch_file
 from dfbench.api.teachers import TeacherLoader, TeacherSet
 from dfbench_teachers.common import build_teacher, evaluate_teacher, role_config, teacher_outputs
-from dfbench_teachers.options import PROFILES, TeacherOptions
+from dfbench_teachers.options import PROFILES, CheckpointPaths, TeacherOptions
 
 
 class CheckpointTeachers(TeacherLoader):
@@ -27,17 +29,21 @@ class CheckpointTeachers(TeacherLoader):
         tcfg = ctx.config["teachers"]
         paths = tcfg.get("checkpoints") or {}
         models, accuracy, info = {}, {}, {}
+        pair = pair_of(ctx)
+        fields = {f.name for f in dataclasses.fields(CheckpointPaths)}
         for role in sorted(roles):
-            raw = paths.get(role)
+            side = pair[role].role if role in pair else None  # a modality's classifier may be given by its side
+            key = role if role in fields else side  # the option that names this role's file
+            raw = paths.get(role) or (paths.get(side) if side else None)
             if not raw:
                 raise TeacherError(
                     f"The checkpoint teacher loader needs a file for the '{role}' teacher, but "
-                    f"teachers.checkpoints.{role} is not set. Pass --set teachers.checkpoints.{role}=PATH "
+                    f"teachers.checkpoints.{key} is not set. Pass --set teachers.checkpoints.{key}=PATH "
                     f"(this method needs: {', '.join(sorted(roles))}), or use --set teachers.loader=trained."
                 )
             path = Path(raw).expanduser()
             if not path.is_file():
-                raise TeacherError(f"Teacher checkpoint {path} (role '{role}') does not exist. Check teachers.checkpoints.{role}.")
+                raise TeacherError(f"Teacher checkpoint {path} (role '{role}') does not exist. Check teachers.checkpoints.{key}.")
             try:
                 blob = load_torch_file(path)  # no code runs from the file (dfbench.api.safeload)
             except UnreadableTorchFile as exc:

@@ -20,6 +20,8 @@ class CheckpointPaths(Options):
     sketch: str | None = option(None, help="state dict of the sketch classifier (loader: checkpoint)")
     modality: str | None = option(None, help="state dict of the photo-vs-sketch classifier (loader: checkpoint)")
     unified: str | None = option(None, help="state dict of the classifier of both modalities (loader: checkpoint)")
+    query: str | None = option(None, help="state dict of the query modality's classifier, for any pair (loader: checkpoint)")
+    gallery: str | None = option(None, help="state dict of the gallery modality's classifier, for any pair (loader: checkpoint)")
 
 
 @dataclass

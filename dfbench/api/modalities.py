@@ -142,6 +142,12 @@ class ModalityPair:
 DEFAULT_PAIR = ModalityPair.parse(DEFAULT_DECLARATION, "the default pair")
 
 
+def declared_pair(dataset_class, name: str) -> ModalityPair:
+    """The pair a dataset class declares (its ``modalities``; the default pair when it declares
+    none); :class:`ValueError` naming the dataset when the declaration does not parse."""
+    return ModalityPair.parse(getattr(dataset_class, "modalities", None) or DEFAULT_DECLARATION, f"dataset '{name}'")
+
+
 def pair_of(obj) -> ModalityPair:
     """The pair of a benchmark, a run context or anything holding one (``.modalities`` or
     ``.benchmark.modalities``); the default pair when it holds none."""

@@ -268,11 +268,11 @@ class Checker:
     def _load_dataset(self, entry, extra: dict):
         from dfbench.api.datasets import DatasetOptions
 
-        from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
+        from dfbench.api.modalities import declared_pair
 
         opts = DatasetOptions(image_size=32, seed=self.seed, cache_dir=self.cache_dir, extra=dict(extra))
         cls = entry.load()
-        pair = ModalityPair.parse(getattr(cls, "modalities", None) or DEFAULT_DECLARATION, f"dataset {entry.name}")
+        pair = declared_pair(cls, entry.name)
         bench = cls().load(opts)
         if hasattr(bench, "modalities"):
             bench.modalities = pair

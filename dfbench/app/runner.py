@@ -181,12 +181,11 @@ def dataset_modalities(name: str):
     (:attr:`dfbench.api.datasets.DatasetPlugin.modalities`; a :class:`dfbench.api.modalities.ModalityPair`).
     A declaration that does not parse is a plugin error that says what is wrong."""
     from dfbench.api.errors import DataError
-    from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
+    from dfbench.api.modalities import declared_pair
     from dfbench.api.plugins import registry
 
-    declared = getattr(registry("datasets").load(name), "modalities", None) or DEFAULT_DECLARATION
     try:
-        return ModalityPair.parse(declared, f"dataset '{name}'")
+        return declared_pair(registry("datasets").load(name), name)
     except ValueError as exc:
         raise DataError(f"{exc}. Fix the dataset plugin's `modalities` declaration (docs/plugins.md).") from None
 

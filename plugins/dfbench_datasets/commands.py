@@ -142,7 +142,7 @@ def check(name, data_root, image_size, skip_bad_images):
     import time
 
     from dfbench.api.datasets import SPLITS, DatasetOptions
-    from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
+    from dfbench.api.modalities import declared_pair
     from dfbench.api.plugins import registry
 
     import torch  # noqa: F401  (imported before the clock starts: the load time is the dataset's own)
@@ -152,7 +152,7 @@ def check(name, data_root, image_size, skip_bad_images):
     start = time.perf_counter()
     bench = (cls() if isinstance(cls, type) else cls).load(options)
     seconds = time.perf_counter() - start
-    pair = ModalityPair.parse(getattr(cls, "modalities", None) or DEFAULT_DECLARATION, f"dataset '{name}'")
+    pair = declared_pair(cls, name)
     size = bench.image_size
     click.echo(f"{bench.name}: {bench.num_classes} classes, images {size}x{size}, loaded in {seconds:.2f}s")
     for split in SPLITS:

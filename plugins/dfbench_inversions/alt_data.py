@@ -144,10 +144,10 @@ class AlternativeData(InversionStrategy):
             cache_dir=self.ctx.cache_dir,
             extra=spec["options"],
         )
-        from dfbench.api.modalities import DEFAULT_DECLARATION, ModalityPair
+        from dfbench.api.modalities import declared_pair
 
         self.spec = {k: v for k, v in spec.items() if k != "plugin"}
-        self.source_pair = ModalityPair.parse(getattr(spec["plugin"], "modalities", None) or DEFAULT_DECLARATION, f"dataset '{spec['name']}'")
+        self.source_pair = declared_pair(spec["plugin"], spec["name"])
         return spec["plugin"]().load(opts)
 
     def synthesize(self, students) -> SynthBatch:

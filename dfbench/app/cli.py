@@ -68,13 +68,21 @@ def _fail_interrupted(message: str, exc: BaseException):
 
 @click.group(cls=DfbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dfbench")
-def cli():
+@click.option("--cpu-kernels", type=click.Choice(("native", "avx2", "default"), case_sensitive=False), default="native",
+              envvar="DFBENCH_CPU_KERNELS", show_default=True,
+              help="Run torch's, oneDNN's and MKL's CPU kernels at this instruction set rather than the CPU's own, so "
+                   "that runs match records made on a smaller CPU bit for bit (dfbench/app/cpu_kernels.py).")
+def cli(cpu_kernels):
     """dfbench: benchmarks for data-free cross-modal learning (data-free SBIR).
 
     \b
     First run (embedded dataset, no download; about a minute on 2 cores):
       dfbench run --method classifier-only
     """
+    if cpu_kernels.lower() != "native":
+        from dfbench.app import cpu_kernels as kernels
+
+        kernels.use(cpu_kernels)
 
 
 def escape(text) -> str:
@@ -299,6 +307,7 @@ def reproduce(record, tolerance, results, cache_dir, device, quiet):
     from dfbench.app import reproduce as repro
     from dfbench.app.records import pin_code_state
 
+    held = None if str(device or "").startswith("cuda") else _record_kernels(record)
     pin_code_state()
     _plugins()
     try:
@@ -308,8 +317,36 @@ def reproduce(record, tolerance, results, cache_dir, device, quiet):
         _interrupted(exc, False)
     for line in outcome.lines():
         click.echo(line)
+    if held:
+        click.echo(f"  CPU kernels held at the record's {held} on this {kernels_native()} CPU (dfbench --cpu-kernels)")
     if outcome.verdict == "different":
         sys.exit(1)
+
+
+def _record_kernels(path: Path) -> str | None:
+    """Hold the CPU kernels at the record's when this CPU's are larger and torch has not loaded yet:
+    the capability held to, else None (the record is read as plain JSON, before torch)."""
+    from dfbench.app import cpu_kernels
+
+    try:
+        env = json.loads(Path(path).read_text(encoding="utf-8")).get("env") or {}
+    except (OSError, ValueError, AttributeError):
+        return None  # reproduce itself says what is wrong with the file
+    if str(env.get("device", "cpu")).startswith("cuda"):
+        return None
+    choice = cpu_kernels.for_record(env.get("cpu") if isinstance(env.get("cpu"), dict) else None)
+    if choice == "native":
+        return None
+    try:
+        return cpu_kernels.use(choice)
+    except DfbenchError:  # torch already loaded (an in-process caller): the rerun names the difference
+        return None
+
+
+def kernels_native() -> str:
+    from dfbench.app import cpu_kernels
+
+    return cpu_kernels.native_capability() or "unknown"
 
 
 @cli.command()

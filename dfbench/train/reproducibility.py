@@ -67,9 +67,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the variables that hold torch's, oneDNN's and MKL's CPU kernels below the CPU's own
+#: (:mod:`dfbench.app.cpu_kernels`)
+LIMIT_VARIABLES = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def kernel_limits() -> dict:
+    """Those of :data:`LIMIT_VARIABLES` set in this process's environment."""
+    return {k: os.environ[k] for k in LIMIT_VARIABLES if os.environ.get(k)}
+
+
 def cpu_kind() -> dict:
     """The CPU's model and the vector kernels torch dispatches to (AVX2, AVX512, ...): another kind
-    of CPU sums in another order, so the same recipe trains other last bits on it."""
+    of CPU sums in another order, so the same recipe trains other last bits on it. ``limits``: the
+    variables that held the kernels below the CPU's own, when any was set."""
     import torch
 
-    return {"model": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability()}
+    kind = {"model": cpu_model(), "capability": torch.backends.cpu.get_cpu_capability()}
+    limits = kernel_limits()
+    if limits:
+        kind["limits"] = limits
+    return kind

@@ -192,3 +192,34 @@ def test_sketchy_reads_the_real_subset_from_the_data_folder(shared_data, monkeyp
     assert bench.num_classes == 125 and "alarm_clock" in bench.classes
     assert bench.counts() == {"train/photo": 2250, "train/sketch": 2250, "test/photo": 625, "test/sketch": 625,
                               "val/photo": 250, "val/sketch": 250}
+
+
+def test_the_teacher_optimizer_is_an_option_whose_default_keeps_every_hash_and_cache_key(tmp_path):
+    """``teachers.optimizer``: adamw (the default, as teachers always trained) or sgd with momentum;
+    at its default neither the config hash nor a teacher's cache entry moves."""
+    from dfbench.app.config import config_hash
+    from dfbench_teachers.common import make_optimizer
+
+    base = config_hash(_resolved())
+    assert config_hash(_resolved("teachers.optimizer=adamw")) == base
+    assert config_hash(_resolved("teachers.optimizer=sgd")) != base
+    net = torch.nn.Linear(3, 2)
+    assert isinstance(make_optimizer(net, {"lr": 0.1, "weight_decay": 0.0}), torch.optim.AdamW)
+    sgd = make_optimizer(net, {"lr": 0.1, "weight_decay": 1e-4, "optimizer": "sgd"})
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0.9
+
+    def teacher_files(*sets):
+        results, cache = tmp_path / "r", tmp_path / "cache"
+        res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--profile", "smoke", "--device", "cpu", "--quiet",
+                                       "--results", str(results), "--cache-dir", str(cache), "--force",
+                                       "--set", "data.options.train_per_class=12", "--set", "data.options.test_per_class=6",
+                                       *sum((["--set", s] for s in sets), [])])
+        assert res.exit_code == 0, res.output
+        return sorted(p.name for p in (cache / "teachers").glob("*.pt"))
+
+    default = teacher_files()
+    assert teacher_files("teachers.optimizer=adamw") == default  # the same entries: read, not trained again
+    with_sgd = teacher_files("teachers.optimizer=sgd")
+    assert len(with_sgd) == 2 * len(default)  # sgd teachers are their own entries
+    res = CliRunner().invoke(cli, ["run", "--method", "classifier-only", "--profile", "smoke", "--set", "teachers.optimizer=lbfgs"])
+    assert res.exit_code == 2 and "teachers.optimizer" in error_paragraph(res.output)

@@ -57,6 +57,8 @@ HASH_NEUTRAL_DEFAULTS = (
     # checkpoint files given by side, for any modality pair (dfbench_teachers.checkpoint)
     (("teachers", "checkpoints", "query"), None),
     (("teachers", "checkpoints", "gallery"), None),
+    # the teachers' optimizer (dfbench_teachers.common.make_optimizer)
+    (("teachers", "optimizer"), "adamw"),
     # DAFL's output normalisation of the generators (dfbench_inversions.generators)
     (("params", "inversion", "output_norm"), False),
 )

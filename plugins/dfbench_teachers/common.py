@@ -112,8 +112,17 @@ def _gather(parts, device):
     return torch.cat(xs).to(device), torch.cat(ys).to(device)
 
 
+def make_optimizer(model, tcfg: dict):
+    """The teacher optimizer ``tcfg['optimizer']`` names: AdamW (decoupled weight decay), or SGD with
+    momentum 0.9 and L2 weight decay."""
+    lr, decay = float(tcfg["lr"]), float(tcfg["weight_decay"])
+    if tcfg.get("optimizer", "adamw") == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=decay)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
+
+
 def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, task=None, classes: dict | None = None):
-    """Train ``model`` for ``tcfg['epochs']`` epochs (AdamW, cosine schedule, augmentation)."""
+    """Train ``model`` for ``tcfg['epochs']`` epochs (``tcfg['optimizer']``, one-cycle schedule, augmentation)."""
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
     x_all, y_all = _gather(role_data(benchmark, role, "train", classes), device)
@@ -122,7 +131,7 @@ def train_teacher(model, role: str, benchmark, tcfg: dict, device, seed: int, ta
     steps_per_epoch = max(1, n // bs)
     tcfg = role_config(tcfg, role)
     epochs = int(tcfg["epochs"])
-    opt = torch.optim.AdamW(model.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
+    opt = make_optimizer(model, tcfg)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(tcfg["lr"]), total_steps=epochs * steps_per_epoch, pct_start=0.15)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen).to(device)

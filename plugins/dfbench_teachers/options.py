@@ -9,6 +9,7 @@ training keys, ``checkpoint`` the ``checkpoints`` paths. Per-profile values live
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from dfbench.api.options import Arch
 from dfbench.api.options import Options, option, section
@@ -41,6 +42,10 @@ class TeacherOptions(Options):
     modality_epochs: int = option(2, min=1, help="training epochs of the photo-vs-sketch classifier")
     modality_weights: str = option("none", help="initial weights of the photo-vs-sketch classifier's backbone (as weights)")
     batch_size: int = option(64, min=1, help="teacher training batch")
+    optimizer: Literal["adamw", "sgd"] = option(
+        "adamw", help="teacher optimizer: adamw, or sgd with momentum 0.9 (the usual recipe for fine-tuning ImageNet "
+        "weights: its steps follow the gradient, so weights the data do not pull on stay where they started)"
+    )
     lr: float = option(0.002, min=0.0, min_exclusive=True, help="teacher learning rate")
     weight_decay: float = option(5e-4, min=0.0, help="teacher weight decay")
     augment: bool = option(True, help="random crops and flips while teachers train")

@@ -57,6 +57,8 @@ def cache_key(ctx, role: str) -> str:
         tcfg.pop("weights", None)  # keys made before pretrained weights existed stay valid
     else:
         tcfg["weights"] = pretrained_identity(ctx.config["teachers"], role)["weights"]  # the file's digest, not its path
+    if tcfg.get("optimizer", "adamw") == "adamw":
+        tcfg.pop("optimizer", None)  # keys made before the optimizer was an option stay valid
     bench = ctx.benchmark
     ident = {
         "v": CACHE_VERSION,

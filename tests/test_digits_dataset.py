@@ -156,6 +156,37 @@ def test_data_free_methods_run_on_the_pair_keyed_by_its_modalities(method, share
     assert set(rec["data"]["counts"]) >= {"train/spoken", "test/written"}
 
 
+def _method_names():
+    from dfbench.api.plugins import registry
+
+    return sorted(registry("methods").names())
+
+
+@pytest.fixture(scope="module")
+def digits_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("digits-cache")  # the smoke teachers, trained once for every method
+
+
+@pytest.mark.parametrize("method", _method_names())
+def test_every_registered_method_runs_on_the_pair(method, shared_data, tmp_path, digits_cache):
+    """Each method at its defaults (its default teachers: unified, modality or per side) completes on
+    the spoken-written pair, with teachers named by the pair's roles only."""
+    import json
+    import math
+
+    from dfbench.app.cli import cli
+
+    res = CliRunner().invoke(cli, ["run", "--method", method, "--dataset", "digits", "--profile", "smoke", "--limit", "6",
+                                   "--results", str(tmp_path / "r"), "--cache-dir", str(digits_cache), "--quiet",
+                                   "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    [path] = list((tmp_path / "r" / "digits" / method).glob("*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "completed", rec.get("error")
+    assert set(rec["teachers"]) <= {"spoken", "written", "unified", "modality"} and rec["teachers"], sorted(rec["teachers"])
+    assert math.isfinite(rec["metrics"]["mAP@all"]) and 0.0 < rec["metrics"]["mAP@all"] <= 1.0
+
+
 def test_the_checkpoint_loader_takes_any_pairs_teachers_by_side(shared_data, tmp_path):
     """teachers.checkpoints.query / .gallery name the files of a pair whose modalities are not the
     default pair's; a missing one is named by the option to set."""

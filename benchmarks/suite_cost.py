@@ -17,7 +17,9 @@ that row's fastest run.
 Prints one markdown row per suite row: seeds done, mean wall seconds per run (train phase and the
 whole run), the row's hours so far, and an estimate for its missing seeds (the row's own mean, else its
 method's in the suite, else, for a row on the data-free budget, the mean over the budget rows; a row
-with none of these gets no estimate).
+with none of these gets no estimate). A row estimated from runs on another budget (``params.budget``:
+a 4x row from its 1x row, say) has their training phase scaled by the ratio of the budgets, the
+rest of the run (teachers, evaluation) kept as it is.
 """
 
 from __future__ import annotations
@@ -39,21 +41,23 @@ def main(argv=None) -> None:
 
     rows: dict[str, dict] = {}
     for run in result.runs:
-        row = rows.setdefault(run.item.label, {"method": run.item.method, "total": [], "train": [], "cpu": [], "todo": 0, "budget": False})
+        budget = _budget(run.item.overrides)
+        row = rows.setdefault(run.item.label, {"method": run.item.method, "total": [], "train": [], "cpu": [], "todo": 0,
+                                               "budget": budget is not None, "passes": budget, "runs": []})
         record = run.record() or {}
-        row["budget"] = row["budget"] or "params.budget" in str(run.item.overrides)
         if record.get("status") == "completed":
             timing = record.get("timing") or {}
             row["total"].append(float(timing.get("total", 0.0)))
             row["train"].append(float(timing.get("train", 0.0)))
             row["cpu"].append(timing.get("cpu"))
+            row["runs"].append((row["total"][-1], row["train"][-1], budget))
         else:
             row["todo"] += 1
 
-    spent = [t for row in rows.values() if row["budget"] for t in row["total"]]
+    spent = [r for row in rows.values() if row["budget"] for r in row["runs"]]
     by_method: dict[str, list] = {}
     for row in rows.values():
-        by_method.setdefault(row["method"], []).extend(row["total"])
+        by_method.setdefault(row["method"], []).extend(row["runs"])
     print(f"| {result.suite.name} row | seeds done | train s/run | total s/run | hours so far | hours to do | CPU hours so far |")
     print("|---|---|---|---|---|---|---|")
     done_h = todo_h = 0.0
@@ -63,8 +67,8 @@ def main(argv=None) -> None:
     for label, row in rows.items():
         # the row's own mean, else its method's; the data-free rows' mean stands in only for a row that
         # spends the same budget (a row without one, such as avg-weights, may train nothing at all)
-        same = row["total"] or by_method[row["method"]] or (spent if row["budget"] else [])
-        per_run = mean(same) if same else None
+        same = row["runs"] or by_method[row["method"]] or (spent if row["budget"] else [])
+        per_run = mean(_scaled(r, row["passes"]) for r in same) if same else None
         hours = sum(row["total"]) / 3600
         todo = None if per_run is None else row["todo"] * per_run / 3600
         done_h += hours
@@ -100,6 +104,27 @@ def main(argv=None) -> None:
           + (f" ({unknown} of them with no estimate)" if unknown else "")
           + f"; about {done_h + todo_h:.1f} h in all, at one thread per run (an upper bound on CPU-hours)."
           + f" One row per method ({len(first_of_method)} methods): about {sum(first_of_method.values()):.1f} h.")
+
+
+def _budget(overrides) -> int | None:
+    """The run's data-free budget (teacher image passes) where the suite sets one."""
+    for item in overrides or ():
+        key, _, value = str(item).partition("=")
+        if key.strip() == "params.budget":
+            try:
+                return int(float(value))
+            except ValueError:
+                return None
+    return None
+
+
+def _scaled(run: tuple, passes: int | None) -> float:
+    """A run's wall seconds as a run on ``passes`` would spend them: the training phase scales with
+    the budget, the rest (teachers, evaluation) does not."""
+    total, train, budget = run
+    if passes and budget and passes != budget:
+        return total - train + train * passes / budget
+    return total
 
 
 def _cpu_cell(cpu: list) -> str:

@@ -304,6 +304,16 @@ def test_suite_cost_names_rows_whose_records_carry_cpu_time_only_in_part():
     assert cell([3600.0, None, 1800.0]) == "1.50 (2/3 runs)"
 
 
+def test_suite_cost_scales_an_estimate_from_another_budget_by_its_training_phase():
+    script = _script("suite_cost")
+    assert script._budget(["data.image_size=64", "params.budget=51200"]) == 51200
+    assert script._budget(["params.rounds=100000"]) is None
+    # a 1x run of 730 s, 725 of them training: a 4x run trains 4 x 725 s and keeps the other 5 s
+    assert script._scaled((730.0, 725.0, 51200), 204800) == pytest.approx(5 + 4 * 725)
+    assert script._scaled((730.0, 725.0, 51200), 51200) == 730.0
+    assert script._scaled((6.0, 0.0, None), 204800) == 6.0  # a run with no budget is not scaled
+
+
 def test_suite_cost_sums_the_records_wall_times(shared_data, capsys):
     """benchmarks/suite_cost.py: a row's seeds done and hours are those of its committed records."""
     done = _committed("qd-cifar10", "dfsbir (proxy)")

@@ -18,7 +18,8 @@ prints mAP@all on its test split for:
 
 RECORD's teachers must be in the cache (their files are named in the record); when they are not,
 `dfbench reproduce RECORD --cache-dir DIR` trains them there first (bit for bit on a CPU with the
-record's kernels). Readout: class probabilities, cosine, as both rows. CPU, one thread.
+record's kernels). Readout: class probabilities, cosine, as both rows. On the CPU with one thread
+unless ``--device`` / ``--threads`` say otherwise (the GPU check runs it on CUDA at 224 px).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("record", type=Path)
     ap.add_argument("--cache-dir", type=Path, default=None, help="where the record's teachers are (default: the paths it names)")
+    ap.add_argument("--device", default="cpu", help="where the readouts run (cpu, cuda)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
     args = ap.parse_args(argv)
 
     import torch
@@ -44,7 +47,8 @@ def main(argv=None) -> int:
     from dfbench.app.runner import load_benchmark
     from dfbench.train.metrics import retrieval_metrics
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     get_plugins()
     from dfbench_baselines.embedders import average_classifiers
     from dfbench_teachers.common import build_teacher
@@ -64,7 +68,7 @@ def main(argv=None) -> int:
             return 2
         net = build_teacher(side, cfg["teachers"], len(bench.classes), cfg["data"]["image_size"])
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
-        nets[side] = net.eval()
+        nets[side] = net.to(device).eval()
 
     def test_images(side):
         s = bench.get("test", side)
@@ -75,7 +79,7 @@ def main(argv=None) -> int:
     @torch.no_grad()
     def probs(net, x):
         net.eval()
-        return torch.cat([F.softmax(net.head(net.features(x[i:i + 256])), 1) for i in range(0, len(x), 256)])
+        return torch.cat([F.softmax(net.head(net.features(x[i:i + 256].to(device))), 1).cpu() for i in range(0, len(x), 256)])
 
     def with_statistics_of(net, src):
         out = copy.deepcopy(net)
@@ -94,7 +98,7 @@ def main(argv=None) -> int:
                 m.momentum = None  # a cumulative mean over every batch
         out.train()
         for i in range(0, len(x), 256):
-            out.features(x[i:i + 256])
+            out.features(x[i:i + 256].to(device))
         return out.eval()
 
     def mixed(a):

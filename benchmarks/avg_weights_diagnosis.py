@@ -55,7 +55,9 @@ def main(argv=None) -> int:
 
     rec = json.loads(args.record.read_text())
     cfg = rec["config"]
-    bench = load_benchmark(cfg, args.cache_dir or Path("."))
+    # the cache the record's teachers name (<cache>/teachers/<file>), so nothing is written beside the caller
+    cache = args.cache_dir or Path(next(iter(rec["teachers"].values()))["cache"]).parent.parent
+    bench = load_benchmark(cfg, cache)
     pair = pair_of(bench)
     q, g = pair.query.key, pair.gallery.key
     nets = {}

@@ -91,3 +91,40 @@ def test_kernels_that_cannot_be_had_are_a_one_paragraph_error():
     if cpu_kernels.native_capability() == "DEFAULT":
         res = _dfbench("--cpu-kernels", "avx2", "list")
         assert res.returncode == 2 and "this CPU's are DEFAULT" in res.stderr
+
+
+def _suite(tmp_path, kernels):
+    suite = tmp_path / "held.yaml"
+    suite.write_text(
+        "profile: smoke\nseeds: [0]\ndatasets: [shapes]\n"
+        + (f"cpu_kernels: {kernels}\n" if kernels is not None else "")
+        + "set: {data.options.train_per_class: 24, data.options.test_per_class: 12}\n"
+        "runs:\n  - {method: classifier-only, label: classifier-only}\n"
+    )
+    return suite
+
+
+def test_a_suite_names_its_cpu_kernels_or_is_told_which_it_can(tmp_path):
+    from dfbench.app import suites
+
+    assert suites.load_suite(_suite(tmp_path, None), ["classifier-only"]).cpu_kernels == "native"
+    assert suites.load_suite(_suite(tmp_path, "AVX2"), ["classifier-only"]).cpu_kernels == "avx2"
+    res = CliRunner().invoke(cli, ["bench", "--suite", str(_suite(tmp_path, "avx1024")), "--dry-run"])
+    assert res.exit_code == 2
+    assert "'cpu_kernels'" in error_paragraph(res.output) and "native, avx2, default" in res.output
+
+
+@x86
+def test_bench_holds_the_kernels_a_suite_names_unless_the_command_chooses(tmp_path):
+    suite = _suite(tmp_path, "default")
+    res = _dfbench("bench", "--suite", str(suite), "--device", "cpu", "-q", "--results", str(tmp_path / "r"),
+                   "--cache-dir", str(tmp_path / "c"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    cpu = json.loads(_record(tmp_path / "r").read_text())["env"]["cpu"]
+    assert cpu["capability"] == "DEFAULT" and cpu["limits"] == cpu_kernels.LIMITS["DEFAULT"]
+    # the command's own choice wins, and says that the suite's records may have other teachers
+    res = _dfbench("--cpu-kernels", "native", "bench", "--suite", str(suite), "--device", "cpu", "--results",
+                   str(tmp_path / "r2"), "--cache-dir", str(tmp_path / "c"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "holds its CPU kernels at DEFAULT" in res.stderr
+    assert "limits" not in json.loads(_record(tmp_path / "r2").read_text())["env"]["cpu"]

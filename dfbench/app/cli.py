@@ -72,13 +72,17 @@ def _fail_interrupted(message: str, exc: BaseException):
               envvar="DFBENCH_CPU_KERNELS", show_default=True,
               help="Run torch's, oneDNN's and MKL's CPU kernels at this instruction set rather than the CPU's own, so "
                    "that runs match records made on a smaller CPU bit for bit (dfbench/app/cpu_kernels.py).")
-def cli(cpu_kernels):
+@click.pass_context
+def cli(ctx, cpu_kernels):
     """dfbench: benchmarks for data-free cross-modal learning (data-free SBIR).
 
     \b
     First run (embedded dataset, no download; about a minute on 2 cores):
       dfbench run --method classifier-only
     """
+    # whether the kernels were chosen (option or DFBENCH_CPU_KERNELS): a suite's cpu_kernels yields to that choice
+    source = ctx.get_parameter_source("cpu_kernels")
+    ctx.obj = {"cpu_kernels": cpu_kernels.lower() if source not in (None, click.core.ParameterSource.DEFAULT) else None}
     if cpu_kernels.lower() != "native":
         from dfbench.app import cpu_kernels as kernels
 
@@ -440,6 +444,8 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
     if bool(suite) == bool(suite_file):
         raise DfbenchError("Give one suite: a name (e.g. 'dfbench bench smoke') or your own file with --suite FILE.")
     spec = suites.load_suite(suite_file if suite_file else suites.find_suite(suite), system.registry("methods").names())
+    if not dry_run and not str(device).startswith("cuda"):
+        _suite_kernels(spec, quiet)
     reporter = Reporter(enabled=False) if quiet or dry_run else Reporter()  # a dry run reports no "done"
     try:
         result = run_suite(spec, shard=shard, seeds=only_seeds, methods=only_methods, force=force, dry_run=dry_run,
@@ -463,6 +469,30 @@ def bench(suite, suite_file, shard, only_seeds, only_methods, dry_run, force, re
                f"{result.count('failed')} failed ({len(result.runs)} runs{' in this shard' if shard else ''})")
     if result.failed():
         sys.exit(1)
+
+
+def _suite_kernels(spec, quiet: bool) -> str | None:
+    """Hold the CPU kernels at the suite's ``cpu_kernels`` unless the command chose its own: the
+    capability held to, or None. A CPU that cannot hold them runs its own, with a warning that its
+    teachers will not be the committed records' bit for bit."""
+    from dfbench.app import cpu_kernels
+
+    chosen = (click.get_current_context().find_root().obj or {}).get("cpu_kernels")
+    if spec.cpu_kernels == "native" or chosen is not None:
+        if chosen is not None and chosen != spec.cpu_kernels != "native" and not quiet:
+            click.echo(f"Note: suite {spec.name} holds its CPU kernels at {spec.cpu_kernels.upper()}; this command's "
+                       f"--cpu-kernels {chosen} runs instead, so its teachers may differ from the suite's records.", err=True)
+        return None
+    try:
+        held = cpu_kernels.use(spec.cpu_kernels)
+    except DfbenchError as exc:
+        click.echo(f"Warning: suite {spec.name} holds its CPU kernels at {spec.cpu_kernels.upper()} so that its rows train "
+                   f"the same teachers on every CPU, but here they cannot be held ({exc}) The runs use this CPU's own "
+                   "kernels: their teachers will not match the suite's committed records bit for bit.", err=True)
+        return None
+    if held and not quiet:
+        click.echo(f"CPU kernels held at the suite's {held} on this {kernels_native()} CPU (cpu_kernels in {spec.path.name})")
+    return held
 
 
 @cli.command()

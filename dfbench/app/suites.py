@@ -29,7 +29,12 @@ from pathlib import Path
 from dfbench.app.config import load_yaml
 from dfbench.api.errors import ConfigError, did_you_mean
 
-SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root", "leaderboard", "controls")
+SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root", "leaderboard",
+              "controls", "cpu_kernels")
+
+#: ``cpu_kernels`` of a suite: the instruction set its CPU runs hold torch, oneDNN and MKL at
+#: (dfbench/app/cpu_kernels.py), so that its rows' teachers train bit for bit alike on larger CPUs
+CPU_KERNEL_CHOICES = ("native", "avx2", "default")
 RUN_KEYS = ("method", "label", "set", "datasets", "profile")
 
 
@@ -53,6 +58,7 @@ class Suite:
     data_root: str | None = None
     own_leaderboard: bool = False  # leaderboards/<name>.md instead of rows in the dataset tables
     controls: object = None  # dfbench.app.controls.Controls: the regime check on its page
+    cpu_kernels: str = "native"  # the CPU kernels its runs hold (``dfbench bench`` applies it before torch loads)
 
 
 def _flatten_set(mapping: dict | None, where: str) -> list[str]:
@@ -162,8 +168,12 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
     from dfbench.app.controls import Controls
 
     controls = Controls.parse(raw.get("controls"), str(path), [label for _, label, *_ in variants])
+    kernels = str(raw.get("cpu_kernels", "native")).lower()
+    if kernels not in CPU_KERNEL_CHOICES:
+        raise ConfigError(f"'cpu_kernels' in suite {path} must be one of {', '.join(CPU_KERNEL_CHOICES)} (the instruction set "
+                          f"its CPU runs hold torch, oneDNN and MKL at), got {raw.get('cpu_kernels')!r}.")
     return Suite(name=name, path=path, seeds=list(seeds), items=items, description=raw.get("description", ""), data_root=raw.get("data_root"),
-                 own_leaderboard=table == "own", controls=controls)
+                 own_leaderboard=table == "own", controls=controls, cpu_kernels=kernels)
 
 
 def all_suites(benchmarks_dir: Path, all_methods: list[str]) -> list[Suite]:

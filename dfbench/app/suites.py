@@ -32,9 +32,6 @@ from dfbench.api.errors import ConfigError, did_you_mean
 SUITE_KEYS = ("name", "profile", "seeds", "datasets", "methods", "set", "runs", "results", "description", "data_root", "leaderboard",
               "controls", "cpu_kernels")
 
-#: ``cpu_kernels`` of a suite: the instruction set its CPU runs hold torch, oneDNN and MKL at
-#: (dfbench/app/cpu_kernels.py), so that its rows' teachers train bit for bit alike on larger CPUs
-CPU_KERNEL_CHOICES = ("native", "avx2", "default")
 RUN_KEYS = ("method", "label", "set", "datasets", "profile")
 
 
@@ -168,9 +165,11 @@ def load_suite(path: Path, all_methods: list[str]) -> Suite:
     from dfbench.app.controls import Controls
 
     controls = Controls.parse(raw.get("controls"), str(path), [label for _, label, *_ in variants])
+    from dfbench.app.cpu_kernels import CHOICES  # the choices of dfbench --cpu-kernels (loads no torch)
+
     kernels = str(raw.get("cpu_kernels", "native")).lower()
-    if kernels not in CPU_KERNEL_CHOICES:
-        raise ConfigError(f"'cpu_kernels' in suite {path} must be one of {', '.join(CPU_KERNEL_CHOICES)} (the instruction set "
+    if kernels not in CHOICES:
+        raise ConfigError(f"'cpu_kernels' in suite {path} must be one of {', '.join(CHOICES)} (the instruction set "
                           f"its CPU runs hold torch, oneDNN and MKL at), got {raw.get('cpu_kernels')!r}.")
     return Suite(name=name, path=path, seeds=list(seeds), items=items, description=raw.get("description", ""), data_root=raw.get("data_root"),
                  own_leaderboard=table == "own", controls=controls, cpu_kernels=kernels)
